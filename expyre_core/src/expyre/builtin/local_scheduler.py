@@ -1,0 +1,165 @@
+"""Built-in scheduler ``local``: jobs as detached processes on the machine that runs them.
+
+No queuing system needed. A per-rundir queue (:mod:`expyre.builtin.localq`) runs each job as its
+own process group that survives the driver, never more cores at once than the machine has across
+all drivers sharing the rundir (the expyre root, for ``"host": null``), kills jobs at their
+``max_time`` and cancels, holds and releases them. On this machine the queue is driven in-process;
+on a remote host (``"host": "user@machine"``) through ``python3 localq.py ...`` over the transport.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Sequence
+
+from attrs import frozen
+
+from .._markers import hookimpl
+from ..config_model import Partition
+from ..hookspecs import Scheduler, SchedulerSpec, Transport
+from ..types import CommandResult, JobRequest, JobState, JobStatus, SchedulerCommandError, SubmitError
+from ..units import Memory
+from . import localq
+
+QUEUE_DIR = "_expyre_localq"
+
+_STATES = {
+    "queued": JobState.QUEUED,
+    "held": JobState.HELD,
+    "running": JobState.RUNNING,
+    "completed": JobState.COMPLETED,
+    "failed": JobState.FAILED,
+    "timeout": JobState.TIMEOUT,
+    "cancelled": JobState.CANCELLED,
+}
+
+
+@frozen
+class LocalOptions:
+    """``scheduler_options`` of a ``local`` system.
+
+    :param python: Python used to run the queue helper on a remote host.
+    """
+
+    python: str = "python3"
+
+
+class LocalScheduler(Scheduler):
+    name = "local"
+    Options = LocalOptions
+    vanish_grace = 0.0  # the queue's state files are definitive on the machine that runs the jobs
+    directive = "#"
+
+    @classmethod
+    def default_partitions(cls) -> dict[str, Partition]:
+        from ..config import LOCAL_PARTITION, machine_mem_kb
+
+        mem = machine_mem_kb()
+        return {LOCAL_PARTITION: Partition(ncores=localq.machine_ncores(), max_time=None,
+                                           max_mem=Memory(mem) if mem else None)}
+
+    @property
+    def queue_dir(self) -> str:
+        return os.path.join(self.context.rundir, QUEUE_DIR)
+
+    @property
+    def _options(self) -> LocalOptions:
+        return self.context.options if isinstance(self.context.options, LocalOptions) else LocalOptions()
+
+    def _helper(self) -> list[str]:
+        return [*shlex.split(self._options.python), f"{self.queue_dir}/localq.py"]
+
+    # -- verbs (used over a remote transport) ---------------------------------------------------
+    def header(self, job: JobRequest) -> list[str]:
+        return []
+
+    def setup(self, transport: Transport) -> None:
+        if transport.is_local:
+            return
+        source = Path(localq.__file__).read_text()
+        q = shlex.quote(self.queue_dir)
+        script = f"umask 077 && mkdir -p {q} && cat > {q}/localq.py.tmp && mv {q}/localq.py.tmp {q}/localq.py"
+        result = transport.run(script, input=source)
+        if not result.ok:
+            raise SchedulerCommandError(f"could not install the local queue helper: {result.describe()}", result)
+
+    def submit_command(self, job: JobRequest) -> list[str]:
+        cmd = [*self._helper(), "submit", self.queue_dir, "--dir", ".", "--script", job.script,
+               "--stdout", job.stdout, "--stderr", job.stderr, "--name", job.id,
+               "--ncores", str(job.nodes.tot_ncores)]
+        if job.max_time is not None:
+            cmd += ["--max-time", str(job.max_time.seconds)]
+        return cmd
+
+    def parse_submit(self, result: CommandResult, job: JobRequest) -> str:
+        jid = result.stdout.strip()
+        if not result.ok or not jid:
+            raise self.submit_failed(result, "local queue")
+        return jid
+
+    def status_command(self, ids: Sequence[str]) -> list[str]:
+        return [*self._helper(), "status", self.queue_dir, *ids]
+
+    def parse_status(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
+        if not result.ok:
+            raise SchedulerCommandError(f"local queue status failed: {result.describe()}", result)
+        try:
+            return self._to_status(json.loads(result.stdout))
+        except json.JSONDecodeError as exc:
+            raise SchedulerCommandError(f"local queue status printed unparseable output: {exc}", result) from None
+
+    def find_command(self, names: Sequence[str]) -> list[str]:
+        return [*self._helper(), "find", self.queue_dir, *names]
+
+    def parse_find(self, result: CommandResult, names: Sequence[str]) -> dict[str, str]:
+        if not result.ok:
+            raise SchedulerCommandError(f"local queue find failed: {result.describe()}", result)
+        return json.loads(result.stdout)
+
+    def control_command(self, op, ids):
+        return [*self._helper(), "control", self.queue_dir, op, *ids]
+
+    @staticmethod
+    def _to_status(raw: dict[str, dict]) -> dict[str, JobStatus]:
+        out = {}
+        for jid, st in raw.items():
+            state = _STATES.get(st.get("state"), JobState.UNKNOWN)
+            out[jid] = JobStatus(state=state, reason=st.get("reason") or "", raw=st.get("state", ""),
+                                 exit_code=st.get("exit"))
+        return out
+
+    # -- in-process operations on this machine -------------------------------------------------
+    def submit(self, transport: Transport, job: JobRequest) -> str:
+        if not transport.is_local:
+            return super().submit(transport, job)
+        try:
+            return localq.submit(
+                self.queue_dir, directory=job.remote_dir, script=job.script, stdout=job.stdout, stderr=job.stderr,
+                ncores=job.nodes.tot_ncores, max_time=job.max_time.seconds if job.max_time else None, name=job.id,
+            )
+        except OSError as exc:
+            raise SubmitError(f"local queue submission failed: {exc}") from exc
+
+    def status(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
+        if not transport.is_local:
+            return super().status(transport, ids)
+        return self._to_status(localq.status(self.queue_dir, list(ids)))
+
+    def find(self, transport: Transport, names: Sequence[str]) -> dict[str, str] | None:
+        if not transport.is_local:
+            return super().find(transport, names)
+        return localq.find(self.queue_dir, list(names))
+
+    def control(self, transport: Transport, op, ids: Sequence[str]) -> None:
+        if not transport.is_local:
+            return super().control(transport, op, ids)
+        if ids:
+            localq.control(self.queue_dir, op, list(ids))
+
+
+@hookimpl
+def expyre_register_schedulers():
+    yield SchedulerSpec(name="local", backend=LocalScheduler, description="processes on the machine itself, no queuing system")

@@ -1,0 +1,65 @@
+"""Built-in transport ``local``: commands and files on this machine, no ssh."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+from .._markers import hookimpl
+from ..hookspecs import Transport, TransportSpec
+from ..types import CommandResult, TransportError
+
+
+def clean_env(unset_prefixes: Sequence[str]) -> dict[str, str] | None:
+    if not unset_prefixes:
+        return None
+    return {k: v for k, v in os.environ.items() if not k.startswith(tuple(unset_prefixes))}
+
+
+class LocalTransport(Transport):
+    """Runs commands with :mod:`subprocess` on this machine; copies files with :mod:`shutil`."""
+
+    is_local = True
+
+    def run(self, command, *, cwd=None, input=None, timeout=None, unset_env_prefixes=()):
+        argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
+        try:
+            proc = subprocess.run(
+                argv,
+                cwd=cwd,
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=clean_env(unset_env_prefixes),
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
+        except FileNotFoundError as exc:
+            raise TransportError(f"command not found: {argv[0]!r} ({exc})", retry_safe=True) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise TransportError(f"`{' '.join(argv)}` timed out after {timeout} s", retry_safe=False) from exc
+        return CommandResult(command, proc.returncode, proc.stdout, proc.stderr)
+
+    def put(self, local_dirs: Sequence[Path], remote_parent: str) -> None:
+        dest = Path(remote_parent).expanduser()
+        dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for d in local_dirs:
+            target = dest / Path(d).name
+            if Path(d).resolve() != target.resolve():
+                shutil.copytree(d, target, dirs_exist_ok=True)
+                os.chmod(target, 0o700)
+
+    def get(self, remote_dirs: Sequence[str], local_parent: Path) -> None:
+        for d in remote_dirs:
+            src = Path(d).expanduser()
+            target = Path(local_parent) / src.name
+            if src.resolve() != target.resolve():
+                shutil.copytree(src, target, dirs_exist_ok=True)
+
+
+@hookimpl
+def expyre_register_transports():
+    yield TransportSpec(name="local", backend=LocalTransport, description="this machine, no ssh")

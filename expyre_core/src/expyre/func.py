@@ -1,0 +1,827 @@
+"""ExPyRe: evaluate a Python function as a batch job and bring its return value back.
+
+Life of a job (the statuses of the jobs database)::
+
+    created --start()--> submitted --runner begins--> started --> succeeded | failed | died
+                                                                       |
+                                              mark_processed() --> processed --clean()--> cleaned
+
+The stage directory ``<root>/run_<id>`` (mode 0700) is the truth: the pickled call, the job script,
+and the runner's marker files (created by atomic rename). The jobs database indexes them.
+
+Restart: the constructor hashes the function (its identity *and* its code), the arguments (except
+``hash_ignore``) and the input files (names and contents); with ``try_restart_from_prev`` an
+identical call finds the existing job in any status that can still give results (created,
+submitted, started, succeeded), and ``start()``/``get_results()`` pick up where it was. The
+arguments are pickled exactly once, streamed to the stage directory through the hash.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import inspect
+import io
+import json
+import logging
+import os
+import pickle
+import re
+import shutil
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import cloudpickle
+
+from . import config
+from ._runner import FAILED, STARTED, STDERR, STDOUT, SUCCEEDED, TASK
+from .jobsdb import STATUS_GROUPS, JobsDB
+from .names import JOB_ID_RE, make_job_id
+from .progress import Waiting
+from .resources import Resources
+from .script import JOB_STDERR, JOB_STDOUT, RUNNER, SCRIPT, build_script
+from .system import System
+from .types import JobRequest, JobState, JobStatus
+from .units import Duration
+
+__all__ = [
+    "ExPyRe",
+    "ExPyReJobDiedError",
+    "ExPyReTimeoutError",
+    "ExPyReResultError",
+    "ExPyReRemoteTraceback",
+    "RemoteError",
+]
+
+logger = logging.getLogger(__name__)
+timing = logging.getLogger("expyre.timing")
+if os.environ.get("EXPYRE_TIMING_VERBOSE"):
+    _h = logging.StreamHandler(sys.stderr)
+    _h.setFormatter(logging.Formatter("expyre timing %(created).3f %(message)s"))
+    timing.addHandler(_h)
+    timing.setLevel(logging.DEBUG)
+
+META = "_expyre_meta.json"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ExPyReJobDiedError(RuntimeError):
+    """The job ended (or vanished) without a result; the message says what the scheduler said."""
+
+
+ExPyReJobDied = ExPyReJobDiedError  # the original's name
+
+
+class ExPyReTimeoutError(TimeoutError):
+    """``get_results`` ran out of its ``timeout``; the job itself goes on."""
+
+
+class ExPyReResultError(RuntimeError):
+    """A result file exists but cannot be read (corrupted or truncated)."""
+
+
+class ExPyReRemoteTraceback(Exception):
+    """Carries the traceback text of an exception raised inside a job (set as ``__cause__``)."""
+
+    def __init__(self, tb: str):
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f"\n\nRemote traceback:\n{self.tb}"
+
+
+class RemoteError(RuntimeError):
+    """Stands for a remote exception that could not be pickled or unpickled here."""
+
+
+# ---------------------------------------------------------------------------------------------
+# pickling and hashing: one pass, streamed
+# ---------------------------------------------------------------------------------------------
+
+
+class _HashingWriter(io.RawIOBase):
+    def __init__(self, f, h):
+        self.f = f
+        self.h = h
+        self.hashing = True
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.f.write(b)
+        if self.hashing:
+            self.h.update(b)
+        return len(b)
+
+
+class _StablePickler(cloudpickle.CloudPickler):
+    """cloudpickle with sets pickled in sorted order, so equal arguments hash equally in every
+    process (string hashing is randomised per process, and with it set iteration order)."""
+
+    def reducer_override(self, obj):
+        if type(obj) in (set, frozenset) and obj:
+            try:
+                items = sorted(obj)
+            except TypeError:
+                try:
+                    items = sorted(obj, key=repr)
+                except Exception:
+                    return super().reducer_override(obj)
+            return type(obj), (items,)
+        return super().reducer_override(obj)
+
+
+def _dump(obj: Any, out) -> None:
+    _StablePickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+
+
+def _code_digest(code, h) -> None:
+    h.update(code.co_code)
+    h.update(repr(code.co_names).encode())
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            _code_digest(const, h)
+        elif isinstance(const, frozenset):
+            h.update(repr(sorted(map(repr, const))).encode())
+        else:
+            h.update(repr(const).encode())
+
+
+def _function_digest(fn: Any, h, seen: set[int] | None = None) -> None:
+    """Identity and code of a callable (not its pickle: that may carry per-process ids)."""
+    seen = seen if seen is not None else set()
+    if id(fn) in seen:
+        return
+    seen.add(id(fn))
+    if isinstance(fn, functools.partial):
+        h.update(b"partial:")
+        _function_digest(fn.func, h, seen)
+        buf = io.BytesIO()
+        _dump((fn.args, dict(sorted(fn.keywords.items()))), buf)
+        h.update(buf.getvalue())
+        return
+    if inspect.ismethod(fn):
+        _function_digest(fn.__func__, h, seen)
+        buf = io.BytesIO()
+        _dump(fn.__self__, buf)
+        h.update(buf.getvalue())
+        return
+    h.update(f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}".encode())
+    target = inspect.unwrap(fn) if callable(fn) else fn
+    code = getattr(target, "__code__", None)
+    if code is not None:
+        _code_digest(code, h)
+    elif not (inspect.isbuiltin(fn) or inspect.isclass(fn) or hasattr(fn, "__code__")):
+        call = getattr(type(fn), "__call__", None)
+        if call is not None and hasattr(call, "__code__"):
+            _code_digest(call.__code__, h)
+        if not type(fn).__module__ == "numpy":  # ufuncs etc. pickle by name
+            buf = io.BytesIO()
+            _dump(fn, buf)
+            h.update(buf.getvalue())
+
+
+def _expand_inputs(input_files: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """(source, path relative to the stage dir) for every input file or directory."""
+    pairs: list[tuple[Path, Path]] = []
+    for item in input_files:
+        p = Path(item)
+        if not p.is_absolute() and ".." in p.parts:
+            raise ValueError(f"input file {str(item)!r}: '..' path components are not supported")
+        matches = sorted(glob.glob(str(p))) if glob.has_magic(str(p)) else ([str(p)] if p.exists() else [])
+        if not matches:
+            raise FileNotFoundError(f"input file {str(item)!r} does not exist (relative to {Path.cwd()})")
+        for m in matches:
+            mp = Path(m)
+            pairs.append((mp, Path(mp.name) if mp.is_absolute() else mp))
+    return pairs
+
+
+def _hash_file(path: Path, h) -> None:
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def _owner() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}"
+
+
+def _proc_start(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def _owner_dead(owner: str | None, claimed_at: float | None) -> bool:
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_s, _, start = rest.partition(":")
+    if host == socket.gethostname():
+        try:
+            return _proc_start(int(pid_s)) != start
+        except ValueError:
+            return True
+    return claimed_at is not None and time.time() - claimed_at > 600
+
+
+# ---------------------------------------------------------------------------------------------
+# one shared poll per system
+# ---------------------------------------------------------------------------------------------
+
+
+class _Poller:
+    """Refreshes the state of *all* ongoing jobs of one system in one query, at most once per
+    ``max_age``, however many waiters ask (threads included)."""
+
+    _registry: dict[tuple[str, str], "_Poller"] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, system: System, db: JobsDB) -> None:
+        self.system = system
+        self.db = db
+        self.lock = threading.Lock()
+        self.last = 0.0
+        self.count = 0
+        self.statuses: dict[str, JobStatus] = {}
+        self.polled: set[str] = set()
+        self.warned: set[str] = set()
+
+    @classmethod
+    def get(cls, system: System, db: JobsDB) -> "_Poller":
+        key = (str(db.path), system.name)
+        with cls._registry_lock:
+            p = cls._registry.get(key)
+            if p is None or p.system is not system:
+                p = cls._registry[key] = _Poller(system, db)
+            return p
+
+    def refresh(self, max_age: float) -> None:
+        with self.lock:
+            if time.monotonic() - self.last < max_age:
+                return
+            rows = self.db.jobs(system=self.system.name, status=["submitted", "started"])
+            ids = [r["remote_id"] for r in rows if r["remote_id"]]
+            dirs = [Path(r["from_dir"]) for r in rows]
+            t0 = time.monotonic()
+            statuses, markers = self.system.poll(ids, dirs)
+            timing.debug("poll %s: %d jobs in %.3f s", self.system.name, len(ids), time.monotonic() - t0)
+            done = [d for d in dirs if markers.get(d.name, set()) & {SUCCEEDED, FAILED}]
+            if done:
+                self.system.stage_out(done)
+            for r in rows:
+                st = statuses.get(r["remote_id"])
+                started = st is not None and st.state is JobState.RUNNING
+                started = started or STARTED in markers.get(Path(r["from_dir"]).name, set())
+                fields: dict[str, Any] = {}
+                if st is not None and st.state is JobState.UNKNOWN and r["id"] not in self.warned:
+                    self.warned.add(r["id"])
+                    logger.warning("job %s: %s reported an unrecognised state %r; still waiting",
+                                   r["id"], self.system.cfg.scheduler, st.raw)
+                new_remote = st.describe() if st else "absent"
+                if new_remote != r["remote_status"]:
+                    fields["remote_status"] = new_remote
+                if started and r["status"] == "submitted":
+                    fields["status"] = "started"
+                if fields:
+                    self.db.update(r["id"], **fields)
+            self.statuses = statuses
+            self.polled = set(ids)
+            self.count += 1
+            self.last = time.monotonic()
+
+
+# ---------------------------------------------------------------------------------------------
+# the API
+# ---------------------------------------------------------------------------------------------
+
+
+class ExPyRe:
+    """A function call to evaluate as a batch job.
+
+    :param name: job name (any text; the job id and file names derive a safe form of it).
+    :param function: the callable (also accepted as the second positional argument).
+    :param args: positional arguments.
+    :param kwargs: keyword arguments.
+    :param input_files: files/directories (globs allowed) copied into the job's directory; relative
+        paths keep their relative path (no ``..``), absolute ones land at its top.
+    :param output_files: files (globs, relative) copied back to the current directory with the results.
+    :param env_vars: ``"NAME=value"`` or ``"NAME"`` (value taken from this environment now).
+    :param pre_run_commands: shell lines run before the function (after the system's ``commands``).
+    :param post_run_commands: shell lines run after it.
+    :param try_restart_from_prev: reuse an identical previous job (see module docs).
+    :param hash_ignore: positions (int) or keyword names (str) of arguments left out of the hash.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        function: Callable | None = None,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        input_files: Iterable[str | os.PathLike] = (),
+        output_files: Iterable[str] = (),
+        env_vars: Iterable[str] = (),
+        pre_run_commands: Iterable[str] = (),
+        post_run_commands: Iterable[str] = (),
+        try_restart_from_prev: bool = True,
+        hash_ignore: Iterable[int | str] = (),
+        _from_db_info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.stdout: str | None = None
+        self.stderr: str | None = None
+        self.recreated = False
+        if _from_db_info is not None:
+            self._load_row(_from_db_info)
+            self.recreated = True
+            return
+        t0 = time.monotonic()
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"job name must be a non-empty string, got {name!r}")
+        if function is None or not callable(function):
+            raise TypeError(f"ExPyRe({name!r}): function must be callable, got {function!r}")
+        args = list(args)
+        kwargs = dict(kwargs or {})
+        hash_ignore = list(hash_ignore)
+        for h in hash_ignore:
+            if isinstance(h, bool) or not isinstance(h, (int, str)):
+                raise TypeError(f"hash_ignore entries are argument positions (int) or keyword names (str), got {h!r}")
+        output_files = [str(f) for f in output_files]
+        for f in output_files:
+            if f.startswith("/") or ".." in Path(f).parts:
+                raise ValueError(f"output file {f!r}: must be a relative path without '..'")
+        env = []
+        for item in env_vars:
+            k, eq, v = str(item).partition("=")
+            if not _ENV_NAME.match(k):
+                raise ValueError(f"env_vars entry {item!r}: {k!r} is not a valid variable name")
+            if not eq:
+                if k not in os.environ:
+                    raise KeyError(f"env_vars entry {item!r}: {k} is not set in this environment (use '{k}=value')")
+                v = os.environ[k]
+            env.append((k, v))
+        inputs = _expand_inputs(input_files)
+        meta = {
+            "name": name,
+            "env_vars": env,
+            "pre_run_commands": list(pre_run_commands),
+            "post_run_commands": list(post_run_commands),
+            "output_files": output_files,
+            "input_files": [str(rel) for _, rel in inputs],
+            "cwd": str(Path.cwd()),
+        }
+
+        root: Path = config.root
+        db: JobsDB = config.db
+        tmp = root / f".tmp_run_{make_job_id('x')}"
+        tmp.mkdir(mode=0o700)
+        try:
+            h = hashlib.sha256()
+            h.update(b"expyre-1\0")
+            _function_digest(function, h)
+            with open(tmp / TASK, "wb") as f:
+                w = _HashingWriter(f, h)
+                w.hashing = False
+                _dump(function, w)
+                _dump(len(args), w)
+                for i, a in enumerate(args):
+                    w.hashing = i not in hash_ignore
+                    h.update(f"\0arg{i}\0".encode()) if w.hashing else None
+                    _dump(a, w)
+                w.hashing = False
+                keys = sorted(kwargs)
+                _dump(keys, w)
+                for k in keys:
+                    w.hashing = k not in hash_ignore
+                    h.update(f"\0kw:{k}\0".encode()) if w.hashing else None
+                    _dump(kwargs[k], w)
+            timing.debug("%s: pickled in %.3f s", name, time.monotonic() - t0)
+            for src, rel in inputs:
+                dest = tmp / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                h.update(f"\0file:{rel.as_posix()}\0".encode())
+                if src.is_dir():
+                    shutil.copytree(src, dest, dirs_exist_ok=True)
+                    for sub in sorted(p for p in dest.rglob("*")):
+                        h.update(f"\0{sub.relative_to(tmp).as_posix()}\0".encode())
+                        if sub.is_file():
+                            _hash_file(sub, h)
+                else:
+                    shutil.copy2(src, dest)
+                    _hash_file(dest, h)
+            digest = h.hexdigest()
+            shutil.copy2(Path(__file__).with_name("_runner.py"), tmp / RUNNER)
+            (tmp / META).write_text(json.dumps(meta))
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError)) and "pickle" in str(exc).lower():
+                raise pickle.PicklingError(f"ExPyRe({name!r}): the function or an argument cannot be pickled: {exc}") from exc
+            raise
+        timing.debug("%s: staged and hashed in %.3f s", name, time.monotonic() - t0)
+
+        with db._tx() as con:
+            existing = db.find_reusable(con, digest) if try_restart_from_prev else None
+            if existing is not None and existing["name"] != name:
+                existing = None
+            if existing is None:
+                job_id = make_job_id(name)
+                stage = root / f"run_{job_id}"
+                os.rename(tmp, stage)
+                now = time.time()
+                con.execute(
+                    "INSERT INTO jobs (id, name, hash, status, from_dir, cwd, creation_time, status_time) "
+                    "VALUES (?, ?, ?, 'created', ?, ?, ?, ?)",
+                    (job_id, name, digest, str(stage), meta["cwd"], now, now),
+                )
+                row = dict(con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+        if existing is not None:
+            stage = Path(existing["from_dir"])
+            if not (stage / TASK).exists() and existing["status"] == "created":
+                # a previous run died between staging and recording: repair with our identical copy
+                shutil.rmtree(stage, ignore_errors=True)
+                os.rename(tmp, stage)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+            row = existing
+            self.recreated = True
+            logger.info("job %r: reusing %s (status %s)", name, existing["id"], existing["status"])
+        self._load_row(row)
+        timing.debug("%s: constructor done in %.3f s", name, time.monotonic() - t0)
+
+    # -- state ---------------------------------------------------------------------------------
+    def _load_row(self, row: Mapping[str, Any]) -> None:
+        self.id: str = row["id"]
+        self.name: str = row["name"]
+        self.stage_dir = Path(row["from_dir"])
+        self.status: str = row["status"]
+        self.remote_id: str | None = row.get("remote_id")
+        self.system_name: str | None = row.get("system")
+        self.hash: str | None = row.get("hash")
+        self.reason: str | None = row.get("reason")
+        if not JOB_ID_RE.match(self.id):
+            raise ValueError(f"jobs database row has an invalid job id {self.id!r}")
+
+    def _refresh_row(self) -> dict:
+        row = config.db.get(self.id)
+        if row is None:
+            raise RuntimeError(f"job {self.id} is no longer in the jobs database {config.db.path}")
+        self._load_row(row)
+        return row
+
+    def __repr__(self) -> str:
+        return f"ExPyRe(id={self.id!r}, status={self.status!r}, system={self.system_name!r})"
+
+    @property
+    def system(self) -> System:
+        return config.get_system(self.system_name)
+
+    @staticmethod
+    def from_jobsdb(db_jobs: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> list["ExPyRe"]:
+        """ExPyRe objects for rows returned by ``expyre.config.db.jobs(...)``."""
+        if isinstance(db_jobs, Mapping):
+            db_jobs = [db_jobs]
+        return [ExPyRe(j["name"], _from_db_info=j) for j in db_jobs]
+
+    # -- start ---------------------------------------------------------------------------------
+    def start(
+        self,
+        resources: Resources | Mapping[str, Any],
+        system_name: str | None = None,
+        header_extra: Sequence[str] = (),
+        exact_fit: bool = True,
+        partial_node: bool = False,
+        python_cmd: str | None = None,
+        force_rerun: bool = False,
+    ) -> None:
+        """Submit the job (a job recreated from an earlier identical call is not submitted again).
+
+        :param resources: a :class:`~expyre.resources.Resources` or a dict of its arguments.
+        :param system_name: a system of config.json; default ``$EXPYRE_SYS``, else ``local``.
+        :param header_extra: extra header lines (formatted with the header keys).
+        :param exact_fit: only partitions whose nodes the tasks fill exactly.
+        :param partial_node: allow less than a whole node (overrides ``exact_fit``).
+        :param python_cmd: the job's Python (default: the system's ``python_cmd``; for
+            ``"host": null`` this interpreter, else ``python3``).
+        :param force_rerun: submit again even if this job already ran (earlier outputs are kept
+            in ``_expyre_prev_<n>/`` inside the stage directory).
+        """
+        t0 = time.monotonic()
+        row = self._refresh_row()
+        if force_rerun and self.status != "created":
+            self._archive_previous()
+            config.db.update(self.id, force=True, status="created", remote_id=None, remote_status=None,
+                             reason=None, suspect_since=None, submit_owner=None, submit_time=None)
+            row = self._refresh_row()
+        if self.status != "created":
+            logger.info("job %s already %s; not submitting again", self.id, self.status)
+            return
+        system = config.get_system(system_name)
+        res = Resources.from_any(resources)
+        partition, alloc = res.find_nodes(system.partitions, exact_fit=exact_fit, partial_node=partial_node)
+        mem = None
+        if res.max_mem_per_task is not None:
+            from .units import Memory
+
+            mem = Memory(int(res.max_mem_per_task.kb * alloc.tot_ntasks / alloc.nnodes))
+        job = JobRequest(
+            id=self.id,
+            remote_dir=system.remote_dir(self.stage_dir),
+            script=SCRIPT,
+            stdout=JOB_STDOUT,
+            stderr=JOB_STDERR,
+            partition=partition,
+            max_time=res.max_time,
+            nodes=alloc,
+            max_mem_per_node=mem,
+            partial_node=partial_node,
+            system_name=system.name,
+        )
+        meta = json.loads((self.stage_dir / META).read_text())
+        text = build_script(
+            system,
+            job,
+            header_extra=header_extra,
+            python_cmd=python_cmd or system.default_python(),
+            env_vars=[tuple(e) for e in meta["env_vars"]],
+            pre_run_commands=meta["pre_run_commands"],
+            post_run_commands=meta["post_run_commands"],
+        )
+        tmp = self.stage_dir / f".{SCRIPT}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, self.stage_dir / SCRIPT)
+
+        # intent before side effects: claim the submission, then look before submitting again
+        owner = _owner()
+        stale = [row["submit_owner"]] if _owner_dead(row.get("submit_owner"), row.get("submit_time")) else []
+        previous_claim = row.get("submit_owner")
+        if not config.db.claim_submit(self.id, owner, stale=[s for s in stale if s]):
+            logger.info("job %s is being submitted by %s; not submitting it again", self.id, row.get("submit_owner"))
+            self._refresh_row()
+            return
+        config.db.update(self.id, system=system.name, resources=res.to_dict())
+        self.system_name = system.name
+        if previous_claim:
+            found = system.find([self.id])
+            if found and self.id in found:
+                logger.warning("job %s was already submitted (as %s) by an interrupted run; adopting it", self.id, found[self.id])
+                self._mark_submitted(found[self.id])
+                return
+        system.stage_in([self.stage_dir])
+        try:
+            remote_id = system.submit(job)
+        except Exception:
+            config.db.update(self.id, submit_owner=None)
+            raise
+        self._mark_submitted(remote_id)
+        timing.debug("%s: start() done in %.3f s", self.id, time.monotonic() - t0)
+
+    def _mark_submitted(self, remote_id: str) -> None:
+        config.db.update(self.id, status="submitted", remote_id=remote_id, remote_status="submitted")
+        self.remote_id = remote_id
+        self.status = "submitted"
+
+    def _archive_previous(self) -> None:
+        n = 1
+        while (self.stage_dir / f"_expyre_prev_{n}").exists():
+            n += 1
+        prev = self.stage_dir / f"_expyre_prev_{n}"
+        prev.mkdir(mode=0o700)
+        for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR):
+            if (self.stage_dir / f).exists():
+                os.replace(self.stage_dir / f, prev / f)
+
+    # -- results -------------------------------------------------------------------------------
+    def _check_files(self) -> str | None:
+        # listing the directory also refreshes NFS attribute caches before exists()
+        names = set(os.listdir(self.stage_dir)) if self.stage_dir.exists() else set()
+        if SUCCEEDED in names:
+            return "succeeded"
+        if FAILED in names:
+            return "failed"
+        return None
+
+    def _evaluate(self, poller: _Poller) -> str | None:
+        """One step of the state machine; returns a final status or None to keep waiting."""
+        outcome = self._check_files()
+        if outcome:
+            return outcome
+        row = self._refresh_row()
+        if self.status in ("succeeded", "failed", "died"):
+            return self.status
+        if self.remote_id is None or self.remote_id not in poller.polled:
+            return None
+        st = poller.statuses.get(self.remote_id)
+        if st is not None and not st.state.terminal:
+            if row.get("suspect_since") is not None:
+                config.db.update(self.id, suspect_since=None)
+            self._suspect_poll = None
+            return None
+        # terminal or vanished, and no result file (yet): never declare death from one observation
+        now = time.time()
+        if row.get("suspect_since") is None or getattr(self, "_suspect_poll", None) is None:
+            self._suspect_poll = poller.count
+            self._suspect_status = st
+            config.db.update(self.id, suspect_since=now)
+            return None
+        if poller.count <= self._suspect_poll or now - row["suspect_since"] < self.system.scheduler.vanish_grace:
+            return None
+        if not self.system.shares_stage_dirs:
+            self.system.stage_out([self.stage_dir])  # the results may have landed after all; and the logs
+            outcome = self._check_files()
+            if outcome:
+                return outcome
+        if st is None:
+            acct = self.system.accounting([self.remote_id]).get(self.remote_id)
+            why = f"scheduler accounting says {acct.describe()}" if acct else "it vanished from the queue"
+        else:
+            why = f"the scheduler reports it {st.describe()}"
+        tail = self._tail(JOB_STDERR)
+        reason = f"job {self.id} ({self.remote_id} on {self.system_name}) ended without a result: {why}"
+        if tail:
+            reason += f"; end of its stderr:\n{tail}"
+        config.db.update(self.id, status="died", reason=reason)
+        self.reason = reason
+        return "died"
+
+    def _tail(self, fname: str, n: int = 20) -> str:
+        try:
+            lines = (self.stage_dir / fname).read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def get_results(
+        self,
+        timeout: float | str | None = 3600,
+        check_interval: float = 30,
+        sync: bool = True,
+        quiet: bool = False,
+        verbose: bool = False,
+        **_compat: Any,
+    ) -> Any:
+        """Wait for the job and return the function's value.
+
+        The captured output of the function is then in :attr:`stdout` and :attr:`stderr`, and the
+        ``output_files`` are copied to the current directory.
+
+        :param timeout: seconds (or a time string) to wait; None or <= 0 waits for ever.
+        :param check_interval: the longest wait between checks (checks start fast and back off).
+        :param quiet: no progress display.
+        :raises ExPyReTimeoutError: (a ``TimeoutError``) the job did not finish within ``timeout``.
+        :raises ExPyReJobDiedError: the job ended without a result.
+        :raises Exception: the function's own exception, re-raised with its remote traceback.
+        """
+        if self.status in ("processed", "cleaned"):
+            raise RuntimeError(f"job {self.id} has status {self.status}; its results are no longer available")
+        if timeout is not None and not isinstance(timeout, (int, float)):
+            timeout = Duration.parse(timeout).seconds
+        deadline = None if timeout is None or timeout <= 0 else time.monotonic() + float(timeout)
+        self._refresh_row()
+        if self.status == "created":
+            raise RuntimeError(f"job {self.id} has not been started: call start() first")
+        system = self.system
+        poller = _Poller.get(system, config.db)
+        wait = 0.02 if system.shares_stage_dirs else min(1.0, check_interval)
+        outcome = None
+        with Waiting(f"job {self.name}", enabled=not quiet) as progress:
+            while True:
+                outcome = self._check_files()
+                if outcome is None and sync:
+                    poller.refresh(max_age=wait)
+                    outcome = self._evaluate(poller)
+                if outcome is not None:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ExPyReTimeoutError(
+                        f"job {self.id} not finished after {timeout} s (status {self.status}, "
+                        f"scheduler: {config.db.get(self.id)['remote_status']}); it keeps running: call get_results() again"
+                    )
+                progress.update(f"{self.status} ({(config.db.get(self.id) or {}).get('remote_status') or ''})")
+                sleep = wait if deadline is None else max(0.0, min(wait, deadline - time.monotonic()))
+                time.sleep(sleep)
+                wait = min(check_interval, wait * 1.5)
+        return self._finish(outcome)
+
+    def _finish(self, outcome: str) -> Any:
+        if outcome == "died":
+            self._refresh_row()
+            raise ExPyReJobDiedError(self.reason or f"job {self.id} died")
+        self.stdout = self._read_text(STDOUT)
+        self.stderr = self._read_text(STDERR)
+        if outcome == "failed":
+            config.db.update(self.id, status="failed")
+            self.status = "failed"
+            raise self._remote_exception()
+        try:
+            with open(self.stage_dir / SUCCEEDED, "rb") as f:
+                value = pickle.load(f)
+        except Exception as exc:
+            raise ExPyReResultError(
+                f"job {self.id}: result file {self.stage_dir / SUCCEEDED} cannot be read ({type(exc).__name__}: {exc}); "
+                f"it may be truncated or corrupted. Re-run with start(..., force_rerun=True)"
+            ) from exc
+        config.db.update(self.id, status="succeeded")
+        self.status = "succeeded"
+        self._copy_outputs()
+        return value
+
+    def _read_text(self, fname: str) -> str:
+        try:
+            return (self.stage_dir / fname).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _remote_exception(self) -> BaseException:
+        try:
+            with open(self.stage_dir / FAILED, "rb") as f:
+                info = pickle.load(f)
+        except Exception as exc:
+            return ExPyReResultError(f"job {self.id} failed, and its error file cannot be read: {exc}")
+        exc = info.get("exception")
+        if not isinstance(exc, BaseException):
+            exc = RemoteError(f"{info.get('type')}: {info.get('message')}")
+        tb = info.get("traceback", "")
+        exc.__cause__ = ExPyReRemoteTraceback(tb)
+        if hasattr(exc, "add_note"):
+            exc.add_note(f"raised in expyre job {self.id} on {info.get('host')} while {info.get('stage')}")
+        self.remote_traceback = tb
+        return exc
+
+    def _copy_outputs(self) -> None:
+        meta_path = self.stage_dir / META
+        if not meta_path.exists():
+            return
+        patterns = json.loads(meta_path.read_text()).get("output_files", [])
+        for pattern in patterns:
+            matches = sorted(self.stage_dir.glob(pattern))
+            if not matches:
+                logger.warning("job %s: output file %r was not produced", self.id, pattern)
+            for m in matches:
+                rel = m.relative_to(self.stage_dir)
+                dest = Path.cwd() / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if m.is_dir():
+                    shutil.copytree(m, dest, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(m, dest)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def mark_processed(self) -> None:
+        """Record that the results were used: an identical call will now make a new job."""
+        config.db.update(self.id, status="processed")
+        self.status = "processed"
+
+    def cancel(self) -> None:
+        """Cancel the job in its scheduler (no-op if it already finished)."""
+        self._refresh_row()
+        if self.status == "created":
+            config.db.update(self.id, status="died", reason="cancelled before submission")
+            self.status = "died"
+            return
+        if self.status in STATUS_GROUPS["ongoing"] and self.remote_id:
+            self.system.control("cancel", [self.remote_id])
+            config.db.update(self.id, reason="cancel requested by user")
+
+    def clean(self, wipe: bool = False, dry_run: bool = False, verbose: bool = False) -> list[str]:
+        """Free the job's disk space, here and on the remote host; status becomes ``cleaned``.
+
+        :param wipe: remove the whole stage directories (default: only the pickled call and result).
+        :param dry_run: only return what would be removed.
+        :return: the paths removed (or that would be).
+        """
+        self._refresh_row()
+        targets = [self.stage_dir] if wipe else [self.stage_dir / TASK, self.stage_dir / SUCCEEDED]
+        system = config.systems.get(self.system_name) if self.system_name else None
+        remote = []
+        if system is not None and not system.shares_stage_dirs:
+            rd = system.remote_dir(self.stage_dir)
+            remote = [rd] if wipe else [f"{rd}/{TASK}", f"{rd}/{SUCCEEDED}"]
+        report = [str(t) for t in targets] + [f"{system.host or ''}:{r}" for r in remote] if system else [str(t) for t in targets]
+        if dry_run:
+            return report
+        if remote and system is not None:
+            from .system import remote_path
+
+            result = system.transport.run("rm -rf -- " + " ".join(remote_path(r) for r in remote))
+            if not result.ok:
+                logger.warning("job %s: removing remote files failed: %s", self.id, result.describe())
+        for t in targets:
+            if t.is_dir():
+                shutil.rmtree(t, ignore_errors=True)
+            elif t.exists():
+                t.unlink()
+        config.db.update(self.id, status="cleaned")
+        self.status = "cleaned"
+        return report

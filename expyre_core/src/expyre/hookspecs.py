@@ -1,0 +1,375 @@
+"""The expyre plugin contract.
+
+A plugin is a module (or object) registered under the ``expyre`` entry-point group::
+
+    # pyproject.toml of a plugin distribution "expyre-mysched"
+    [project.entry-points.expyre]
+    mysched = "expyre_mysched"
+
+It implements one or more of the hooks below with ``@expyre.hookimpl``. Schedulers and transports
+are *registered* (``expyre_register_schedulers`` / ``expyre_register_transports``) as named backend
+classes; the operations of the design card are their methods, declared and documented here:
+
+=====================  ==============================================================
+operation              contract
+=====================  ==============================================================
+header generation      :meth:`Scheduler.header` (+ :meth:`Scheduler.job_env`),
+                       then every :func:`expyre_modify_header` hook
+submit                 :meth:`Scheduler.submit_command` + :meth:`Scheduler.parse_submit`
+                       (look-up after an ambiguous submit: :meth:`Scheduler.find_command`)
+status                 :meth:`Scheduler.status_command` + :meth:`Scheduler.parse_status`
+                       (vanished jobs: :meth:`Scheduler.accounting_command`)
+cancel, hold, release  :meth:`Scheduler.control_command` + :meth:`Scheduler.check_control`
+transport              :meth:`Transport.run`, :meth:`Transport.put`, :meth:`Transport.get`
+=====================  ==============================================================
+
+A scheduler backend only turns requests into command lines and parses the output ("data + small
+verbs"). The core owns running them through the system's transport, waiting, retries (only of
+idempotent commands), reconciliation of vanished jobs and the jobs database. The composed
+operations :meth:`Scheduler.submit`, :meth:`Scheduler.status`... have default implementations built
+from the verbs; a backend may override them (the built-in ``local`` scheduler does, to work
+in-process when it runs on this machine).
+"""
+
+from __future__ import annotations
+
+import abc
+import shlex
+from pathlib import Path
+from typing import ClassVar, Iterable, Literal, Sequence
+
+from attrs import frozen
+
+from ._markers import hookspec
+from .types import (
+    CommandResult,
+    JobRequest,
+    JobState,
+    JobStatus,
+    SchedulerCommandError,
+    SchedulerContext,
+    SubmitError,
+)
+
+__all__ = [
+    "Scheduler",
+    "SchedulerSpec",
+    "Transport",
+    "TransportSpec",
+    "ControlOp",
+    "expyre_register_schedulers",
+    "expyre_register_transports",
+    "expyre_modify_header",
+]
+
+ControlOp = Literal["cancel", "hold", "release"]
+
+
+class Transport(abc.ABC):
+    """How commands and files reach the host that runs the scheduler.
+
+    One instance serves one system for the life of the process; it may keep a connection open
+    (the ssh transport keeps one multiplexed master per host) and must release it in :meth:`close`.
+
+    :param host: ``"[user@]machine"`` from config.json, or None for this machine.
+    :param remsh_cmd: the remote shell command (config ``remsh_cmd``, else ``$EXPYRE_RSH``, else ``ssh``).
+    """
+
+    #: True when commands run on this machine and paths are shared with it (no copying needed).
+    is_local: ClassVar[bool] = False
+
+    def __init__(self, host: str | None, remsh_cmd: str | None = None) -> None:
+        self.host = host
+        self.remsh_cmd = remsh_cmd
+
+    @abc.abstractmethod
+    def run(
+        self,
+        command: Sequence[str] | str,
+        *,
+        cwd: str | None = None,
+        input: str | None = None,
+        timeout: float | None = None,
+        unset_env_prefixes: Sequence[str] = (),
+    ) -> CommandResult:
+        """Run one command on the host and return its result (a non-zero exit is *not* an error).
+
+        :param command: an argv list (each element is quoted at the boundary, so nothing in it is
+            interpreted by a shell), or a string that is a bash script run with ``bash -c``.
+        :param cwd: directory to run in (absolute, or relative to the remote home).
+        :param input: text fed to the command's stdin.
+        :param timeout: seconds after which the command is killed and :class:`TransportError` raised.
+        :param unset_env_prefixes: environment variables with these prefixes are removed from the
+            command's environment (so e.g. an enclosing job's ``SLURM_*`` do not leak into ``sbatch``).
+        :raises TransportError: the command could not be run (``retry_safe`` says whether it
+            certainly did not start).
+
+        Example::
+
+            result = transport.run(["squeue", "-h", "-u", "alice"], timeout=60)
+            if result.ok:
+                print(result.stdout)
+        """
+
+    @abc.abstractmethod
+    def put(self, local_dirs: Sequence[Path], remote_parent: str) -> None:
+        """Copy each local directory (recursively, keeping its name) into ``remote_parent``,
+        creating it (mode 0700) if needed. Many directories are sent in one operation.
+
+        Example: ``transport.put([Path("/home/me/_expyre/run_x_1")], "expyre_rundir")``
+        """
+
+    @abc.abstractmethod
+    def get(self, remote_dirs: Sequence[str], local_parent: Path) -> None:
+        """Copy each remote directory's contents back into ``local_parent / basename(dir)``.
+        Files that vanish while being copied are not an error.
+
+        Example: ``transport.get(["expyre_rundir/run_x_1"], Path("/home/me/_expyre"))``
+        """
+
+    def close(self) -> None:
+        """Release connections. Called at interpreter exit and by ``xpr`` when done."""
+
+
+class Scheduler(abc.ABC):
+    """A queuing system backend.
+
+    Subclasses set :attr:`name` and implement the abstract verbs. Each verb is pure: it builds an
+    argv list or parses a :class:`~expyre.types.CommandResult`; the core runs the commands.
+
+    :param context: the system this instance serves (name, rundir, host, options).
+    """
+
+    #: The value of ``"scheduler"`` in config.json that selects this backend.
+    name: ClassVar[str] = ""
+    #: Optional attrs class for the system's ``scheduler_options`` in config.json. The core
+    #: structures the dict into it with its converter, so errors carry the key path.
+    Options: ClassVar[type | None] = None
+    #: Environment variable prefixes removed before running submit commands (an enclosing job's
+    #: variables must not leak into a nested submission), e.g. ``("SLURM_",)``.
+    foreign_env_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: Seconds a job must stay absent/terminal without result files before it is declared died
+    #: (covers file systems that show new files late and schedulers that requeue).
+    vanish_grace: ClassVar[float] = 10.0
+    #: Directive prefix, for documentation and for :meth:`header` helpers (``"#SBATCH"``...).
+    directive: ClassVar[str] = "#"
+
+    def __init__(self, context: SchedulerContext) -> None:
+        self.context = context
+
+    # -- header generation -------------------------------------------------------------------
+    @abc.abstractmethod
+    def header(self, job: JobRequest) -> list[str]:
+        """The default directives for ``job``: job name, partition/queue, time limit, stdout and
+        stderr files (and whatever this scheduler always needs, e.g. SGE's ``-S /bin/bash``).
+
+        They are skipped when the system sets ``no_default_header``. The system's, the partition's
+        and ``header_extra`` lines follow them, formatted with :attr:`JobRequest.header_keys`.
+
+        Example (Slurm)::
+
+            ["#SBATCH --job-name=fit_ab12cd", "#SBATCH --partition=debug",
+             "#SBATCH --time=1:00:00", "#SBATCH --output=_expyre_job.out", "#SBATCH --error=_expyre_job.err"]
+        """
+
+    def job_env(self, job: JobRequest) -> list[str]:
+        """Bash lines run inside the job after the core exported ``EXPYRE_*`` from the request, to
+        correct them from the real allocation (e.g. ``EXPYRE_NNODES=${SLURM_NNODES:-$EXPYRE_NNODES}``).
+        Default: none.
+        """
+        return []
+
+    # -- setup -----------------------------------------------------------------------------------
+    def setup(self, transport: Transport) -> None:
+        """Prepare the host once per process before the first command (default: nothing)."""
+
+    # -- submit ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def submit_command(self, job: JobRequest) -> list[str]:
+        """argv that submits ``job.script``; it runs with ``cwd=job.remote_dir``.
+
+        Example: ``["sbatch", "--parsable", "_expyre_script.sh"]``
+        """
+
+    @abc.abstractmethod
+    def parse_submit(self, result: CommandResult, job: JobRequest) -> str:
+        """The scheduler's job id from the submit command's result.
+
+        :raises SubmitError: the submission failed; the message must quote the scheduler's reason.
+        """
+
+    def find_command(self, names: Sequence[str]) -> list[str] | None:
+        """argv that lists this user's jobs with the given job names, used after a submit whose
+        outcome is unknown so that a job is never submitted twice. None if unsupported."""
+        return None
+
+    def parse_find(self, result: CommandResult, names: Sequence[str]) -> dict[str, str]:
+        """Map job name -> scheduler id from :meth:`find_command`'s result."""
+        return {}
+
+    # -- status ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def status_command(self, ids: Sequence[str]) -> list[str]:
+        """argv that reports all of ``ids`` (restricted to this user) in ONE query.
+
+        Example: ``["squeue", "-h", "--me", "-t", "all", "-o", "%i|%T|%r", "-j", "12,13"]``
+        """
+
+    @abc.abstractmethod
+    def parse_status(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Map each id that the scheduler still knows to its :class:`JobStatus`; leave out ids it no
+        longer lists. Unknown state codes map to ``JobState.UNKNOWN`` (never raise for one job).
+
+        :raises SchedulerCommandError: the whole query failed (the core keeps the last known
+            states and retries later).
+        """
+
+    def accounting_command(self, ids: Sequence[str]) -> list[str] | None:
+        """argv that asks the accounting records (``sacct``, ``qacct``) about jobs that vanished
+        from the queue, or None if this scheduler has none."""
+        return None
+
+    def parse_accounting(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Final states from :meth:`accounting_command`'s result (missing ids are left out)."""
+        return {}
+
+    # -- cancel / hold / release ----------------------------------------------------------------
+    @abc.abstractmethod
+    def control_command(self, op: ControlOp, ids: Sequence[str]) -> list[str]:
+        """argv that cancels, holds or releases all of ``ids`` at once.
+
+        Example: ``control_command("hold", ["12", "13"]) == ["scontrol", "hold", "12,13"]``
+        """
+
+    def check_control(self, op: ControlOp, result: CommandResult, ids: Sequence[str]) -> None:
+        """Raise :class:`SchedulerCommandError` if ``op`` failed. Default: a non-zero exit fails."""
+        if not result.ok:
+            raise SchedulerCommandError(f"{self.name} {op} of {', '.join(ids)} failed: {result.describe()}", result)
+
+    # -- composed operations (the core calls these; override only to bypass commands) ----------
+    def submit(self, transport: Transport, job: JobRequest) -> str:
+        """Submit ``job`` and return its id. Not retried by the default implementation."""
+        result = transport.run(
+            self.submit_command(job), cwd=job.remote_dir, unset_env_prefixes=self.foreign_env_prefixes
+        )
+        return self.parse_submit(result, job)
+
+    def status(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
+        if not ids:
+            return {}
+        return self.parse_status(transport.run(self.status_command(ids)), ids)
+
+    def accounting(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
+        cmd = self.accounting_command(ids) if ids else None
+        if cmd is None:
+            return {}
+        return self.parse_accounting(transport.run(cmd), ids)
+
+    def find(self, transport: Transport, names: Sequence[str]) -> dict[str, str] | None:
+        """Look jobs up by name; None when the scheduler cannot tell."""
+        cmd = self.find_command(names)
+        if cmd is None:
+            return None
+        result = transport.run(cmd)
+        return self.parse_find(result, names)
+
+    def control(self, transport: Transport, op: ControlOp, ids: Sequence[str]) -> None:
+        if ids:
+            self.check_control(op, transport.run(self.control_command(op, ids)), ids)
+
+    # -- helpers for subclasses -----------------------------------------------------------------
+    @staticmethod
+    def quote(value: object) -> str:
+        """Shell-quote one value for a directive line (the one quoting function to use)."""
+        return shlex.quote(str(value))
+
+    @staticmethod
+    def submit_failed(result: CommandResult, what: str) -> SubmitError:
+        return SubmitError(f"{what} submission failed: {result.describe()}", result)
+
+
+@frozen
+class SchedulerSpec:
+    """A scheduler backend offered by a plugin.
+
+    :param name: the value of ``"scheduler"`` in config.json (``"slurm"``, ``"sge"``...).
+    :param backend: the :class:`Scheduler` subclass.
+    :param description: one line for ``xpr plugins``.
+    """
+
+    name: str
+    backend: type[Scheduler]
+    description: str = ""
+
+
+@frozen
+class TransportSpec:
+    """A transport backend offered by a plugin.
+
+    :param name: the transport's name. ``"local"`` serves systems with ``"host": null``; ``"ssh"``
+        serves the others unless a system names another one with ``"transport"``.
+    :param backend: the :class:`Transport` subclass.
+    :param description: one line for ``xpr plugins``.
+    """
+
+    name: str
+    backend: type[Transport]
+    description: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# hooks
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def expyre_register_schedulers() -> Iterable[SchedulerSpec]:
+    """Offer scheduler backends.
+
+    :return: the :class:`SchedulerSpec` of each backend this plugin provides. Two plugins offering
+        the same name is an error that names both.
+
+    Example::
+
+        @expyre.hookimpl
+        def expyre_register_schedulers():
+            yield SchedulerSpec(name="slurm", backend=SlurmScheduler, description="Slurm (sbatch/squeue)")
+    """
+
+
+@hookspec
+def expyre_register_transports() -> Iterable[TransportSpec]:
+    """Offer transport backends.
+
+    :return: the :class:`TransportSpec` of each backend this plugin provides.
+
+    Example::
+
+        @expyre.hookimpl
+        def expyre_register_transports():
+            yield TransportSpec(name="ssh", backend=SshTransport, description="OpenSSH + rsync")
+    """
+
+
+@hookspec
+def expyre_modify_header(system_name: str, job: JobRequest, header: list[str]) -> None:
+    """Edit a job script's header in place before it is written, for site policy.
+
+    Every implementation runs (in registration order). ``header`` holds the final directive lines
+    (default, system, partition and ``header_extra`` lines, already formatted).
+
+    :param system_name: the config.json key of the system.
+    :param job: the request (partition, resources, id...).
+    :param header: the list of lines; append, remove or edit entries.
+
+    Example::
+
+        @expyre.hookimpl
+        def expyre_modify_header(system_name, job, header):
+            if system_name == "archer2":
+                header.append("#SBATCH --account=e89")
+    """
+
+
+# re-exported for plugin authors
+__all__ += ["CommandResult", "JobRequest", "JobState", "JobStatus", "SchedulerContext"]

@@ -1,0 +1,343 @@
+"""The jobs database: an sqlite index of the jobs under one expyre root.
+
+* WAL mode and a busy timeout, so several processes can create and update jobs at once.
+* Every statement is parameterised; regexp filters use a registered ``REGEXP`` function that
+  matches whole strings; status groups expand to indexed ``IN`` lists.
+* Status only moves forward (created -> submitted -> started -> succeeded/failed/died ->
+  processed -> cleaned) unless a caller explicitly resets it, so a slow process cannot undo what a
+  faster one recorded.
+* The stage directories are the truth; this is an index of them (see ``expyre.func``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+__all__ = ["JobsDB", "STATUSES", "STATUS_GROUPS"]
+
+logger = logging.getLogger(__name__)
+
+STATUSES = ("created", "submitted", "started", "succeeded", "failed", "died", "processed", "cleaned")
+STATUS_GROUPS = {
+    "ongoing": ("created", "submitted", "started"),
+    "unprocessed": ("succeeded", "failed", "died"),
+    "finished": ("succeeded", "failed", "died"),
+    "can_produce_results": ("created", "submitted", "started", "succeeded"),
+}
+_RANK = {"created": 0, "submitted": 1, "started": 2, "succeeded": 3, "failed": 3, "died": 3, "processed": 4, "cleaned": 5}
+
+_COLUMNS = (
+    "id",
+    "name",
+    "hash",
+    "status",
+    "system",
+    "remote_id",
+    "remote_status",
+    "reason",
+    "from_dir",
+    "cwd",
+    "creation_time",
+    "status_time",
+    "submit_owner",
+    "submit_time",
+    "suspect_since",
+    "resources",
+)
+_UPDATABLE = frozenset(_COLUMNS) - {"id", "creation_time"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT,
+    status TEXT NOT NULL,
+    system TEXT,
+    remote_id TEXT,
+    remote_status TEXT,
+    reason TEXT,
+    from_dir TEXT NOT NULL,
+    cwd TEXT,
+    creation_time REAL NOT NULL,
+    status_time REAL NOT NULL,
+    submit_owner TEXT,
+    submit_time REAL,
+    suspect_since REAL,
+    resources TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name);
+CREATE INDEX IF NOT EXISTS jobs_hash ON jobs(hash);
+CREATE INDEX IF NOT EXISTS jobs_system_status ON jobs(system, status);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_\-, ]*$")
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
+
+
+def _regexp(pattern: str, value: Any) -> bool:
+    if value is None:
+        return False
+    return _compiled(pattern).fullmatch(str(value)) is not None
+
+
+class JobsDB:
+    """The sqlite jobs database at ``path``.
+
+    Rows come back as plain dicts with keys ``id, name, hash, status, system, remote_id,
+    remote_status, reason, from_dir`` (the job's local stage directory) ``, cwd, creation_time,
+    status_time, ...``.
+    """
+
+    possible_status = STATUSES
+    status_group = STATUS_GROUPS
+    busy_timeout_ms = 120_000
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._con().executescript(_SCHEMA)
+
+    # -- connections ---------------------------------------------------------------------------
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None or getattr(self._local, "pid", None) != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
+            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                logger.warning("jobs database %s: WAL mode unavailable (journal_mode=%s)", self.path, mode)
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.create_function("REGEXP", 2, _regexp, deterministic=True)
+            con.row_factory = sqlite3.Row
+            self._local.con = con
+            self._local.pid = os.getpid()
+            try:
+                os.chmod(self.path, 0o600)
+            except OSError:
+                pass
+        return con
+
+    class _Tx:
+        def __init__(self, db: "JobsDB", immediate: bool) -> None:
+            self.db = db
+            self.immediate = immediate
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.con = self.db._con()
+            self.con.execute("BEGIN IMMEDIATE" if self.immediate else "BEGIN")
+            return self.con
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            if exc_type is None:
+                self.con.execute("COMMIT")
+            else:
+                self.con.execute("ROLLBACK")
+
+    def _tx(self, immediate: bool = True) -> "JobsDB._Tx":
+        """A transaction; ``immediate`` takes the write lock up front (no lost updates)."""
+        return JobsDB._Tx(self, immediate)
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    # -- writing -------------------------------------------------------------------------------
+    def add(self, id: str, name: str, from_dir: str, status: str = "created", **fields: Any) -> None:
+        """Insert a new job row."""
+        now = time.time()
+        row = {"id": id, "name": name, "from_dir": str(from_dir), "status": status, "creation_time": now, "status_time": now}
+        row.update(self._check_fields(fields))
+        cols = ", ".join(row)
+        with self._tx() as con:
+            con.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+
+    def find_reusable(self, con: sqlite3.Connection, hash: str) -> dict | None:
+        """The newest job with ``hash`` whose status can still produce results (inside a transaction)."""
+        statuses = STATUS_GROUPS["can_produce_results"]
+        row = con.execute(
+            f"SELECT * FROM jobs WHERE hash = ? AND status IN ({', '.join('?' * len(statuses))}) "
+            "ORDER BY creation_time DESC LIMIT 1",
+            (hash, *statuses),
+        ).fetchone()
+        return dict(row) if row else None
+
+    @staticmethod
+    def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
+        bad = set(fields) - _UPDATABLE
+        if bad:
+            raise ValueError(f"unknown jobs database field(s) {sorted(bad)}; valid: {sorted(_UPDATABLE)}")
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"invalid status {fields['status']!r}; valid: {', '.join(STATUSES)}")
+        if "resources" in fields and not isinstance(fields["resources"], (str, type(None))):
+            fields["resources"] = json.dumps(fields["resources"])
+        return fields
+
+    def update(self, id: str, *, force: bool = False, **fields: Any) -> bool:
+        """Update fields of job ``id``. A status change is applied only if it moves forward (or
+        ``force``). Returns False if nothing was changed (no such job, or a backward status)."""
+        fields = self._check_fields(fields)
+        if not fields:
+            return False
+        where = "id = ?"
+        params: list[Any] = []
+        if "status" in fields:
+            fields["status_time"] = time.time()
+            if not force:
+                allowed = [s for s, r in _RANK.items() if r <= _RANK[fields["status"]]]
+                where += f" AND status IN ({', '.join('?' * len(allowed))})"
+                params = allowed
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as con:
+            cur = con.execute(f"UPDATE jobs SET {sets} WHERE {where}", (*fields.values(), id, *params))
+            return cur.rowcount > 0
+
+    def claim_submit(self, id: str, owner: str, stale: Iterable[str] = ()) -> bool:
+        """Atomically record the intent to submit job ``id`` by ``owner``. Succeeds only if the job
+        is still ``created`` and no live process has claimed it (claims by ``stale`` owners are
+        taken over)."""
+        stale = tuple(stale)
+        with self._tx() as con:
+            row = con.execute("SELECT status, submit_owner FROM jobs WHERE id = ?", (id,)).fetchone()
+            if row is None or row["status"] != "created":
+                return False
+            if row["submit_owner"] not in (None, owner) and row["submit_owner"] not in stale:
+                return False
+            con.execute("UPDATE jobs SET submit_owner = ?, submit_time = ? WHERE id = ?", (owner, time.time(), id))
+            return True
+
+    def remove(self, id: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM jobs WHERE id = ?", (id,))
+
+    # -- reading -------------------------------------------------------------------------------
+    def get(self, id: str) -> dict | None:
+        row = self._con().execute("SELECT * FROM jobs WHERE id = ?", (id,)).fetchone()
+        return dict(row) if row else None
+
+    def get_many(self, ids: Sequence[str]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        con = self._con()
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for row in con.execute(f"SELECT * FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})", chunk):
+                out[row["id"]] = dict(row)
+        return out
+
+    @staticmethod
+    def _filter(column: str, value: str | Sequence[str] | None, clauses: list[str], params: list[Any]) -> None:
+        if value is None:
+            return
+        values = [value] if isinstance(value, str) else list(value)
+        if column == "status":
+            expanded: list[str] = []
+            for v in values:
+                expanded.extend(STATUS_GROUPS.get(v, (v,)))
+            values = expanded
+        plain = [v for v in values if _PLAIN.match(v)]
+        rx = [v for v in values if not _PLAIN.match(v)]
+        ors = []
+        if plain:
+            ors.append(f"{column} IN ({', '.join('?' * len(plain))})")
+            params.extend(plain)
+        for v in rx:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid {column} regexp {v!r}: {exc}") from None
+            ors.append(f"{column} REGEXP ?")
+            params.append(v)
+        clauses.append("(" + " OR ".join(ors) + ")")
+
+    def jobs(
+        self,
+        status: str | Sequence[str] | None = None,
+        name: str | Sequence[str] | None = None,
+        id: str | Sequence[str] | None = None,
+        system: str | Sequence[str] | None = None,
+        readable: bool = False,
+        order: str = "creation_time",
+        limit: int | None = None,
+    ) -> list[dict]:
+        """Jobs whose fields match. Each filter is a regexp (or list of them) matching the whole
+        value; ``status`` also takes the groups ``ongoing``, ``unprocessed``, ``finished`` and
+        ``can_produce_results``. ``readable`` turns times into ISO strings."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        self._filter("status", status, clauses, params)
+        self._filter("name", name, clauses, params)
+        self._filter("id", id, clauses, params)
+        self._filter("system", system, clauses, params)
+        if order not in _COLUMNS:
+            raise ValueError(f"cannot order by {order!r}")
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(clauses) if clauses else "") + f" ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = [dict(r) for r in self._con().execute(sql, params)]
+        if readable:
+            for r in rows:
+                for k in ("creation_time", "status_time", "submit_time", "suspect_since"):
+                    if r.get(k):
+                        r[k] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r[k]))
+        return rows
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.jobs())
+
+    # -- maintenance ---------------------------------------------------------------------------
+    def unlock(self, force: bool = False) -> str:
+        """Release a stuck database. sqlite's own locks die with their process; what can remain
+        is a lock held by a hung process or a stale lock on a network file system. This first
+        checks whether the write lock can be taken; if not and ``force``, the database is copied
+        (sqlite backup API, consistent) to a fresh file that atomically replaces it; the old one
+        is kept beside it. Returns a one-line report."""
+        con = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            ok = con.execute("PRAGMA quick_check").fetchone()[0]
+            return f"{self.path}: not locked (integrity: {ok})"
+        except sqlite3.OperationalError as exc:
+            if not force:
+                return f"{self.path}: locked ({exc}); a process may still be using it. Re-run with --force to replace it"
+        finally:
+            con.close()
+        self.close()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        fresh = self.path.with_name(self.path.name + f".unlocking-{stamp}")
+        src = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5.0)
+        dst = sqlite3.connect(fresh)
+        try:
+            src.backup(dst)
+        finally:
+            src.close()
+            dst.close()
+        kept = self.path.with_name(self.path.name + f".locked-{stamp}")
+        shutil.copy2(self.path, kept)
+        os.replace(fresh, self.path)
+        for suffix in ("-wal", "-shm"):
+            stale = Path(str(self.path) + suffix)
+            if stale.exists():
+                os.replace(stale, Path(str(kept) + suffix))
+        return f"{self.path}: replaced by an unlocked copy; the locked one is kept as {kept}"

@@ -1,0 +1,82 @@
+"""The job script: header, environment, the runner call. Every user value that reaches the shell
+(paths, environment values) is quoted here; header lines and commands are the user's shell text."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Sequence
+
+from . import plugins
+from .system import System, remote_path
+from .types import JobRequest
+
+__all__ = ["build_script", "expyre_env", "SCRIPT", "JOB_STDOUT", "JOB_STDERR", "RUNNER"]
+
+SCRIPT = "_expyre_script.sh"
+JOB_STDOUT = "_expyre_job.out"
+JOB_STDERR = "_expyre_job.err"
+RUNNER = "_expyre_runner.py"
+
+
+def expyre_env(job: JobRequest) -> dict[str, str]:
+    """The ``EXPYRE_*`` variables a job sees, from its request."""
+    n = job.nodes
+    return {
+        "EXPYRE_NNODES": str(n.nnodes),
+        "EXPYRE_TOT_NCORES": str(n.tot_ncores),
+        "EXPYRE_TOT_NTASKS": str(n.tot_ntasks),
+        "EXPYRE_NCORES_PER_NODE": str(n.ncores_per_node),
+        "EXPYRE_NTASKS_PER_NODE": str(n.ntasks_per_node if n.ntasks_per_node is not None else ""),
+        "EXPYRE_NCORES_PER_TASK": str(n.ncores_per_task),
+        "EXPYRE_JOB_ID": job.id,
+        "EXPYRE_SYS": job.system_name,
+    }
+
+
+def _format(lines: Sequence[str], keys: dict, where: str) -> list[str]:
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            out.append(line.format(**keys))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"{where}[{i}] {line!r} cannot be formatted: {exc!r}; available keys: {', '.join(keys)}"
+            ) from None
+    return out
+
+
+def build_header(system: System, job: JobRequest, header_extra: Sequence[str]) -> list[str]:
+    header: list[str] = []
+    if not system.cfg.no_default_header:
+        header += system.scheduler.header(job)
+    keys = job.header_keys
+    header += _format(system.cfg.header, keys, f"systems.{system.name}.header")
+    part = system.partitions.get(job.partition)
+    if part is not None:
+        header += _format(part.header, keys, f"systems.{system.name}.partitions.{job.partition}.header")
+    header += _format(header_extra, keys, "header_extra")
+    plugins.hook().expyre_modify_header(system_name=system.name, job=job, header=header)
+    return header
+
+
+def build_script(
+    system: System,
+    job: JobRequest,
+    *,
+    header_extra: Sequence[str] = (),
+    python_cmd: str,
+    env_vars: Sequence[tuple[str, str]] = (),
+    pre_run_commands: Sequence[str] = (),
+    post_run_commands: Sequence[str] = (),
+) -> str:
+    lines = ["#!/bin/bash", *build_header(system, job, header_extra), "", f"# expyre job {job.id} on system {system.name}"]
+    lines.append(f"cd -- {remote_path(job.remote_dir)} || exit 1")
+    lines += list(system.cfg.commands)
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in expyre_env(job).items()]
+    lines += system.scheduler.job_env(job)
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env_vars]
+    lines += list(pre_run_commands)
+    lines += [f"{python_cmd} {RUNNER}", "expyre_status=$?"]
+    lines += list(post_run_commands)
+    lines += ["exit $expyre_status", ""]
+    return "\n".join(lines)

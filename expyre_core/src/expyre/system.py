@@ -1,0 +1,311 @@
+"""A configured system at run time: its scheduler and transport backends, and the operations the
+core performs through them (with retries only where repeating is safe).
+
+* Idempotent commands (status, accounting, find, cancel/hold/release, copying) are retried
+  ``EXPYRE_RETRY="n t"`` times (default ``"3 5"``).
+* Submission is never retried blindly: after an ambiguous failure the job is looked up by its
+  unique name first, so a job is never submitted twice.
+* On a remote host, one poll is ONE round trip: the status query and the listing of the jobs'
+  marker files travel in the same command.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+from . import plugins
+from .config_model import Partition, SystemConfig, converter
+from .hookspecs import ControlOp, Scheduler, Transport
+from .types import (
+    CommandResult,
+    JobRequest,
+    JobStatus,
+    SchedulerCommandError,
+    SchedulerContext,
+    SubmitError,
+    TransportError,
+)
+
+__all__ = ["System", "SubmitOutcomeUnknownError", "close_all", "retry_policy", "MARKERS"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_REMOTE_RUNDIR = "expyre_rundir"
+MARKERS = ("_expyre_job_succeeded", "_expyre_job_failed", "_expyre_job_started")
+_SEP = "__EXPYRE_POLL_SEPARATOR__"
+
+_open_systems: "set[System]" = set()
+_open_lock = threading.Lock()
+
+
+class SubmitOutcomeUnknownError(RuntimeError):
+    """A submission may or may not have reached the scheduler and the scheduler cannot be asked.
+    The job keeps its claim; calling ``start()`` again re-checks before submitting."""
+
+
+def retry_policy() -> tuple[int, float]:
+    """``(tries, wait seconds)`` from ``EXPYRE_RETRY`` ("n t"), default (3, 5)."""
+    raw = os.environ.get("EXPYRE_RETRY", "3 5")
+    try:
+        n, t = raw.split()
+        n_i, t_f = int(n), float(t)
+        if n_i < 1 or t_f < 0:
+            raise ValueError
+        return n_i, t_f
+    except ValueError:
+        raise ValueError(f"EXPYRE_RETRY={raw!r} is invalid: use 'n t' (tries >= 1, wait seconds >= 0), e.g. '3 5'") from None
+
+
+def close_all() -> None:
+    with _open_lock:
+        systems = list(_open_systems)
+        _open_systems.clear()
+    for s in systems:
+        s.close()
+
+
+atexit.register(close_all)
+
+
+class System:
+    """One system of config.json, with lazily created backends."""
+
+    def __init__(self, name: str, cfg: SystemConfig, root: Path) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.root = Path(root)
+        self._scheduler: Scheduler | None = None
+        self._transport: Transport | None = None
+        self._setup_done = False
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"System({self.name!r}, host={self.cfg.host!r}, scheduler={self.cfg.scheduler!r})"
+
+    # -- configuration -------------------------------------------------------------------------
+    @property
+    def host(self) -> str | None:
+        return self.cfg.host
+
+    @property
+    def partitions(self) -> dict[str, Partition]:
+        if self.cfg.partitions:
+            return self.cfg.partitions
+        backend = plugins.get_scheduler_spec(self.cfg.scheduler).backend
+        default = getattr(backend, "default_partitions", None)
+        return default() if default else {}
+
+    @property
+    def shares_stage_dirs(self) -> bool:
+        """True when jobs run in the local stage directories themselves (nothing is copied)."""
+        return self.cfg.host is None and self.cfg.rundir is None
+
+    @property
+    def rundir(self) -> str:
+        if self.shares_stage_dirs:
+            return str(self.root)
+        if self.cfg.host is None:
+            return str(Path(self.cfg.rundir).expanduser().absolute())  # type: ignore[arg-type]
+        return self.cfg.rundir or DEFAULT_REMOTE_RUNDIR
+
+    def remote_dir(self, stage_dir: Path) -> str:
+        """Where the job whose local stage dir is ``stage_dir`` runs."""
+        if self.shares_stage_dirs:
+            return str(stage_dir)
+        return f"{self.rundir.rstrip('/')}/{Path(stage_dir).name}"
+
+    def default_python(self) -> str:
+        if self.cfg.python_cmd:
+            return self.cfg.python_cmd
+        return shlex.quote(sys.executable) if self.cfg.host is None else "python3"
+
+    # -- backends ------------------------------------------------------------------------------
+    @property
+    def transport(self) -> Transport:
+        with self._lock:
+            if self._transport is None:
+                spec = plugins.get_transport_spec(self.cfg.transport_name)
+                remsh = self.cfg.remsh_cmd or os.environ.get("EXPYRE_RSH") or "ssh"
+                self._transport = spec.backend(self.cfg.host, remsh)
+                with _open_lock:
+                    _open_systems.add(self)
+            return self._transport
+
+    @property
+    def scheduler(self) -> Scheduler:
+        with self._lock:
+            if self._scheduler is None:
+                spec = plugins.get_scheduler_spec(self.cfg.scheduler)
+                options = None
+                if spec.backend.Options is not None:
+                    options = converter.structure(self.cfg.scheduler_options, spec.backend.Options)
+                ctx = SchedulerContext(system_name=self.name, rundir=self.rundir, host=self.cfg.host, options=options)
+                self._scheduler = spec.backend(ctx)
+            return self._scheduler
+
+    def _ready(self) -> tuple[Scheduler, Transport]:
+        sched, trans = self.scheduler, self.transport
+        with self._lock:
+            if not self._setup_done:
+                self._retry(lambda: sched.setup(trans), f"{self.name}: scheduler setup")
+                self._setup_done = True
+        return sched, trans
+
+    def close(self) -> None:
+        with self._lock:
+            if self._transport is not None:
+                try:
+                    self._transport.close()
+                except Exception as exc:  # noqa: BLE001 - closing must not raise at exit
+                    logger.debug("closing transport of %s: %s", self.name, exc)
+                self._transport = None
+                self._setup_done = False
+
+    # -- retries -------------------------------------------------------------------------------
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        tries, wait = retry_policy()
+        for attempt in range(1, tries + 1):
+            try:
+                return fn()
+            except (TransportError, SchedulerCommandError) as exc:
+                if isinstance(exc, SubmitError) or attempt == tries:
+                    raise
+                logger.warning("%s failed (try %d of %d), retrying in %g s: %s", what, attempt, tries, wait, exc)
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    # -- operations ----------------------------------------------------------------------------
+    def stage_in(self, stage_dirs: Sequence[Path]) -> None:
+        if self.shares_stage_dirs or not stage_dirs:
+            return
+        _, trans = self._ready()
+        self._retry(lambda: trans.put(list(stage_dirs), self.rundir), f"{self.name}: copying {len(stage_dirs)} job dir(s) to {self.host or 'rundir'}")
+
+    def stage_out(self, stage_dirs: Sequence[Path]) -> None:
+        if self.shares_stage_dirs or not stage_dirs:
+            return
+        _, trans = self._ready()
+        remote = [self.remote_dir(d) for d in stage_dirs]
+        parent = Path(stage_dirs[0]).parent
+        self._retry(lambda: trans.get(remote, parent), f"{self.name}: copying {len(remote)} job dir(s) back")
+
+    def submit(self, job: JobRequest) -> str:
+        """Submit ``job`` (its directory already staged); never submits it twice."""
+        sched, trans = self._ready()
+        tries, wait = retry_policy()
+        last: Exception | None = None
+        for attempt in range(1, tries + 1):
+            try:
+                return sched.submit(trans, job)
+            except SubmitError:
+                raise
+            except (TransportError, SchedulerCommandError) as exc:
+                last = exc
+                if isinstance(exc, TransportError) and exc.retry_safe:
+                    logger.warning("%s: submitting %s failed before reaching the host (try %d of %d): %s",
+                                   self.name, job.id, attempt, tries, exc)
+                else:
+                    found = self.find([job.id])
+                    if found is None:
+                        raise SubmitOutcomeUnknownError(
+                            f"submitting job {job.id} to {self.name} may or may not have succeeded ({exc}); "
+                            f"the {self.cfg.scheduler} scheduler cannot look jobs up by name. Check the queue, "
+                            f"then call start() again"
+                        ) from exc
+                    if job.id in found:
+                        logger.warning("%s: submit of %s reported %s, but the job is queued as %s; using it",
+                                       self.name, job.id, exc, found[job.id])
+                        return found[job.id]
+                    logger.warning("%s: submitting %s failed (try %d of %d), not queued, retrying: %s",
+                                   self.name, job.id, attempt, tries, exc)
+                if attempt < tries:
+                    time.sleep(wait)
+        assert last is not None
+        raise last
+
+    def find(self, names: Sequence[str]) -> dict[str, str] | None:
+        sched, trans = self._ready()
+        return self._retry(lambda: sched.find(trans, names), f"{self.name}: looking up jobs by name")
+
+    def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        sched, trans = self._ready()
+        return self._retry(lambda: sched.status(trans, ids), f"{self.name}: status query")
+
+    def accounting(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        sched, trans = self._ready()
+        try:
+            return self._retry(lambda: sched.accounting(trans, ids), f"{self.name}: accounting query")
+        except (TransportError, SchedulerCommandError) as exc:
+            logger.info("%s: accounting query failed, relying on result files: %s", self.name, exc)
+            return {}
+
+    def control(self, op: ControlOp, ids: Sequence[str]) -> None:
+        sched, trans = self._ready()
+        self._retry(lambda: sched.control(trans, op, ids), f"{self.name}: {op}")
+
+    def poll(self, ids: Sequence[str], stage_dirs: Sequence[Path]) -> tuple[dict[str, JobStatus], dict[str, set[str]]]:
+        """One status query for ``ids`` plus the marker files of ``stage_dirs`` on the executing host.
+
+        Returns ``(status by id, markers by stage dir name)``. On a remote host both travel in a
+        single round trip. Markers of jobs on shared stage dirs are read by the caller directly.
+        """
+        sched, trans = self._ready()
+        if self.shares_stage_dirs or trans.is_local:
+            statuses = self.status(ids) if ids else {}
+            markers: dict[str, set[str]] = {}
+            if not self.shares_stage_dirs:
+                for d in stage_dirs:
+                    rd = Path(self.remote_dir(d))
+                    markers[Path(d).name] = {m for m in MARKERS if (rd / m).exists()}
+            return statuses, markers
+
+        parts = []
+        if ids:
+            parts.append(shlex.join(sched.status_command(ids)) + f"; printf '\\n{_SEP} %d\\n' $?")
+        else:
+            parts.append(f"printf '\\n{_SEP} 0\\n'")
+        names = " ".join(shlex.quote(Path(d).name) for d in stage_dirs)
+        marks = " ".join(MARKERS)
+        if stage_dirs:
+            parts.append(
+                f"cd -- {_remote_path(self.rundir)} 2>/dev/null && for d in {names}; do for m in {marks}; do "
+                f'[ -e "$d/$m" ] && printf "%s\\n" "$d/$m"; done; done; true'
+            )
+
+        def once() -> tuple[dict[str, JobStatus], dict[str, set[str]]]:
+            result = trans.run("\n".join(parts))
+            head, sep, tail = result.stdout.rpartition(f"\n{_SEP} ")
+            if not sep:
+                raise SchedulerCommandError(f"{self.name}: poll printed no separator: {result.describe()}", result)
+            rc_text, _, marker_text = tail.partition("\n")
+            status_result = CommandResult(parts[0], int(rc_text.strip() or 0), head, result.stderr)
+            statuses = sched.parse_status(status_result, ids) if ids else {}
+            found: dict[str, set[str]] = {Path(d).name: set() for d in stage_dirs}
+            for line in marker_text.splitlines():
+                d, _, m = line.strip().partition("/")
+                if d in found and m in MARKERS:
+                    found[d].add(m)
+            return statuses, found
+
+        return self._retry(once, f"{self.name}: poll")
+
+
+def _remote_path(path: str) -> str:
+    """Quote a remote path; a relative one is relative to the remote home."""
+    if path.startswith("/"):
+        return shlex.quote(path)
+    if path.startswith("~/"):
+        path = path[2:]
+    return '"$HOME"/' + shlex.quote(path)
+
+
+remote_path = _remote_path

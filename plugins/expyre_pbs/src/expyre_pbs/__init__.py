@@ -1,0 +1,1 @@
+"""expyre pbs plugin (skeleton)."""

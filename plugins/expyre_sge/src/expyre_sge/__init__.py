@@ -1,0 +1,1 @@
+"""expyre sge plugin (skeleton)."""

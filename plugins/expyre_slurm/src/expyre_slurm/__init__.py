@@ -1,0 +1,1 @@
+"""expyre slurm plugin (skeleton)."""

@@ -1,0 +1,1 @@
+"""expyre ssh plugin (skeleton)."""
