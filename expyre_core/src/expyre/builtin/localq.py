@@ -415,6 +415,7 @@ class Daemon:
         self._keep_w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # so the FIFO never reports EOF
         sig_r, sig_w = os.pipe()
         os.set_blocking(sig_w, False)
+        os.set_blocking(sig_r, False)
         signal.set_wakeup_fd(sig_w)
         signal.signal(signal.SIGCHLD, lambda *a: None)
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))

@@ -1,0 +1,336 @@
+"""Test helpers for expyre and its plugins (needs pytest).
+
+A scheduler plugin (including a third party's) runs the shared contract suite against its backend::
+
+    # tests/test_contract.py of expyre-mysched
+    from expyre.testing import SchedulerContract
+
+    class TestContract(SchedulerContract):
+        scheduler = "mysched"
+
+The suite runs once per *selected* system whose ``scheduler`` is ``"mysched"``. Systems come from
+the config file ``$EXPYRE_PYTEST_CONFIG`` (default ``$HOME/.expyre/config.json``, as the seed
+says) filtered by the regexp ``$EXPYRE_PYTEST_SYSTEMS`` (default: all); the embedded ``local``
+system is always available. So a user points the project's tests at their own cluster exactly as
+CI points them at the clusters it brings up.
+
+With no matching system a test is skipped with the reason, except under ``CI=true``, where it fails
+(:func:`skip_or_fail`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
+
+import pytest
+
+from . import config as _config
+
+__all__ = [
+    "SchedulerContract",
+    "pytest_config_path",
+    "available_systems",
+    "selected_systems",
+    "skip_or_fail",
+    "make_root",
+    "wait_for",
+    "CallCounter",
+    "queued_job_resources",
+]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip the current test, or fail it under ``CI=true`` (CI must run every real-component test)."""
+    if in_ci():
+        pytest.fail(f"CI=true and a real-component test cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_config_path() -> Path:
+    return Path(os.environ.get("EXPYRE_PYTEST_CONFIG") or Path.home() / ".expyre" / "config.json")
+
+
+def available_systems() -> dict[str, dict[str, Any]]:
+    """Raw system dicts from the test config file, plus the embedded ``local`` system."""
+    systems: dict[str, dict[str, Any]] = {"local": _config.default_local_system()}
+    path = pytest_config_path()
+    if path.exists():
+        data = json.loads(path.read_text())
+        for name, value in (data.get("systems") or {}).items():
+            if value is None:
+                systems.pop(name, None)
+            else:
+                systems[name] = value
+    return systems
+
+
+def selected_systems(scheduler: str | None = None, transport: str | None = None) -> dict[str, dict[str, Any]]:
+    """Systems matching ``$EXPYRE_PYTEST_SYSTEMS`` (a regexp searched in the name; default all),
+    optionally only those using ``scheduler`` / ``transport`` ("local" or "ssh")."""
+    rx = re.compile(os.environ.get("EXPYRE_PYTEST_SYSTEMS") or ".*")
+    out = {}
+    for name, sysd in available_systems().items():
+        if not rx.search(name):
+            continue
+        if scheduler is not None and sysd.get("scheduler") != scheduler:
+            continue
+        if transport is not None:
+            t = sysd.get("transport") or ("local" if sysd.get("host") is None else "ssh")
+            if t != transport:
+                continue
+        out[name] = sysd
+    return out
+
+
+def make_root(root: Path, systems: dict[str, dict[str, Any] | None]) -> Path:
+    """Make ``root`` an expyre root with these systems in its config.json and load it."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (root / "config.json").write_text(json.dumps({"systems": systems}, indent=2))
+    os.environ["EXPYRE_ROOT"] = str(root)
+    _config.init()
+    return root
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+        interval = min(interval * 1.5, 1.0)
+
+
+class CallCounter:
+    """Counts the commands a system's transport runs (``with CallCounter(system) as c: ...``);
+    ``c.calls`` lists them, ``c.count(pred)`` counts those matching."""
+
+    def __init__(self, system: Any) -> None:
+        self.system = system
+        self.calls: list[Any] = []
+
+    def __enter__(self) -> "CallCounter":
+        transport = self.system.transport
+        original = transport.run
+        self._original = original
+
+        def run(command, **kw):
+            self.calls.append(command)
+            return original(command, **kw)
+
+        transport.run = run  # type: ignore[method-assign]
+        self._transport = transport
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._transport.run = self._original  # type: ignore[method-assign]
+
+    def count(self, predicate: Callable[[Any], bool]) -> int:
+        return sum(1 for c in self.calls if predicate(c))
+
+
+def queued_job_resources() -> list[dict[str, Any]] | None:
+    """``$EXPYRE_PYTEST_QUEUED_JOB_RESOURCES``: JSON (or a file of JSON) with two resource dicts,
+    a small job and one large enough to stay queued behind it."""
+    raw = os.environ.get("EXPYRE_PYTEST_QUEUED_JOB_RESOURCES")
+    if not raw:
+        return None
+    text = Path(raw).read_text() if Path(raw).exists() else raw
+    value = json.loads(text)
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, dict) for v in value)):
+        raise ValueError("EXPYRE_PYTEST_QUEUED_JOB_RESOURCES must be a JSON array of two resource dicts")
+    for v in value:
+        if isinstance(v.get("n"), list):
+            v["n"] = tuple(v["n"])
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# functions the contract suite runs in jobs (module level: pickled by reference)
+# ---------------------------------------------------------------------------------------------
+
+
+def job_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("EXPYRE_")}
+
+
+def job_raise(message: str) -> None:
+    raise ValueError(message)
+
+
+def job_print(text: str) -> int:
+    import sys
+
+    print(text)
+    print("to stderr: " + text, file=sys.stderr)
+    return len(text)
+
+
+def job_sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def job_square(x: int) -> int:
+    return x * x
+
+
+class SchedulerContract:
+    """The contract every scheduler backend must pass, on each selected system using it.
+
+    Subclass with ``scheduler = "<name>"``. Override :attr:`resources` for sites whose partitions
+    need other limits; :attr:`timeout` bounds every wait.
+    """
+
+    scheduler: ClassVar[str] = ""
+    #: restrict to systems using this transport ("local", "ssh"...); None: any
+    transport: ClassVar[str | None] = None
+    resources: ClassVar[dict[str, Any]] = {"max_time": "5m", "n": (1, "tasks")}
+    timeout: ClassVar[float] = 300.0
+    many: ClassVar[int] = 10
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "system_name" in metafunc.fixturenames:
+            names = sorted(selected_systems(self.scheduler or None, self.transport))
+            metafunc.parametrize("system_name", names or [None], ids=names or ["no-system"])
+
+    @pytest.fixture
+    def expyre_root(self, tmp_path: Path, system_name: str | None) -> Iterator[Path]:
+        if system_name is None:
+            skip_or_fail(
+                f"no system with scheduler {self.scheduler!r} (transport {self.transport or 'any'}) selected from {pytest_config_path()} "
+                f"(EXPYRE_PYTEST_SYSTEMS={os.environ.get('EXPYRE_PYTEST_SYSTEMS', '')!r})"
+            )
+        old = os.environ.get("EXPYRE_ROOT")
+        root = make_root(tmp_path / "_expyre", {system_name: available_systems()[system_name]})
+        try:
+            yield root
+        finally:
+            from .system import close_all
+
+            close_all()
+            if old is None:
+                os.environ.pop("EXPYRE_ROOT", None)
+            else:
+                os.environ["EXPYRE_ROOT"] = old
+
+    def _start(self, name: str, fn: Callable, system_name: str, args=(), **kw: Any):
+        from .func import ExPyRe
+
+        xpr = ExPyRe(name, fn, args=list(args), **kw)
+        xpr.start(resources=self.resources, system_name=system_name, partial_node=True)
+        return xpr
+
+    def test_seed_example(self, expyre_root: Path, system_name: str) -> None:
+        np = pytest.importorskip("numpy")
+        from .func import ExPyRe
+
+        xpr = ExPyRe("test_task", np.sum, args=[np.ones((100, 50))], kwargs={"axis": 1})
+        xpr.start(resources={**self.resources}, system_name=system_name, partial_node=True)
+        result = xpr.get_results(timeout=self.timeout, check_interval=2)
+        assert np.max(np.abs(result - [50.0] * 100)) == 0.0
+        assert _config.db.get(xpr.id)["status"] == "succeeded"
+        xpr.mark_processed()
+        assert _config.db.get(xpr.id)["status"] == "processed"
+
+    def test_remote_exception(self, expyre_root: Path, system_name: str) -> None:
+        from .func import ExPyReRemoteTraceback
+
+        xpr = self._start("raiser", job_raise, system_name, args=["boom from the job"])
+        with pytest.raises(ValueError, match="boom from the job") as info:
+            xpr.get_results(timeout=self.timeout, check_interval=2)
+        assert isinstance(info.value.__cause__, ExPyReRemoteTraceback)
+        assert "job_raise" in info.value.__cause__.tb
+        assert _config.db.get(xpr.id)["status"] == "failed"
+
+    def test_output_captured(self, expyre_root: Path, system_name: str) -> None:
+        xpr = self._start("printer", job_print, system_name, args=["hello from the job"])
+        assert xpr.get_results(timeout=self.timeout, check_interval=2) == len("hello from the job")
+        assert "hello from the job" in xpr.stdout
+        assert "to stderr: hello from the job" in xpr.stderr
+
+    def test_expyre_env(self, expyre_root: Path, system_name: str) -> None:
+        from .func import ExPyRe
+
+        system = _config.get_system(system_name)
+        xpr = ExPyRe("env", job_env)
+        xpr.start(resources=self.resources, system_name=system_name, partial_node=True)
+        env = xpr.get_results(timeout=self.timeout, check_interval=2)
+        from .resources import Resources
+
+        _, alloc = Resources.from_any(self.resources).find_nodes(system.partitions, partial_node=True)
+        assert env["EXPYRE_NNODES"] == str(alloc.nnodes)
+        assert env["EXPYRE_TOT_NCORES"] == str(alloc.tot_ncores)
+        assert env["EXPYRE_TOT_NTASKS"] == str(alloc.tot_ntasks)
+        assert env["EXPYRE_NCORES_PER_TASK"] == str(alloc.ncores_per_task)
+        assert env["EXPYRE_NCORES_PER_NODE"] == str(alloc.ncores_per_node)
+
+    def test_cancel_reports_died(self, expyre_root: Path, system_name: str) -> None:
+        from .func import ExPyReJobDiedError
+
+        xpr = self._start("sleeper", job_sleep, system_name, args=[600])
+        wait_for(lambda: _started(xpr), self.timeout, "the sleeping job to start")
+        t0 = time.monotonic()
+        xpr.cancel()
+        with pytest.raises(ExPyReJobDiedError, match="without a result"):
+            xpr.get_results(timeout=self.timeout, check_interval=2)
+        assert _config.db.get(xpr.id)["status"] == "died"
+        assert time.monotonic() - t0 < 120, "cancellation must be noticed promptly"
+
+    def test_restart_reuses_job(self, expyre_root: Path, system_name: str) -> None:
+        from .func import ExPyRe
+
+        first = self._start("square", job_square, system_name, args=[7])
+        again = ExPyRe("square", job_square, args=[7])
+        assert again.id == first.id and again.recreated
+        again.start(resources=self.resources, system_name=system_name, partial_node=True)
+        assert _config.db.get(first.id)["remote_id"] == first.remote_id  # not submitted twice
+        assert again.get_results(timeout=self.timeout, check_interval=2) == 49
+        again.mark_processed()
+        fresh = ExPyRe("square", job_square, args=[7])
+        assert fresh.id != first.id and not fresh.recreated
+
+    def test_many_jobs_batched_status(self, expyre_root: Path, system_name: str) -> None:
+        system = _config.get_system(system_name)
+        xprs = [self._start(f"many_{i}", job_square, system_name, args=[i]) for i in range(self.many)]
+        status_argv = system.scheduler.status_command(["x"])
+        polls_before = _poll_count(system)
+        with CallCounter(system) as counter:
+            results = [x.get_results(timeout=self.timeout, check_interval=2) for x in xprs]
+        assert results == [i * i for i in range(self.many)]
+        polls = _poll_count(system) - polls_before
+        status_calls = counter.count(lambda c: _is_status_call(c, status_argv))
+        # every status query covered all jobs: never one query per job
+        assert status_calls <= polls, (status_calls, polls)
+
+
+def _is_status_call(command: Any, status_argv: list[str]) -> bool:
+    text = command if isinstance(command, str) else " ".join(command)
+    return status_argv[0] in text and "submit" not in text
+
+
+def _poll_count(system: Any) -> int:
+    from .func import _Poller
+
+    return _Poller.get(system, _config.db).count
+
+
+def _started(xpr: Any) -> bool:
+    from .func import _Poller
+
+    poller = _Poller.get(xpr.system, _config.db)
+    poller.refresh(max_age=0.2)
+    return _config.db.get(xpr.id)["status"] == "started"
+

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from expyre import config, plugins
+from expyre.testing import make_root
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh expyre root with only the embedded `local` system."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    old = os.environ.get("EXPYRE_ROOT")
+    r = make_root(tmp_path / "_expyre", {})
+    yield r
+    from expyre.system import close_all
+
+    close_all()
+    if old is None:
+        os.environ.pop("EXPYRE_ROOT", None)
+    else:
+        os.environ["EXPYRE_ROOT"] = old
+
+
+@pytest.fixture
+def fresh_plugins():
+    plugins.reset()
+    yield
+    plugins.reset()
+    config._loaded.clear()
