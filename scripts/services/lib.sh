@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the scripts in scripts/services/. Source it; do not run it.
 #
 #   . "$(dirname "$0")/lib.sh"
@@ -30,11 +31,43 @@ XPR_SGE_ROOT=/var/lib/gridengine
 
 # One id per top-level run, so that `apt-get update` happens at most once per run of
 # up.sh (which exports it) or of a start script run on its own.
-export XPR_RUN_ID="${XPR_RUN_ID:-$$.$(date +%s)}"
+if [[ -z "${XPR_RUN_ID:-}" ]]; then
+    XPR_RUN_ID_OWNER=$$ # this process started the run: it removes the run's stamps at exit
+    XPR_RUN_ID="$$.$EPOCHSECONDS"
+    export XPR_RUN_ID
+fi
 export DEBIAN_FRONTEND=noninteractive
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"
 
 install -d -m 0755 "$XPR_LOG_DIR" "$XPR_STATE_DIR" "$XPR_RUN_DIR" 2>/dev/null || true
+
+# Every script ends through _xpr_exit: it removes the scratch directory, and when the
+# script fails on an unexpected command (set -e) rather than through die, it still
+# prints an ERROR line naming the command and line.
+XPR_SCRATCH=""
+XPR_DIED=""
+XPR_LAST_CMD=""
+XPR_LAST_LINE=""
+_xpr_exit() {
+    local rc=$?
+    [[ -n "$XPR_SCRATCH" ]] && rm -rf "$XPR_SCRATCH"
+    [[ "${XPR_RUN_ID_OWNER:-}" == "$$" ]] && rm -f "$XPR_RUN_DIR/apt-updated.$XPR_RUN_ID"
+    if [[ $rc -ne 0 && -z "$XPR_DIED" ]]; then
+        printf 'ERROR: [%s] failed (exit status %s) at line %s: %s (logs: %s)\n' \
+            "$XPR_SCRIPT" "$rc" "${XPR_LAST_LINE:-?}" "${XPR_LAST_CMD:-?}" "$XPR_LOG_DIR" >&2
+    fi
+    return $rc
+}
+set -E
+trap 'XPR_LAST_CMD=$BASH_COMMAND; XPR_LAST_LINE=$LINENO' ERR
+trap _xpr_exit EXIT
+
+# make_scratch: create this script's scratch directory $XPR_SCRATCH (removed at exit).
+make_scratch() {
+    XPR_SCRATCH="$XPR_RUN_DIR/tmp.$$"
+    rm -rf "$XPR_SCRATCH"
+    install -d -m 0755 "$XPR_SCRATCH"
+}
 
 log() {
     printf '[%s %s] %s\n' "$(date +%H:%M:%S)" "$XPR_SCRIPT" "$*" >&2
@@ -45,6 +78,7 @@ log() {
 die() {
     local msg="$1" f
     shift || true
+    XPR_DIED=1
     printf 'ERROR: [%s] %s\n' "$XPR_SCRIPT" "$msg" >&2
     for f in "$@"; do
         if [[ -r "$f" ]]; then
@@ -280,15 +314,29 @@ netns_enabled() { [[ -e "$XPR_NETNS_MARKER" ]]; }
 
 short_host() { hostname -s; }
 
-# netns_mark_enabled: record that the network-namespace "remote host" is wanted, and
-# give its two addresses names in /etc/hosts (xpr-remote, <host>-veth). Done before
-# Slurm and SGE are configured, so that both pick the namespace up.
-netns_mark_enabled() {
-    local h
+# host_addr: the IPv4 address the short host name resolves to. It must be a loopback
+# address (every daemon here is bound to it); a name that does not resolve at all is
+# mapped to 127.0.0.1 in /etc/hosts.
+host_addr() {
+    local h addr
     h=$(short_host)
+    addr=$(getent ahostsv4 "$h" | awk 'NR == 1 { print $1 }')
+    if [[ -z "$addr" ]]; then
+        log "host name $h does not resolve; adding '127.0.0.1 $h' to /etc/hosts"
+        set_block /etc/hosts "expyre hostname" "127.0.0.1 $h" >/dev/null || true
+        addr=127.0.0.1
+    fi
+    [[ "$addr" == 127.* ]] ||
+        die "host name $h resolves to $addr, not to a loopback address; map it to 127.0.0.1 in /etc/hosts first"
+    printf '%s' "$addr"
+}
+
+# netns_mark_enabled: record that the network-namespace "remote host" is wanted, and name
+# its address in /etc/hosts (xpr-remote). Done before Slurm and SGE are configured, so
+# that both pick the namespace up (slurmctld/slurmdbd reachable from it, SGE submit host).
+netns_mark_enabled() {
     touch "$XPR_NETNS_MARKER"
-    set_block /etc/hosts "expyre netns" \
-        "$(printf '%s %s\n%s %s-veth' "$XPR_VETH_NS_IP" "$XPR_NETNS" "$XPR_VETH_HOST_IP" "$h")" || true
+    set_block /etc/hosts "expyre netns" "$XPR_VETH_NS_IP $XPR_NETNS" || true
 }
 
 # xpr_daemons: one line per daemon these scripts manage, in start order:

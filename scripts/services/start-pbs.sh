@@ -30,8 +30,8 @@ if [[ -x "$BIN/qsub" && "$(cat "$STAMP" 2>/dev/null)" == "$version" ]]; then
     log "torque wrappers $version already in $BIN"
 else
     log "fetching slurm-wlm-torque=$version (unpacked, not installed)"
-    tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
+    make_scratch
+    tmp="$XPR_SCRATCH"
     apt_update
     if ! (cd "$tmp" && apt-get -q download "slurm-wlm-torque=$version") >>"$APT_LOG" 2>&1; then
         apt_update force

@@ -18,6 +18,7 @@ ALLOW_ROOT="${SGE_ALLOW_ROOT:-1}"
 [[ "$ALLOW_ROOT" == 0 || "$ALLOW_ROOT" == 1 ]] || die "SGE_ALLOW_ROOT must be 0 or 1"
 
 HOST=$(short_host)
+host_addr >/dev/null # dies unless the host name resolves to a loopback address
 export SGE_ROOT="$XPR_SGE_ROOT" SGE_CELL=default
 COMMON="$SGE_ROOT/$SGE_CELL/common"
 SPOOL=/var/spool/gridengine
@@ -56,11 +57,7 @@ QSTAT=/usr/bin/qstat
 # ---------------------------------------------------------------- host_aliases (before qmaster)
 # $HOST resolves to 127.0.0.1, whose reverse lookup is "localhost": without this every
 # client gets "access denied (client IP resolved to host name "localhost" ...)".
-aliases="$HOST localhost"
-if netns_enabled; then
-    aliases="$aliases $HOST-veth"
-fi
-printf '%s\n' "$aliases" >"$XPR_RUN_DIR/host_aliases.new"
+printf '%s localhost\n' "$HOST" >"$XPR_RUN_DIR/host_aliases.new"
 aliases_changed=0
 install_if_changed "$XPR_RUN_DIR/host_aliases.new" "$COMMON/host_aliases" 0644 root:root && aliases_changed=1
 rm -f "$XPR_RUN_DIR/host_aliases.new"
@@ -93,8 +90,8 @@ else
 fi
 
 # ---------------------------------------------------------------- configuration
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+make_scratch
+tmp="$XPR_SCRATCH"
 
 # Print a qconf object file with continuation lines joined, comments dropped, and
 # whitespace squeezed: the form in which two objects are compared.
@@ -128,7 +125,12 @@ sge_edit() {
     ' "$tmp/kv" - >"$out"
 }
 
-same_object() { cmp -s <(sge_norm "$1") <(sge_norm "$2"); }
+# same_object CURRENT WANTED: true when every key of WANTED has the same value in CURRENT
+# (keys that only CURRENT has, such as an exec host's load_values, are ignored).
+same_object() {
+    cmp -s <(sge_norm "$2") <(sge_norm "$2" | awk 'NR == FNR { k = $0; sub(/ .*/, "", k); cur[k] = $0; next }
+        { k = $0; sub(/ .*/, "", k); if (k in cur) print cur[k] }' <(sge_norm "$1") -)
+}
 
 # sge_apply WHAT NAME FILE SHOWOPT ADDOPT MODOPT: create or modify an object from FILE
 # unless the current one (qconf SHOWOPT NAME) already has the same content.
@@ -148,7 +150,8 @@ sge_apply() {
     fi
 }
 
-# Admin and submit host (for the network-namespace host too, when enabled).
+# Admin and submit host (and the network-namespace host xpr-remote, when enabled: it
+# reaches the qmaster through its own /etc/hosts, where $HOST is the veth address).
 "$QCONF" -sh 2>/dev/null | grep -qx "$HOST" ||
     { log "adding admin host $HOST"; "$QCONF" -ah "$HOST" >>"$XPR_LOG_DIR/qconf.out" 2>&1 || die "qconf -ah $HOST failed" "$XPR_LOG_DIR/qconf.out"; }
 submit_hosts=("$HOST")
@@ -254,25 +257,6 @@ if ! wait_until 30 "all.q@$HOST without state flags" queue_ok; then
     /usr/bin/qmod -e "all.q@$HOST" >>"$XPR_LOG_DIR/qconf.out" 2>&1 || true
     wait_until 30 "all.q@$HOST without state flags" queue_ok ||
         die "all.q@$HOST still has state '$(queue_flags)'" "$EXECD_LOG" "$QMASTER_LOG"
-fi
-
-# ---------------------------------------------------------------- network-namespace cell
-if netns_enabled; then
-    # Cell "netns": the same cell seen from the namespace, where the qmaster is reached
-    # at $HOST-veth (the host end of the veth pair). Everything but act_qmaster is a
-    # symlink to the default cell, so accounting etc. stay shared.
-    ncommon="$SGE_ROOT/netns/common"
-    install -d -m 0755 "$ncommon"
-    for f in "$COMMON"/*; do
-        b=$(basename "$f")
-        [[ "$b" == act_qmaster ]] && continue
-        [[ "$(readlink "$ncommon/$b" 2>/dev/null)" == "$f" ]] || ln -sfn "$f" "$ncommon/$b"
-    done
-    for f in bootstrap accounting; do
-        [[ -e "$ncommon/$f" || -L "$ncommon/$f" ]] || ln -sfn "$COMMON/$f" "$ncommon/$f"
-    done
-    printf '%s-veth\n' "$HOST" >"$tmp/act_qmaster"
-    install_if_changed "$tmp/act_qmaster" "$ncommon/act_qmaster" 0644 root:root || true
 fi
 
 # ---------------------------------------------------------------- smoke job

@@ -4,11 +4,12 @@
 #
 #   bash scripts/services/up.sh [slurm] [pbs] [sge] [sshd] [netns]
 #
-# No argument means: slurm pbs sge sshd. "pbs" implies "slurm" (the PBS commands are
-# Slurm's Torque wrappers); "netns" implies "sshd". EXPYRE_NETNS=1 adds "netns".
-# Order: slurm, pbs, sge, sshd, netns. slurm-wlm-torque is never dpkg-installed (the
-# gridengine packages would silently remove it), so pbs and sge can come in any order,
-# but pbs needs a running Slurm.
+# No argument means: slurm pbs sge sshd, plus netns once "up.sh netns" has enabled it
+# (rm /etc/expyre-services/netns.enabled to drop it). "pbs" implies "slurm" (the PBS
+# commands are Slurm's Torque wrappers); "netns" implies "sshd"; EXPYRE_NETNS=1 adds
+# "netns". Order: slurm, pbs, sge, sshd, netns. slurm-wlm-torque is never
+# dpkg-installed (the gridengine packages would silently remove it), so pbs and sge
+# can come in any order, but pbs needs a running Slurm.
 # Prints the time per service and a status table; exits 1 if any service failed.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -20,13 +21,18 @@ ORDER=(slurm pbs sge sshd netns)
 declare -A want=()
 if [[ $# -eq 0 ]]; then
     for s in slurm pbs sge sshd; do want[$s]=1; done
+    # Once enabled, the namespace stays in the default set: stop-all.sh + up.sh restore all.
+    if netns_enabled; then
+        want[netns]=1
+        log "netns was enabled earlier ($XPR_NETNS_MARKER), so it is included"
+    fi
 fi
 for a in "$@"; do
     case "$a" in
         slurm | pbs | sge | sshd | netns) want[$a]=1 ;;
         all) for s in "${ORDER[@]}"; do want[$s]=1; done ;;
         -h | --help)
-            sed -n '2,12p' "$0"
+            sed -n '2,13p' "$0"
             exit 0
             ;;
         *) die "unknown service '$a'; choose from: ${ORDER[*]} (or all)" ;;
