@@ -121,25 +121,54 @@ class _HashingWriter(io.RawIOBase):
         return len(b)
 
 
+class _SortedSet(set):
+    """Marks a set to pickle in sorted order (the C pickler never asks about exact sets)."""
+
+
+class _SortedFrozenSet(frozenset):
+    pass
+
+
+def _stabilize(obj: Any, depth: int = 0) -> Any:
+    """Copy plain containers (list, tuple, dict, set) with their sets replaced by markers that pickle
+    in sorted order, so equal arguments hash equally in every process (string hashing, and with it
+    set iteration order, is randomised per process). Other objects are left alone."""
+    t = type(obj)
+    if depth > 100:
+        return obj
+    if t is set or t is frozenset:
+        items = [_stabilize(x, depth + 1) for x in obj]
+        return (_SortedSet if t is set else _SortedFrozenSet)(items)
+    if t is list or t is tuple:
+        new = [_stabilize(x, depth + 1) for x in obj]
+        if all(a is b for a, b in zip(new, obj)):
+            return obj
+        return new if t is list else tuple(new)
+    if t is dict:
+        new_d = {_stabilize(k, depth + 1): _stabilize(v, depth + 1) for k, v in obj.items()}
+        if all(a is b for a, b in zip(new_d.values(), obj.values())) and all(a is b for a, b in zip(new_d, obj)):
+            return obj
+        return new_d
+    return obj
+
+
 class _StablePickler(cloudpickle.CloudPickler):
-    """cloudpickle with sets pickled in sorted order, so equal arguments hash equally in every
-    process (string hashing is randomised per process, and with it set iteration order)."""
+    """cloudpickle that writes marked sets (see :func:`_stabilize`) as sorted plain sets."""
 
     def reducer_override(self, obj):
-        if type(obj) in (set, frozenset) and obj:
+        t = type(obj)
+        if t is _SortedSet or t is _SortedFrozenSet:
+            base = set if t is _SortedSet else frozenset
             try:
                 items = sorted(obj)
             except TypeError:
-                try:
-                    items = sorted(obj, key=repr)
-                except Exception:
-                    return super().reducer_override(obj)
-            return type(obj), (items,)
+                items = sorted(obj, key=repr)
+            return base, (items,)
         return super().reducer_override(obj)
 
 
 def _dump(obj: Any, out) -> None:
-    _StablePickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    _StablePickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(_stabilize(obj))
 
 
 def _code_digest(code, h) -> None:
@@ -793,6 +822,20 @@ class ExPyRe:
         if self.status in STATUS_GROUPS["ongoing"] and self.remote_id:
             self.system.control("cancel", [self.remote_id])
             config.db.update(self.id, reason="cancel requested by user")
+
+    def hold(self) -> None:
+        """Hold the queued job in its scheduler (it will not start until :meth:`release`)."""
+        self._control("hold")
+
+    def release(self) -> None:
+        """Release a held job."""
+        self._control("release")
+
+    def _control(self, op: str) -> None:
+        self._refresh_row()
+        if self.status not in STATUS_GROUPS["ongoing"] or not self.remote_id:
+            raise RuntimeError(f"job {self.id} is {self.status}; only a submitted job can be {op}ed")
+        self.system.control(op, [self.remote_id])  # type: ignore[arg-type]
 
     def clean(self, wipe: bool = False, dry_run: bool = False, verbose: bool = False) -> list[str]:
         """Free the job's disk space, here and on the remote host; status becomes ``cleaned``.

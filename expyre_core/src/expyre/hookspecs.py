@@ -127,6 +127,20 @@ class Transport(abc.ABC):
         Example: ``transport.get(["expyre_rundir/run_x_1"], Path("/home/me/_expyre"))``
         """
 
+    def probe(self, python_cmd: str, commands: Sequence[str] = ()) -> None:
+        """Check the host once, before a system's first command (optional; default: nothing).
+
+        Raise an error that names the host and the command that failed when jobs cannot run
+        there, e.g. when ``python_cmd`` cannot import cloudpickle after the system's ``commands``.
+        :class:`TransportError` means the host could not be reached (the core retries it); any
+        other exception is final.
+
+        :param python_cmd: the system's default job Python (``System.default_python()``).
+        :param commands: the system's ``commands`` (they run before the Python in every job).
+
+        Example: ``transport.probe("/opt/venv/bin/python", ["module load python"])``
+        """
+
     def close(self) -> None:
         """Release connections. Called at interpreter exit and by ``xpr`` when done."""
 

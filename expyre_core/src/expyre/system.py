@@ -156,6 +156,8 @@ class System:
         sched, trans = self.scheduler, self.transport
         with self._lock:
             if not self._setup_done:
+                self._retry(lambda: trans.probe(self.default_python(), list(self.cfg.commands)),
+                            f"{self.name}: checking {self.host or 'this machine'}")
                 self._retry(lambda: sched.setup(trans), f"{self.name}: scheduler setup")
                 self._setup_done = True
         return sched, trans

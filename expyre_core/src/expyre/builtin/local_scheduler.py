@@ -87,7 +87,9 @@ class LocalScheduler(Scheduler):
             raise SchedulerCommandError(f"could not install the local queue helper: {result.describe()}", result)
 
     def submit_command(self, job: JobRequest) -> list[str]:
-        cmd = [*self._helper(), "submit", self.queue_dir, "--dir", ".", "--script", job.script,
+        # Runs from the remote home (see submit), like every other queue command: the queue
+        # paths and job.remote_dir may be relative to it.
+        cmd = [*self._helper(), "submit", self.queue_dir, "--dir", job.remote_dir, "--script", job.script,
                "--stdout", job.stdout, "--stderr", job.stderr, "--name", job.id,
                "--ncores", str(job.nodes.tot_ncores)]
         if job.max_time is not None:
@@ -134,7 +136,8 @@ class LocalScheduler(Scheduler):
     # -- in-process operations on this machine -------------------------------------------------
     def submit(self, transport: Transport, job: JobRequest) -> str:
         if not transport.is_local:
-            return super().submit(transport, job)
+            result = transport.run(self.submit_command(job), unset_env_prefixes=self.foreign_env_prefixes)
+            return self.parse_submit(result, job)
         try:
             return localq.submit(
                 self.queue_dir, directory=job.remote_dir, script=job.script, stdout=job.stdout, stderr=job.stderr,

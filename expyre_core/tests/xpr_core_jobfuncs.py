@@ -1,0 +1,51 @@
+"""Functions run in test jobs (a real module, so they pickle by reference)."""
+
+import os
+import sys
+import time
+
+
+def add(a, b, scratch=None):
+    return a + b
+
+
+def write_output(name, text):
+    with open(name, "w") as f:
+        f.write(text)
+    os.makedirs("sub", exist_ok=True)
+    with open(os.path.join("sub", "more.txt"), "w") as f:
+        f.write("more")
+    return sorted(os.listdir("."))
+
+
+def read_input(path):
+    with open(path) as f:
+        return f.read()
+
+
+def env(*names):
+    return {n: os.environ.get(n) for n in names}
+
+
+def die_hard():
+    sys.stdout.flush()
+    os._exit(7)
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def record_interval(path, seconds):
+    start = time.time()
+    time.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(f"{start} {time.time()}\n")
+    return True
+
+
+def unpicklable_result():
+    import threading
+
+    return threading.Lock()
