@@ -103,6 +103,7 @@ def daemon_alive(q: str) -> bool:
 
 def ensure_daemon(q: str, python: str | None = None) -> None:
     """Start the queue's daemon unless one runs (it survives the caller)."""
+    q = os.path.abspath(q)  # the daemon runs in "/"; q may be relative (to a remote home)
     if daemon_alive(q):
         _wake(q)
         return
