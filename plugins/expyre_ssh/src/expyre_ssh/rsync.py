@@ -1,0 +1,81 @@
+"""rsync command lines for copying many job directories in ONE invocation each way.
+
+Directories are named in a NUL-separated ``--files-from`` list on stdin, relative to their common
+parent, so N directories cost one rsync (one multiplexed session) whatever N is, no name is ever
+seen by a shell (``--protect-args``/``-s`` for the remote side), and names may hold spaces,
+quotes, newlines or a leading dash.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shlex
+from pathlib import Path
+from typing import Iterable, Sequence
+
+__all__ = ["RSYNC_ENV", "OK_EXIT_CODES", "VANISHED", "rsync_program", "put_argv", "get_argv", "group_by_parent", "files_from"]
+
+#: Environment variable naming the local rsync program (default ``rsync``); may carry options.
+RSYNC_ENV = "EXPYRE_SSH_RSYNC"
+#: "Partial transfer due to vanished source files": a file went away between listing and
+#: copying (e.g. a runner's temporary file renamed into place). Not an error for us.
+VANISHED = 24
+OK_EXIT_CODES = frozenset({0, VANISHED})
+
+# -r -l -p -t: recurse, symlinks as symlinks, permissions, times. No -o/-g: copies belong to the
+# user who receives them. -s: file names are passed to the remote rsync verbatim, not via a shell.
+_COMMON = ["-rlpt", "-s", "--from0", "--files-from=-"]
+
+
+def rsync_program() -> list[str]:
+    return shlex.split(os.environ.get(RSYNC_ENV) or "rsync")
+
+
+def _remote_shell(ssh_argv: Sequence[str]) -> str:
+    # rsync splits -e itself on spaces, honouring single and double quotes (as shlex.join writes).
+    return shlex.join(ssh_argv)
+
+
+def put_argv(ssh_argv: Sequence[str], local_parent: Path, host: str, remote_parent: str) -> list[str]:
+    """Copy the listed entries of ``local_parent`` into ``host:remote_parent``."""
+    return [*rsync_program(), *_COMMON, "-e", _remote_shell(ssh_argv), "--",
+            f"{os.fspath(local_parent).rstrip('/') or '/'}/", f"{host}:{_slash(remote_parent)}"]
+
+
+def get_argv(ssh_argv: Sequence[str], host: str, remote_parent: str, local_parent: Path) -> list[str]:
+    """Copy the listed entries of ``host:remote_parent`` into ``local_parent``."""
+    return [*rsync_program(), *_COMMON, "-e", _remote_shell(ssh_argv), "--",
+            f"{host}:{_slash(remote_parent)}", f"{os.fspath(local_parent).rstrip('/') or '/'}/"]
+
+
+def _slash(path: str) -> str:
+    return path.rstrip("/") + "/" if path.rstrip("/") else ("/" if path.startswith("/") else "./")
+
+
+def group_by_parent(paths: Iterable[str], *, remote: bool) -> dict[str, list[str]]:
+    """``{parent: [names]}`` in first-seen order (one rsync per parent; normally there is one)."""
+    groups: dict[str, list[str]] = {}
+    for p in paths:
+        p = str(p)
+        if remote:
+            stripped = p.rstrip("/") or p
+            parent, name = posixpath.split(stripped)
+            parent = parent or "."
+        else:
+            ap = Path(p).absolute()
+            parent, name = str(ap.parent), ap.name
+        if not name or name in (".", ".."):
+            raise ValueError(f"cannot copy {p!r}: it names no directory entry")
+        names = groups.setdefault(parent, [])
+        if name not in names:
+            names.append(name)
+    return groups
+
+
+def files_from(names: Sequence[str]) -> bytes:
+    """The NUL-separated list for ``--from0 --files-from=-``."""
+    for n in names:
+        if "\0" in n:
+            raise ValueError(f"file name {n!r} contains a NUL byte")
+    return b"\0".join(os.fsencode(n) for n in names) + b"\0"

@@ -1,0 +1,312 @@
+"""The ``ssh`` transport: commands over one multiplexed OpenSSH connection per host, files by rsync.
+
+Cost model (what the core relies on):
+
+* every :meth:`SshTransport.run` is ONE ssh session over the host's master connection;
+* :meth:`SshTransport.put` / :meth:`SshTransport.get` of N directories is ONE rsync over it (one
+  per distinct parent directory; job directories share one);
+* the master is opened on first use (the only full handshake, and the only password/2FA prompt)
+  and closed by :meth:`SshTransport.close` (``ssh -O exit``).
+
+Failures are :class:`~expyre.types.TransportError`; ``retry_safe`` is True only when the command
+certainly did not start: the master could not be established, or the multiplexer refused the
+session before it began. A connection lost while a command ran is ``retry_safe=False`` (the core
+then looks a submission up by name instead of repeating it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+from expyre.hookspecs import Transport
+from expyre.types import CommandResult, TransportError
+
+from . import probe as _probe
+from .control import ControlSocket, persist_seconds, socket_path
+from .remote import REMOTE_COMMAND, build_script, encode_stdin, rsync_path, split_trailer
+from .rsync import OK_EXIT_CODES, VANISHED, files_from, get_argv, group_by_parent, put_argv
+
+__all__ = ["SshTransport"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds allowed for opening the master (a human may be typing a 2FA code).
+MASTER_TIMEOUT = 300.0
+
+# What ssh prints when a multiplexed session could not even begin (nothing ran on the host):
+# the socket is gone/refused (and the fallback connection is blocked by ProxyCommand=false), or
+# the master asked the server for a session and was refused.
+_NOT_STARTED_MARKERS = (
+    "Control socket connect(",
+    "mux_client_request_session: session request failed",
+    "mux_client_hello_exchange",
+    "ControlSocket ",
+)
+
+
+def _not_started(stderr: str) -> bool:
+    return any(m in stderr for m in _NOT_STARTED_MARKERS)
+
+
+def _describe(command: Sequence[str] | str) -> str:
+    if isinstance(command, str):
+        first = command.strip().splitlines()[0] if command.strip() else ""
+        return f"bash script `{first[:120]}{' ...' if len(command.strip().splitlines()) > 1 or len(first) > 120 else ''}`"
+    return f"`{shlex.join(map(str, command))[:300]}`"
+
+
+class SshTransport(Transport):
+    """Runs commands and copies directories on ``host`` through OpenSSH and rsync.
+
+    :param host: ``[user@]machine`` (anything ssh accepts, including a ``Host`` alias).
+    :param remsh_cmd: the remote shell command, which may carry options (``"ssh -p 2222"``); split
+        with :func:`shlex.split`. Default ``$EXPYRE_RSH``, else ``ssh``.
+
+    :attr:`stats` counts what went over the wire: ``"run"`` (ssh sessions), ``"rsync"``,
+    ``"master"`` (full logins), ``"check"`` (local ``-O check`` calls, no round trip).
+    """
+
+    is_local = False
+
+    def __init__(self, host: str | None, remsh_cmd: str | None = None) -> None:
+        if not host:
+            raise ValueError("the ssh transport needs a host (\"host\": \"user@machine\" in config.json)")
+        super().__init__(host, remsh_cmd)
+        self.host: str = host
+        self.remsh: list[str] = shlex.split(remsh_cmd or os.environ.get("EXPYRE_RSH") or "ssh")
+        if not self.remsh:
+            raise ValueError(f"remote shell command {remsh_cmd!r} is empty")
+        self.stats: Counter[str] = Counter()
+        self._lock = threading.RLock()
+        self._pid = -1
+        self._socket: ControlSocket | None = None
+        self._master_started = False
+        self._made_dirs: set[str] = set()
+        self._probed: dict[tuple[str, tuple[str, ...]], _probe.ProbeReport] = {}
+
+    def __repr__(self) -> str:
+        return f"SshTransport({self.host!r}, remsh={shlex.join(self.remsh)!r})"
+
+    # -- the master connection -------------------------------------------------------------------
+    @property
+    def control(self) -> ControlSocket:
+        """This process's control socket for the host (a forked child gets its own)."""
+        with self._lock:
+            if self._socket is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._socket = ControlSocket(self.remsh, self.host, socket_path(self.host, self.remsh))
+                self._master_started = False
+                self._made_dirs = set()
+            return self._socket
+
+    def master_alive(self) -> bool:
+        """Whether the master answers ``ssh -O check`` (local, no round trip)."""
+        ctl = self.control
+        if not ctl.path.exists():
+            return False
+        self.stats["check"] += 1
+        try:
+            proc = subprocess.run(ctl.check_argv(), stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return proc.returncode == 0
+
+    def master_pid(self) -> int | None:
+        """The pid of this process's master ssh (from ``ssh -O check``), or None."""
+        ctl = self.control
+        try:
+            proc = subprocess.run(ctl.check_argv(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        out = proc.stdout + proc.stderr
+        if proc.returncode == 0 and "pid=" in out:
+            try:
+                return int(out.split("pid=", 1)[1].split(")", 1)[0])
+            except ValueError:
+                return None
+        return None
+
+    def connect(self) -> None:
+        """Make sure the master connection is up, opening it if needed.
+
+        :raises TransportError: (``retry_safe=True``) it could not be opened; nothing ran.
+        """
+        with self._lock:
+            ctl = self.control
+            if self.master_alive():
+                return
+            try:
+                ctl.path.unlink()  # a socket left by a dead master would make ssh refuse to bind
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise TransportError(f"cannot remove stale control socket {ctl.path}: {exc}", retry_safe=True) from exc
+            argv = ctl.master_argv(persist_seconds())
+            t0 = time.monotonic()
+            self.stats["master"] += 1
+            # stderr to a file, not a pipe: the backgrounded master must not hold our pipe open.
+            with tempfile.TemporaryFile() as err:
+                try:
+                    # stdin is not a terminal: passwords and 2FA codes are read from /dev/tty by ssh.
+                    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                          timeout=MASTER_TIMEOUT)
+                except FileNotFoundError as exc:
+                    raise TransportError(f"ssh to {self.host}: remote shell command {self.remsh[0]!r} not found",
+                                         retry_safe=True) from exc
+                except subprocess.TimeoutExpired as exc:
+                    raise TransportError(f"ssh to {self.host}: no connection after {MASTER_TIMEOUT:.0f} s "
+                                         f"(`{shlex.join(argv)}`)", retry_safe=True) from exc
+                err.seek(0)
+                stderr = err.read().decode(errors="replace").strip()
+            if proc.returncode != 0 or not self.master_alive():
+                raise TransportError(
+                    f"ssh to {self.host}: cannot connect: `{shlex.join(argv)}` exited {proc.returncode}"
+                    + (f": {stderr[-1500:]}" if stderr else ""),
+                    retry_safe=True,
+                    result=CommandResult(argv, proc.returncode, "", stderr),
+                )
+            self._master_started = True
+            logger.info("ssh master connection to %s open in %.3f s (%s)", self.host, time.monotonic() - t0, ctl.path)
+
+    def close(self) -> None:
+        """Close this process's master connection (``ssh -O exit``); safe to call twice."""
+        with self._lock:
+            if self._socket is None or self._pid != os.getpid():
+                return
+            ctl = self._socket
+            if ctl.path.exists():
+                try:
+                    subprocess.run(ctl.exit_argv(), stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    logger.debug("ssh -O exit for %s: %s", self.host, exc)
+                try:
+                    ctl.path.unlink()
+                except OSError:
+                    pass
+            self._master_started = False
+            self._made_dirs = set()
+            self._socket = None
+
+    # -- commands -------------------------------------------------------------------------------
+    def run(self, command, *, cwd=None, input=None, timeout=None, unset_env_prefixes=()):
+        """Run ``command`` on the host in one ssh session (see :meth:`Transport.run`)."""
+        script = build_script(command, cwd=cwd, unset_env_prefixes=unset_env_prefixes)
+        self.connect()
+        argv = [*self.control.client_argv(), self.host, REMOTE_COMMAND]
+        t0 = time.monotonic()
+        self.stats["run"] += 1
+        try:
+            proc = subprocess.run(argv, input=encode_stdin(script, input), capture_output=True, timeout=timeout)
+        except FileNotFoundError as exc:
+            raise TransportError(f"ssh to {self.host}: remote shell command {self.remsh[0]!r} not found",
+                                 retry_safe=True) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise TransportError(
+                f"ssh to {self.host}: {_describe(command)} timed out after {timeout} s; it may still be running there",
+                retry_safe=False,
+            ) from exc
+        stdout = proc.stdout.decode(errors="replace")
+        stderr = proc.stderr.decode(errors="replace")
+        out, rc = split_trailer(stdout)
+        logger.debug("ssh %s %s -> %s in %.3f s", self.host, _describe(command), rc if rc is not None else f"ssh {proc.returncode}",
+                     time.monotonic() - t0)
+        if rc is not None:
+            return CommandResult(command, rc, out, stderr)
+        # No trailer: the command did not run to its end under our wrapper.
+        result = CommandResult(command, proc.returncode, out, stderr)
+        if proc.returncode == 255 and _not_started(stderr):
+            raise TransportError(
+                f"ssh to {self.host}: the session for {_describe(command)} could not start: {stderr.strip()[-1000:]}",
+                retry_safe=True, result=result,
+            )
+        raise TransportError(
+            f"ssh to {self.host}: connection failed during {_describe(command)} (ssh exit {proc.returncode}); "
+            f"it may or may not have run there" + (f": {stderr.strip()[-1000:]}" if stderr.strip() else ""),
+            retry_safe=False, result=result,
+        )
+
+    # -- files ----------------------------------------------------------------------------------
+    def _rsync(self, argv: list[str], names: Sequence[str], what: str) -> None:
+        self.stats["rsync"] += 1
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.run(argv, input=files_from(names), capture_output=True)
+        except FileNotFoundError as exc:
+            raise TransportError(f"rsync not found here ({argv[0]!r}); install rsync", retry_safe=True) from exc
+        stderr = proc.stderr.decode(errors="replace")
+        logger.debug("rsync %s (%d dirs) -> %d in %.3f s", what, len(names), proc.returncode, time.monotonic() - t0)
+        if proc.returncode == VANISHED:
+            logger.debug("rsync %s: some files vanished while copying (exit 24), ignored: %s", what, stderr.strip()[-500:])
+        if proc.returncode not in OK_EXIT_CODES:
+            raise TransportError(
+                f"rsync {what} ({len(names)} dir(s)) failed with exit {proc.returncode}"
+                + (f": {stderr.strip()[-1500:]}" if stderr.strip() else ""),
+                retry_safe=False,
+                result=CommandResult(argv, proc.returncode, proc.stdout.decode(errors="replace"), stderr),
+            )
+
+    def _make_remote_dir(self, remote_parent: str) -> None:
+        if remote_parent in self._made_dirs:
+            return
+        from expyre.system import remote_path
+
+        result = self.run(f"umask 077 && mkdir -p -- {remote_path(remote_parent)}")
+        if not result.ok:
+            raise TransportError(f"ssh to {self.host}: cannot create {remote_parent!r}: {result.describe()}",
+                                 retry_safe=False, result=result)
+        self._made_dirs.add(remote_parent)
+
+    def put(self, local_dirs: Sequence[Path], remote_parent: str) -> None:
+        """Copy the directories into ``remote_parent`` on the host: one rsync for all of them."""
+        if not local_dirs:
+            return
+        self.connect()
+        self._make_remote_dir(remote_parent)
+        ssh = self.control.client_argv()
+        try:
+            for parent, names in group_by_parent(map(str, local_dirs), remote=False).items():
+                self._rsync(put_argv(ssh, Path(parent), self.host, rsync_path(remote_parent)), names,
+                            f"to {self.host}:{remote_parent}")
+        except TransportError:
+            self._made_dirs.discard(remote_parent)  # recreate it on the retry, in case it was removed
+            raise
+
+    def get(self, remote_dirs: Sequence[str], local_parent: Path) -> None:
+        """Copy the directories back into ``local_parent``: one rsync for all of them."""
+        if not remote_dirs:
+            return
+        self.connect()
+        local_parent = Path(local_parent)
+        local_parent.mkdir(parents=True, exist_ok=True)
+        ssh = self.control.client_argv()
+        for parent, names in group_by_parent(remote_dirs, remote=True).items():
+            self._rsync(get_argv(ssh, self.host, rsync_path(parent), local_parent), names,
+                        f"from {self.host}:{parent}")
+
+    # -- first-use check --------------------------------------------------------------------------
+    def probe(self, python_cmd: str, commands: Sequence[str] = ()) -> None:
+        """Check once per process that the host has rsync and that ``python_cmd`` (after the
+        system's ``commands``) imports cloudpickle; one round trip.
+
+        :raises RemoteEnvironmentError: something is missing (names the host and the command).
+        :raises TransportError: the host could not be reached.
+        """
+        key = (python_cmd, tuple(commands))
+        if key in self._probed or os.environ.get(_probe.PROBE_ENV, "1") == "0":
+            return
+        result = self.run(_probe.probe_script(python_cmd, commands), timeout=120)
+        report = _probe.parse_probe(result, self.host, python_cmd)
+        for problem in _probe.mismatches(report):
+            logger.warning("ssh host %s (python %s): %s", self.host, python_cmd, problem)
+        self._probed[key] = report
+        logger.info("ssh host %s: rsync %s, python %s, cloudpickle %s", self.host, report.rsync,
+                    ".".join(map(str, report.python or ())), report.cloudpickle)
