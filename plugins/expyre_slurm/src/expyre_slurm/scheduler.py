@@ -1,0 +1,267 @@
+"""The Slurm backend: ``sbatch``, ``squeue``, ``sacct``, ``scancel`` and ``scontrol`` command lines
+and the parsing of what they print.
+
+Status is one ``squeue --me -t all`` per poll for all of a system's jobs. ``-t all`` keeps finished
+jobs visible (COMPLETED, FAILED, TIMEOUT, CANCELLED...) for ``MinJobAge`` (default 300 s) after
+they end, and the ids are filtered here rather than passed with ``-j``: ``squeue -j <one purged
+id>`` exits 1 with "Invalid job id specified" and would fail the whole poll. Jobs that have left
+``squeue`` are reconciled by the core (result files, then :meth:`SlurmScheduler.accounting`, then a
+grace period); accounting is ``sacct -X`` when slurmdbd is there, else the ``jobcomp`` file
+(``sacct -c``), else nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Sequence
+
+import attrs
+from attrs import field, frozen
+from expyre.config_model import converter
+from expyre.hookspecs import ControlOp, Scheduler, Transport
+from expyre.types import (
+    CommandResult,
+    JobRequest,
+    JobStatus,
+    SchedulerCommandError,
+    SchedulerContext,
+)
+
+from . import header as _header
+from .parse import (
+    SACCT_FIELDS,
+    SQUEUE_FIND_FORMAT,
+    SQUEUE_STATUS_FORMAT,
+    accounting_disabled,
+    parse_find,
+    parse_job_id,
+    parse_sacct,
+    parse_squeue_status,
+    submit_failure_is_ambiguous,
+)
+
+__all__ = ["SlurmOptions", "SlurmScheduler"]
+
+logger = logging.getLogger(__name__)
+
+ACCOUNTING_MODES = ("auto", "slurmdbd", "jobcomp", "none")
+
+
+class AccountingMode(str):
+    """One of :data:`ACCOUNTING_MODES` (a config value, checked where it is read)."""
+
+
+def _structure_accounting(value: object, _: type) -> AccountingMode:
+    if not isinstance(value, str) or value not in ACCOUNTING_MODES:
+        raise ValueError(f"invalid accounting {value!r}: use one of {', '.join(ACCOUNTING_MODES)}")
+    return AccountingMode(value)
+
+
+def _structure_seconds(value: object, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"invalid number of seconds {value!r}: use a number >= 0")
+    return float(value)
+
+
+class Seconds(float):
+    """A number of seconds >= 0 (a config value)."""
+
+
+# per-value checks in structure hooks, so that config errors carry the key path
+converter.register_structure_hook(AccountingMode, _structure_accounting)
+converter.register_structure_hook(Seconds, _structure_seconds)
+
+# scancel/scontrol messages that mean "the job is already gone or finished": nothing left to do
+_CONTROL_MOOT = ("Invalid job id specified", "has already finished", "already completing or completed")
+_PER_JOB_LINE = re.compile(r"\bjob(?: id)? \d+", re.IGNORECASE)
+
+
+@frozen
+class SlurmOptions:
+    """``scheduler_options`` of a ``"scheduler": "slurm"`` system in config.json.
+
+    :param user: list this user's jobs with ``-u USER`` instead of ``--me`` (``--me`` needs Slurm
+        20.11 or later).
+    :param accounting: where the final state of a job that left ``squeue`` comes from: ``"auto"``
+        (``sacct``; if the site has no accounting storage, the ``jobcomp`` file with ``sacct -c``;
+        if that fails too, none), ``"slurmdbd"``, ``"jobcomp"`` or ``"none"``.
+    :param find_days: how far back ``sacct`` looks for a job by name (the no-double-submit check
+        after an interrupted submission), in days.
+    :param vanish_grace: seconds a finished or vanished job without result files is given before
+        it is declared died (default 30: NFS clients may show new files up to ~30-60 s late).
+    """
+
+    user: str | None = None
+    accounting: AccountingMode = AccountingMode("auto")
+    find_days: int = field(default=7, validator=attrs.validators.ge(0))
+    vanish_grace: Seconds | None = None
+
+
+class SlurmScheduler(Scheduler):
+    """Slurm through its command-line tools (22.05 verified; ``--parsable``, ``--me``, ``-t all``)."""
+
+    name = "slurm"
+    Options = SlurmOptions
+    # an enclosing job's SLURM_* (SLURM_JOB_ID, SLURM_MEM_PER_CPU, SLURM_CPUS_PER_TASK...) must not
+    # reach a nested sbatch: sbatch exports its environment into the new job
+    foreign_env_prefixes = ("SLURM_",)
+    vanish_grace = 30.0
+    directive = _header.DIRECTIVE
+
+    def __init__(self, context: SchedulerContext) -> None:
+        super().__init__(context)
+        opts = context.options if isinstance(context.options, SlurmOptions) else SlurmOptions()
+        self.options = opts
+        if opts.vanish_grace is not None:
+            self.vanish_grace = opts.vanish_grace
+        # "auto" resolves to the first mode that works, on first use
+        self._accounting_mode = "slurmdbd" if opts.accounting == "auto" else opts.accounting
+        self._lock = threading.Lock()
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _user_args(self) -> list[str]:
+        return ["-u", self.options.user] if self.options.user else ["--me"]
+
+    @property
+    def accounting_mode(self) -> str:
+        """``"slurmdbd"``, ``"jobcomp"`` or ``"none"``: the accounting source in use now."""
+        return self._accounting_mode
+
+    # -- header ----------------------------------------------------------------------------------
+    def header(self, job: JobRequest) -> list[str]:
+        return _header.default_header(job)
+
+    def job_env(self, job: JobRequest) -> list[str]:
+        return _header.job_env(job)
+
+    # -- submit ----------------------------------------------------------------------------------
+    def submit_command(self, job: JobRequest) -> list[str]:
+        return ["sbatch", "--parsable", job.script]
+
+    def parse_submit(self, result: CommandResult, job: JobRequest) -> str:
+        if result.ok:
+            jid = parse_job_id(result.stdout)
+            if jid is not None:
+                return jid
+            # exit 0 but no id: it may well be queued; the core looks it up by name
+            raise SchedulerCommandError(
+                f"sbatch of job {job.id} exited 0 but printed no job id: {result.describe()}", result
+            )
+        if submit_failure_is_ambiguous(result.stderr + result.stdout):
+            raise SchedulerCommandError(f"Slurm submission of job {job.id} may have failed: {result.describe()}", result)
+        raise self.submit_failed(result, f"Slurm (job {job.id})")
+
+    def find_command(self, names: Sequence[str]) -> list[str]:
+        return ["squeue", *self._user_args(), "-t", "all", "-h", "-o", SQUEUE_FIND_FORMAT, f"--name={','.join(names)}"]
+
+    def parse_find(self, result: CommandResult, names: Sequence[str]) -> dict[str, str]:
+        if not result.ok:
+            raise SchedulerCommandError(f"squeue could not look up jobs by name: {result.describe()}", result)
+        return parse_find(result.stdout, names)
+
+    def find_accounting_command(self, names: Sequence[str]) -> list[str] | None:
+        """``sacct`` by job name over the last ``find_days`` days, for jobs ``squeue`` has purged."""
+        if self._accounting_mode != "slurmdbd":
+            return None
+        cmd = ["sacct", "-X", "-P", "-n", "-S", f"now-{self.options.find_days}days", "-o", "JobID,JobName"]
+        if self.options.user:
+            cmd += ["-u", self.options.user]
+        return [*cmd, f"--name={','.join(names)}"]
+
+    def find(self, transport: Transport, names: Sequence[str]) -> dict[str, str] | None:
+        """Jobs by name: ``squeue -t all`` first, then ``sacct`` for names it does not list."""
+        found = self.parse_find(transport.run(self.find_command(names)), names)
+        missing = [n for n in names if n not in found]
+        cmd = self.find_accounting_command(missing) if missing else None
+        if cmd is not None:
+            result = transport.run(cmd)
+            if result.ok:
+                found.update(parse_find(result.stdout, missing))
+            elif accounting_disabled(result.stderr + result.stdout):
+                self._accounting_unavailable(result)
+            else:
+                raise SchedulerCommandError(f"sacct could not look up jobs by name: {result.describe()}", result)
+        return found
+
+    # -- status ----------------------------------------------------------------------------------
+    def status_command(self, ids: Sequence[str]) -> list[str]:
+        # all of this user's jobs, in every state, in one RPC; the ids are picked out by parse_status
+        return ["squeue", *self._user_args(), "-t", "all", "-h", "-o", SQUEUE_STATUS_FORMAT]
+
+    def parse_status(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
+        if not result.ok:
+            raise SchedulerCommandError(f"squeue failed: {result.describe()}", result)
+        return parse_squeue_status(result.stdout, ids)
+
+    # -- accounting ------------------------------------------------------------------------------
+    def accounting_command(self, ids: Sequence[str]) -> list[str] | None:
+        mode = self._accounting_mode
+        if mode == "none" or not ids:
+            return None
+        cmd = ["sacct"]
+        if mode == "jobcomp":
+            cmd.append("-c")
+        return [*cmd, "-X", "-P", "-n", "-o", SACCT_FIELDS, "-j", ",".join(ids)]
+
+    def parse_accounting(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
+        if not result.ok:
+            if accounting_disabled(result.stderr + result.stdout):
+                self._accounting_unavailable(result)
+                return {}
+            raise SchedulerCommandError(f"sacct failed: {result.describe()}", result)
+        return parse_sacct(result.stdout, ids)
+
+    def _accounting_unavailable(self, result: CommandResult) -> None:
+        with self._lock:
+            before = self._accounting_mode
+            if before == "slurmdbd" and self.options.accounting == "auto":
+                self._accounting_mode = "jobcomp"
+            elif before != "none":
+                self._accounting_mode = "none"
+            if before != self._accounting_mode:
+                logger.info("%s: Slurm accounting via %s is not available (%s); using %s from now on",
+                            self.context.system_name, before, result.describe(), self._accounting_mode)
+
+    def accounting(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Final states of jobs that left ``squeue``; falls back from ``sacct`` to ``sacct -c``
+        (within the same call) when the site has no accounting storage."""
+        while True:
+            mode = self._accounting_mode
+            cmd = self.accounting_command(ids)
+            if cmd is None:
+                return {}
+            result = transport.run(cmd)
+            if not result.ok and mode == "jobcomp" and self.options.accounting == "auto":
+                # sacct -c needs a readable jobcomp/filetxt log; without it there is no record at all
+                self._accounting_unavailable(result)
+                return {}
+            statuses = self.parse_accounting(result, ids)
+            if self._accounting_mode == mode:
+                return statuses
+
+    # -- cancel / hold / release -----------------------------------------------------------------
+    def control_command(self, op: ControlOp, ids: Sequence[str]) -> list[str]:
+        if op == "cancel":
+            return ["scancel", *ids]
+        if op in ("hold", "release"):
+            return ["scontrol", op, ",".join(ids)]
+        raise ValueError(f"unknown control operation {op!r}; valid: cancel, hold, release")
+
+    def check_control(self, op: ControlOp, result: CommandResult, ids: Sequence[str]) -> None:
+        """A job that already finished or was purged needs nothing more: that is not a failure.
+
+        scancel says nothing then; scontrol prints one line per job (``Job has already finished for
+        job 18``) and a summary line (``slurm_suspend error: ...``, which may even read ``No
+        error``). Only the per-job lines are judged when there are any.
+        """
+        if result.ok:
+            return
+        lines = [line.strip() for line in (result.stderr + "\n" + result.stdout).splitlines() if line.strip()]
+        per_job = [line for line in lines if _PER_JOB_LINE.search(line)]
+        problems = [line for line in (per_job or lines) if not any(m in line for m in _CONTROL_MOOT)]
+        if problems or not lines:
+            raise SchedulerCommandError(f"Slurm {op} of {', '.join(ids)} failed: {result.describe()}", result)
+        logger.info("%s: %s of %s: nothing to do for job(s) that already ended: %s",
+                    self.context.system_name, op, ", ".join(ids), "; ".join(per_job or lines))
