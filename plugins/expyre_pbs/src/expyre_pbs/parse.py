@@ -1,0 +1,199 @@
+"""Parsers for the outputs of ``qsub`` and ``qstat`` of both PBS families.
+
+Everything here is pure: text in, data out. The formats (see tests/fixtures/README.md for where
+each recorded output comes from):
+
+* ``qsub``: the job id alone on the last line: ``123`` (Slurm's Torque wrappers),
+  ``123.server.domain`` (Torque, PBS Pro), ``123[].server`` (array jobs).
+* ``qstat -f`` (both families, and the Slurm wrappers): blocks that start with ``Job Id: <id>``,
+  then ``<indent>attribute = value`` lines; long values wrap onto continuation lines that start
+  with a tab and are joined without a separator; blank lines may appear inside a block.
+* ``qstat -f -F json`` (PBS Pro/OpenPBS only): ``{"pbs_version": ..., "Jobs": {"<id>": {...}}}``;
+  ``"Jobs"`` is left out when no job matched. Some versions print invalid escapes or raw
+  control characters inside values, which are tolerated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = [
+    "JOB_ID_RE",
+    "parse_job_id",
+    "parse_qstat_full",
+    "parse_qstat_json",
+    "parse_qstat",
+    "job_key",
+    "match_ids",
+    "benign_qstat_errors",
+    "QstatParseError",
+]
+
+#: a PBS job id: sequence number, optional array brackets, optional ``.server.domain``
+JOB_ID_RE = re.compile(r"^(?P<seq>\d+)(?P<array>\[\d*\])?(?P<server>\.[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
+
+_JOB_ID_LINE = re.compile(r"^Job Id:\s*(?P<id>\S+)\s*$")
+_ATTR_LINE = re.compile(r"^[ \t]+(?P<key>[A-Za-z_][A-Za-z0-9_.]*) = ?(?P<value>.*)$")
+# qstat errors about ids the server no longer (or never) knew: not a failure of the query
+_BENIGN = re.compile(
+    r"Unknown Job Id|Job has finished|job .*has finished|use -x or -H|"
+    r"qstat: \S+ Job has finished|^\s*obtain historical job information",
+    re.IGNORECASE,
+)
+_BAD_ESCAPE = re.compile(r'\\(?!["\\/bfnrtu])')
+
+
+class QstatParseError(ValueError):
+    """The output is not in the expected qstat format."""
+
+
+def parse_job_id(text: str) -> str | None:
+    """The job id ``qsub`` printed, or None when no line is one.
+
+    The last line that is a job id wins, so banners or warnings before it do not matter.
+
+    >>> parse_job_id("123.pbs01.example.org\\n")
+    '123.pbs01.example.org'
+    >>> parse_job_id("qsub: warning: foo\\n42[].srv\\n")
+    '42[].srv'
+    """
+    for line in reversed(text.strip().splitlines()):
+        token = line.strip()
+        if JOB_ID_RE.match(token):
+            return token
+    return None
+
+
+def job_key(job_id: str) -> str:
+    """The server-independent part of an id (sequence number and array brackets): ``123[]``
+    for ``123[].srv.dom``. Used when the server suffix qstat prints differs from qsub's."""
+    m = JOB_ID_RE.match(job_id.strip())
+    if not m:
+        return job_id.strip()
+    return m.group("seq") + (m.group("array") or "")
+
+
+def match_ids(reported: Iterable[str], wanted: Sequence[str]) -> dict[str, str]:
+    """Map each wanted id to the id qstat reported for it.
+
+    An exact match wins; otherwise the sequence number (and array brackets) must match and be
+    unambiguous among the reported ids, so ``123.srv`` finds ``123.srv.example.org`` (and a bare
+    ``123`` from Slurm's wrappers finds ``123``).
+    """
+    reported = list(reported)
+    exact = set(reported)
+    by_key: dict[str, list[str]] = {}
+    for r in reported:
+        by_key.setdefault(job_key(r), []).append(r)
+    out: dict[str, str] = {}
+    for w in wanted:
+        if w in exact:
+            out[w] = w
+            continue
+        candidates = by_key.get(job_key(w), [])
+        if len(candidates) == 1:
+            out[w] = candidates[0]
+    return out
+
+
+def parse_qstat_full(text: str) -> dict[str, dict[str, str]]:
+    """``qstat -f`` text -> ``{job id: {attribute: value}}``.
+
+    Attributes keep their names (``job_state``, ``exit_status`` / ``Exit_status``,
+    ``Resource_List.walltime``...). Real Torque and PBS Pro indent attributes with spaces and
+    continuation lines with a tab, and wrap long values mid-word, so a continuation is appended
+    without a separator. Slurm's wrappers indent attributes with a tab and never wrap. The
+    indentation of a block's first attribute tells which style it uses.
+
+    :raises QstatParseError: attribute lines appear before any ``Job Id:`` line.
+    """
+    jobs: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    last_key: str | None = None
+    attr_indent = ""
+    for raw in text.splitlines():
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        m = _JOB_ID_LINE.match(line)
+        if m:
+            current = jobs.setdefault(m.group("id"), {})
+            last_key = None
+            attr_indent = ""
+            continue
+        if current is None:
+            if line[:1] in (" ", "\t"):
+                raise QstatParseError(f"qstat -f output has attributes before the first 'Job Id:' line: {line!r}")
+            continue  # a message mixed into stdout
+        indent = line[: len(line) - len(line.lstrip())]
+        a = _ATTR_LINE.match(line)
+        is_attr = a is not None and (last_key is None or not attr_indent or indent[:1] == attr_indent[:1])
+        if is_attr and a is not None:
+            if not attr_indent:
+                attr_indent = indent
+            last_key = a.group("key")
+            current[last_key] = a.group("value").strip()
+        elif last_key is not None and indent:
+            # the wrapped rest of the value follows the one tab exactly (spaces kept)
+            current[last_key] += (line[1:] if line.startswith("\t") else line.lstrip()).rstrip()
+        # else: an unindented message mixed into stdout; ignored
+    return jobs
+
+
+def parse_qstat_json(text: str) -> dict[str, dict[str, Any]]:
+    """``qstat -f -F json`` -> ``{job id: {attribute: value}}`` (``{}`` when ``"Jobs"`` is absent).
+
+    :raises QstatParseError: the text is not JSON even after repairing invalid escapes.
+    """
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text, strict=False)
+    except json.JSONDecodeError:
+        try:
+            data = json.loads(_BAD_ESCAPE.sub(r"\\\\", text), strict=False)
+        except json.JSONDecodeError as exc:
+            raise QstatParseError(f"qstat -F json printed invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise QstatParseError(f"qstat -F json printed {type(data).__name__}, not an object")
+    jobs = data.get("Jobs") or {}
+    if not isinstance(jobs, dict):
+        raise QstatParseError("qstat -F json: 'Jobs' is not an object")
+    return {str(k): v for k, v in jobs.items() if isinstance(v, dict)}
+
+
+def parse_qstat(text: str) -> dict[str, dict[str, Any]]:
+    """Either format, told apart by the first character (``{`` is JSON)."""
+    return parse_qstat_json(text) if text.lstrip().startswith("{") else parse_qstat_full(text)
+
+
+def benign_qstat_errors(stderr: str) -> bool:
+    """True when every line on qstat's stderr only says that some id is unknown or finished
+    (qstat then exits non-zero, e.g. 153 or 35, but the jobs it printed are valid)."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    return all(_BENIGN.search(ln) for ln in lines)
+
+
+def attr(job: Mapping[str, Any], *names: str) -> Any:
+    """The first present attribute of ``names`` (case-sensitive first, then insensitive)."""
+    for n in names:
+        if n in job:
+            return job[n]
+    lower = {k.lower(): v for k, v in job.items()}
+    for n in names:
+        if n.lower() in lower:
+            return lower[n.lower()]
+    return None
+
+
+def to_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
