@@ -1,0 +1,261 @@
+"""Parsing what Grid Engine's commands print: ``qsub``, ``qstat -xml``, ``qstat -j``, ``qacct -j``,
+``qdel``/``qhold``/``qrls``. Pure functions on text; nothing here runs a command.
+
+The formats are those of SGE 8.1.9 (Son of Grid Engine, Debian's gridengine 8.1.9+dfsg),
+recorded verbatim in the tests' data files.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Iterable
+
+from attrs import frozen
+
+from expyre.types import JobStatus
+
+from .states import FAILED_REASONS, accounting_state
+
+__all__ = [
+    "QstatJob",
+    "QacctRecord",
+    "parse_job_id",
+    "submit_failure_is_ambiguous",
+    "parse_qstat_xml",
+    "parse_error_reasons",
+    "parse_qacct",
+    "qacct_status",
+    "control_failures",
+    "is_grid_engine_banner",
+]
+
+# "-terse": "22" or, for an array job, "25.1-3:1"
+_TERSE = re.compile(r"^\s*(\d+)(?:\.\d+(?:-\d+(?::\d+)?)?)?\s*$")
+# without -terse: 'Your job 21 ("sfmt") has been submitted' / 'Your job-array 25.1-3:1 ("arr") has been submitted'
+_VERBOSE = re.compile(r"\bYour job(?:-array)? (\d+)(?:\.\S*)? \(")
+
+
+def parse_job_id(text: str) -> str | None:
+    """The job number in ``qsub`` output (``-terse`` or not, array or not); None if there is none.
+
+    >>> parse_job_id("25.1-3:1\\n"), parse_job_id('Your job 21 ("x") has been submitted')
+    ('25', '21')
+    """
+    for line in text.splitlines():
+        m = _TERSE.match(line) or _VERBOSE.search(line)
+        if m:
+            return m.group(1)
+    return None
+
+
+# qsub failures after which the job may or may not be in the queue (the request reached qmaster,
+# the answer did not), or that are transient (qmaster down): the core then looks the job up by
+# name before submitting again. Everything else ("job rejected: ...", unknown queue or PE, bad
+# option) is a definite refusal.
+_AMBIGUOUS = (
+    "failed receiving gdi request",
+    "timeout",
+    "timed out",
+    "commlib error",
+    "unable to contact qmaster",
+    "unable to send message to qmaster",
+    "error reading answer list from qmaster",
+)
+
+
+def submit_failure_is_ambiguous(text: str) -> bool:
+    low = text.lower()
+    if "job rejected" in low:
+        return False
+    return any(s in low for s in _AMBIGUOUS)
+
+
+@frozen
+class QstatJob:
+    """One ``<job_list>`` element of ``qstat -xml``.
+
+    :param number: ``JB_job_number``.
+    :param name: ``JB_name`` (expyre's job id).
+    :param owner: ``JB_owner``.
+    :param state: the state code (``qw``, ``r``, ``Eqw``...).
+    :param tasks: array task range (``1-3:1``) or ``""``.
+    :param queue: ``queue_name`` (``all.q@vm``) or ``""`` while pending.
+    """
+
+    number: str
+    name: str
+    owner: str
+    state: str
+    tasks: str = ""
+    queue: str = ""
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _child_text(elem: ET.Element, name: str) -> str:
+    for child in elem:
+        if _local(child.tag) == name:
+            return (child.text or "").strip()
+    return ""
+
+
+def parse_qstat_xml(text: str) -> list[QstatJob]:
+    """Every job of ``qstat -xml`` (running ones under ``queue_info``, pending/zombie under ``job_info``).
+
+    :raises ValueError: the text is not qstat's XML (empty, truncated, an error message).
+    """
+    if not text.strip():
+        raise ValueError("qstat -xml printed nothing")
+    try:
+        root = ET.fromstring(text.strip())
+    except ET.ParseError as exc:
+        raise ValueError(f"qstat -xml printed invalid XML ({exc})") from None
+    if _local(root.tag) != "job_info":
+        raise ValueError(f"qstat -xml printed <{_local(root.tag)}>, not <job_info>")
+    jobs = []
+    for elem in root.iter():
+        if _local(elem.tag) != "job_list":
+            continue
+        number = _child_text(elem, "JB_job_number")
+        if not number:
+            continue
+        jobs.append(
+            QstatJob(
+                number=number,
+                name=_child_text(elem, "JB_name"),
+                owner=_child_text(elem, "JB_owner"),
+                state=_child_text(elem, "state"),
+                tasks=_child_text(elem, "tasks"),
+                queue=_child_text(elem, "queue_name"),
+            )
+        )
+    return jobs
+
+
+_QSTAT_J_NUMBER = re.compile(r"^job_number:\s*(\d+)\s*$")
+# "error reason          1:      11/24/2026 16:22:46 [0:28702]: error: can't open output file ..."
+_QSTAT_J_ERROR = re.compile(r"^error reason\s+(\d+):\s*(.*?)\s*$")
+
+
+def parse_error_reasons(text: str) -> dict[str, str]:
+    """Job number -> its ``error reason`` lines from ``qstat -j <ids>`` (jobs without one left out)."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        m = _QSTAT_J_NUMBER.match(line)
+        if m:
+            current = m.group(1)
+            continue
+        m = _QSTAT_J_ERROR.match(line)
+        if m and current is not None:
+            out.setdefault(current, []).append(m.group(2))
+    return {k: "; ".join(v) for k, v in out.items()}
+
+
+@frozen
+class QacctRecord:
+    """The fields of one ``qacct -j`` record that matter here (all fields are kept in ``fields``)."""
+
+    jobnumber: str
+    jobname: str
+    taskid: str
+    failed: int
+    failed_text: str
+    exit_status: int | None
+    exit_text: str
+    fields: dict[str, str]
+
+
+def _int_and_text(value: str) -> tuple[int | None, str]:
+    # "100 : assumedly after job", "137                  (Killed)", "0"
+    m = re.match(r"^\s*(-?\d+)\s*:?\s*(.*?)\s*$", value)
+    if not m:
+        return None, value.strip()
+    return int(m.group(1)), m.group(2)
+
+
+def parse_qacct(text: str) -> list[QacctRecord]:
+    """Every record of ``qacct -j`` output (records are separated by lines of ``=``)."""
+    records: list[QacctRecord] = []
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] | None = None
+    for line in text.splitlines():
+        if line.startswith("=" * 10):
+            current = {}
+            blocks.append(current)
+            continue
+        if current is None or not line.strip():
+            continue
+        key, _, value = line.partition(" ")
+        current[key.strip()] = value.strip()
+    for f in blocks:
+        if "jobnumber" not in f:
+            continue
+        failed, failed_text = _int_and_text(f.get("failed", "0"))
+        exit_status, exit_text = _int_and_text(f.get("exit_status", ""))
+        records.append(
+            QacctRecord(
+                jobnumber=f["jobnumber"],
+                jobname=f.get("jobname", ""),
+                taskid=f.get("taskid", ""),
+                failed=failed or 0,
+                failed_text=failed_text,
+                exit_status=exit_status,
+                exit_text=exit_text,
+                fields=f,
+            )
+        )
+    return records
+
+
+def qacct_status(record: QacctRecord) -> JobStatus:
+    """The final :class:`JobStatus` of one qacct record; ``reason`` quotes qacct's own words."""
+    state = accounting_state(record.failed, record.exit_status)
+    parts = []
+    if record.failed:
+        text = record.failed_text or FAILED_REASONS.get(record.failed, "")
+        parts.append(f"qacct: failed {record.failed}" + (f" : {text}" if text else ""))
+    else:
+        parts.append("qacct: failed 0")
+    if record.exit_status is not None:
+        parts.append(f"exit_status {record.exit_status}" + (f" {record.exit_text}" if record.exit_text else ""))
+    wall = record.fields.get("ru_wallclock")
+    if wall:
+        parts.append(f"ru_wallclock {wall}")
+    return JobStatus(state, reason=", ".join(parts), raw=f"failed {record.failed}", exit_code=record.exit_status)
+
+
+# qdel/qhold/qrls lines that mean the job is already gone
+_GONE = re.compile(r'(denied: job "?[^"\s]+"? does not exist|job "?[^"\s]+"? does not exist|Following jobs do not exist)')
+_OK = re.compile(
+    r"(has registered the job|has deleted job|has deleted job-array|modified hold of job|"
+    r"has already been (?:deleted|registered)|is already in deletion)"
+)
+
+
+def control_failures(lines: Iterable[str], gone_is_ok: bool) -> list[str]:
+    """The lines of ``qdel``/``qhold``/``qrls`` output that report a failure.
+
+    :param gone_is_ok: a job that no longer exists is not a failure (cancelling a finished job).
+    """
+    bad = []
+    for line in lines:
+        line = line.strip()
+        if not line or _OK.search(line):
+            continue
+        if gone_is_ok and _GONE.search(line):
+            continue
+        bad.append(line)
+    return bad
+
+
+# first line of `qstat -help`: "SGE 8.1.9", "GE 6.2u5", "OGS/GE 2011.11p1", "UGE 8.6.7", "AGE 2024.1.0"
+_BANNER = re.compile(r"^\s*(?:[A-Z]*/)?[A-Z]?GE\s+\d")
+
+
+def is_grid_engine_banner(line: str) -> bool:
+    """Whether ``line`` (the first line of ``qstat -help``) comes from a Grid Engine ``qstat``."""
+    return bool(_BANNER.match(line))

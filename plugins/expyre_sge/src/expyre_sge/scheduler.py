@@ -1,0 +1,312 @@
+"""The Grid Engine backend: ``qsub``, ``qstat``, ``qacct``, ``qdel``, ``qhold`` and ``qrls`` command
+lines, and the parsing of what they print.
+
+* Status is ONE ``qstat -xml -u <user>`` per poll for all of a system's jobs (the ids are filtered
+  here). Finished jobs leave ``qstat`` about a second after they end; the core then reconciles
+  them through the result files and :meth:`SgeScheduler.accounting` (``qacct -j``).
+* A job in error state (``Eqw``) is reported as ``node_fail``; :meth:`SgeScheduler.explain` adds
+  its ``error reason`` from ``qstat -j`` (one extra query, only while such a job is new).
+* Look-up by name after an ambiguous submission: ``qstat -xml -u <user> -s prsz`` lists
+  ``JB_name`` of pending, running, suspended and recently finished jobs.
+* The commands must be Grid Engine's: :meth:`SgeScheduler.setup` checks that ``qstat -help``
+  says so (Slurm's Torque-style wrappers also install ``qsub``/``qstat``), and finds the user.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import posixpath
+import shlex
+import threading
+from typing import Sequence
+
+from attrs import frozen
+
+from expyre.hookspecs import ControlOp, Scheduler, Transport
+from expyre.types import CommandResult, JobRequest, JobState, JobStatus, SchedulerCommandError, SchedulerContext, SubmitError
+
+from . import header as _header
+from .parse import (
+    control_failures,
+    is_grid_engine_banner,
+    parse_error_reasons,
+    parse_job_id,
+    parse_qacct,
+    parse_qstat_xml,
+    qacct_status,
+    submit_failure_is_ambiguous,
+)
+from .states import map_state, merge_states
+
+__all__ = ["SgeOptions", "SgeScheduler", "SgeSetupError", "FOREIGN_ENV_NAMES", "FOREIGN_ENV_PREFIXES"]
+
+logger = logging.getLogger(__name__)
+
+#: Prefixes of the variables Grid Engine sets in a job (sge_environ: SGE_O_*, SGE_TASK_*,
+#: SGE_STDOUT_PATH, SGE_CKPT_*...). Not "SGE_" as a whole: SGE_ROOT, SGE_CELL, SGE_ARCH,
+#: SGE_QMASTER_PORT, SGE_EXECD_PORT and SGE_CLUSTER_NAME tell qsub where the cluster is.
+FOREIGN_ENV_PREFIXES = (
+    "SGE_O_",
+    "SGE_TASK_",
+    "SGE_STDIN_",
+    "SGE_STDOUT_",
+    "SGE_STDERR_",
+    "SGE_CWD_",
+    "SGE_JOB_",
+    "SGE_CKPT_",
+    "SGE_BINDING",
+    "SGE_BINARY_PATH",
+    "SGE_ACCOUNT",
+    "SGE_HGR_",
+)
+#: Exact names Grid Engine sets in a job. With ``-V`` (``#$ -V`` is common at sites) qsub copies
+#: its whole environment into the new job, and e.g. PE, PE_HOSTFILE, SGE_CKPT_DIR of an enclosing
+#: job then survive into a nested job that has no parallel environment (verified on SGE 8.1.9).
+#: Removed with ``env -u`` in front of qsub: the transport's ``unset_env_prefixes`` only takes
+#: prefixes, and "PE" or "QUEUE" as prefixes would hit unrelated variables.
+FOREIGN_ENV_NAMES = (
+    "JOB_ID",
+    "JOB_NAME",
+    "JOB_SCRIPT",
+    "NSLOTS",
+    "NHOSTS",
+    "NQUEUES",
+    "PE",
+    "PE_HOSTFILE",
+    "QUEUE",
+    "REQUEST",
+    "REQNAME",
+    "RESTARTED",
+    "ENVIRONMENT",
+    "ARC",
+)
+
+
+class SgeSetupError(RuntimeError):
+    """The commands on the host are not Grid Engine's (or missing): a configuration problem, not
+    retried."""
+
+
+@frozen
+class SgeOptions:
+    """``scheduler_options`` of a ``"scheduler": "sge"`` system in config.json.
+
+    :param bin_dir: directory holding Grid Engine's ``qsub``, ``qstat``... (e.g. ``"/usr/bin"`` or
+        ``"/opt/sge/bin/lx-amd64"``). Default: whatever ``PATH`` finds on the host, which
+        :meth:`SgeScheduler.setup` checks is Grid Engine's.
+    :param user: list this user's jobs (``qstat -u``). Default: ``id -un`` on the host.
+    :param vanish_grace: seconds a vanished job without result files is given before it is
+        declared died (default :attr:`SgeScheduler.vanish_grace`).
+    """
+
+    bin_dir: str | None = None
+    user: str | None = None
+    vanish_grace: float | None = None
+
+
+class SgeScheduler(Scheduler):
+    """Son of Grid Engine / Sun Grid Engine (8.1.9 verified) through its command-line tools."""
+
+    name = "sge"
+    Options = SgeOptions
+    foreign_env_prefixes = FOREIGN_ENV_PREFIXES
+    #: a job leaves qstat ~1 s after it ends and qacct has it ~1 s later (reporting flush_time);
+    #: the grace also covers NFS attribute caches showing result files late
+    vanish_grace = 10.0
+    directive = _header.DIRECTIVE
+
+    def __init__(self, context: SchedulerContext) -> None:
+        super().__init__(context)
+        self._user: str | None = self._options.user
+        self._reasons: dict[str, str] = {}
+        self._lock = threading.Lock()
+        if self._options.vanish_grace is not None:
+            self.vanish_grace = float(self._options.vanish_grace)
+
+    @property
+    def _options(self) -> SgeOptions:
+        opts = self.context.options
+        return opts if isinstance(opts, SgeOptions) else SgeOptions()
+
+    def _cmd(self, name: str) -> str:
+        d = self._options.bin_dir
+        return posixpath.join(d, name) if d else name
+
+    @property
+    def user(self) -> str:
+        """The user whose jobs are listed: the option, else what :meth:`setup` found on the host,
+        else the ``user@`` of the host, else the local user."""
+        if self._user:
+            return self._user
+        host = self.context.host or ""
+        if "@" in host:
+            return host.split("@", 1)[0]
+        return getpass.getuser()
+
+    # -- setup -----------------------------------------------------------------------------------
+    def setup_command(self) -> str:
+        """Bash that prints the user name and the first line of ``qstat -help``."""
+        return f"id -un; {shlex.quote(self._cmd('qstat'))} -help 2>&1 | head -n 1"
+
+    def setup(self, transport: Transport) -> None:
+        result = transport.run(self.setup_command(), timeout=60)
+        lines = result.stdout.splitlines()
+        user = lines[0].strip() if lines else ""
+        banner = lines[1].strip() if len(lines) > 1 else ""
+        where = self.context.host or "this machine"
+        if not is_grid_engine_banner(banner):
+            if not banner or "not found" in banner or "No such file" in banner:
+                problem = f"`{self._cmd('qstat')}` was not found on {where}"
+            else:
+                problem = f"`{self._cmd('qstat')}` on {where} is not Grid Engine's (`qstat -help` printed {banner!r}; the Torque-style wrappers of Slurm?)"
+            raise SgeSetupError(
+                f"system {self.context.system_name!r}: {problem}. Put Grid Engine's commands first in PATH on "
+                f'that host, or set "scheduler_options": {{"bin_dir": "/path/to/sge/bin"}} for the system in config.json'
+            )
+        if user and not self._options.user:
+            self._user = user
+        logger.debug("%s: Grid Engine %s on %s, user %s", self.context.system_name, banner, where, self.user)
+
+    # -- header ----------------------------------------------------------------------------------
+    def header(self, job: JobRequest) -> list[str]:
+        return _header.default_header(job)
+
+    def job_env(self, job: JobRequest) -> list[str]:
+        return _header.job_env(job)
+
+    # -- submit ----------------------------------------------------------------------------------
+    def submit_command(self, job: JobRequest) -> list[str]:
+        unset = [arg for name in FOREIGN_ENV_NAMES for arg in ("-u", name)]
+        return ["env", *unset, self._cmd("qsub"), "-terse", job.script]
+
+    def parse_submit(self, result: CommandResult, job: JobRequest) -> str:
+        jid = parse_job_id(result.stdout) if result.ok else None
+        if jid is not None:
+            return jid
+        text = f"{result.stdout}\n{result.stderr}"
+        if result.ok or submit_failure_is_ambiguous(text):
+            # the request may have reached qmaster: the core looks the job up by name first
+            raise SchedulerCommandError(f"Grid Engine submission of {job.id} gave no job id: {result.describe()}", result)
+        raise SubmitError(f"Grid Engine submission of {job.id} failed: {result.describe()}", result)
+
+    # -- find ------------------------------------------------------------------------------------
+    def find_command(self, names: Sequence[str]) -> list[str]:
+        return [self._cmd("qstat"), "-xml", "-u", self.user, "-s", "prsz"]
+
+    def parse_find(self, result: CommandResult, names: Sequence[str]) -> dict[str, str]:
+        wanted = set(names)
+        found: dict[str, str] = {}
+        for job in self._parse_qstat(result, "find"):
+            if job.name in wanted:
+                if job.name in found and found[job.name] != job.number:
+                    logger.warning("two Grid Engine jobs are named %s (%s and %s); using the newer", job.name, found[job.name], job.number)
+                    if int(job.number) < int(found[job.name]):
+                        continue
+                found[job.name] = job.number
+        return found
+
+    # -- status ----------------------------------------------------------------------------------
+    def status_command(self, ids: Sequence[str]) -> list[str]:
+        return [self._cmd("qstat"), "-xml", "-u", self.user]
+
+    def _parse_qstat(self, result: CommandResult, what: str):
+        if not result.ok:
+            raise SchedulerCommandError(f"Grid Engine {what} query failed: {result.describe()}", result)
+        try:
+            return parse_qstat_xml(result.stdout)
+        except ValueError as exc:
+            raise SchedulerCommandError(f"Grid Engine {what} query: {exc}: {result.describe()}", result) from None
+
+    def parse_status(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
+        wanted = set(ids)
+        out: dict[str, JobStatus] = {}
+        for job in self._parse_qstat(result, "status"):
+            if job.number not in wanted:
+                continue
+            st = map_state(job.state, job.number)
+            if job.number in out:
+                st = merge_states(out[job.number], st)
+            out[job.number] = st
+        with self._lock:
+            for jid, st in out.items():
+                if st.state is JobState.NODE_FAIL and jid in self._reasons:
+                    out[jid] = JobStatus(st.state, reason=f"{st.reason}; error reason: {self._reasons[jid]}", raw=st.raw)
+        return out
+
+    def status(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
+        return self.explain(transport, super().status(transport, ids))
+
+    def explain_command(self, ids: Sequence[str]) -> list[str]:
+        """``qstat -j`` for jobs in error state: it prints their ``error reason``."""
+        return [self._cmd("qstat"), "-j", ",".join(ids)]
+
+    def explain(self, transport: Transport, statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
+        """Add the ``error reason`` of jobs in error state (``Eqw``) to their status.
+
+        One ``qstat -j`` for all error-state jobs not explained yet; the reason is remembered, so
+        later polls cost nothing extra. A failure here only leaves the reason out.
+        """
+        with self._lock:
+            new = sorted(jid for jid, st in statuses.items() if st.state is JobState.NODE_FAIL and jid not in self._reasons)
+        if not new:
+            return statuses
+        try:
+            result = transport.run(self.explain_command(new), timeout=60)
+        except Exception as exc:  # noqa: BLE001 - the reason is a nicety; the state is known
+            logger.info("qstat -j %s failed: %s", ",".join(new), exc)
+            return statuses
+        reasons = parse_error_reasons(result.stdout)
+        with self._lock:
+            for jid in new:
+                self._reasons[jid] = reasons.get(jid) or "(qstat -j gave none)"
+        out = dict(statuses)
+        for jid in new:
+            st = out[jid]
+            out[jid] = JobStatus(st.state, reason=f"{st.reason}; error reason: {self._reasons[jid]}", raw=st.raw)
+        return out
+
+    # -- accounting ------------------------------------------------------------------------------
+    def accounting_command(self, ids: Sequence[str]) -> list[str]:
+        """``qacct -j <id>``: qacct takes one job per call (``qacct -j 1 2`` finds nothing)."""
+        if len(ids) != 1:
+            raise ValueError(f"qacct looks up one job at a time, got {len(ids)} ids")
+        return [self._cmd("qacct"), "-j", ids[0]]
+
+    def parse_accounting(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
+        text = f"{result.stdout}\n{result.stderr}"
+        if not result.ok:
+            if "not found" in text:
+                return {}
+            raise SchedulerCommandError(f"Grid Engine accounting query failed: {result.describe()}", result)
+        wanted = set(ids)
+        out: dict[str, JobStatus] = {}
+        # job numbers restart after a cluster is set up anew: the last record is the newest
+        for rec in parse_qacct(result.stdout):
+            if rec.jobnumber in wanted:
+                out[rec.jobnumber] = qacct_status(rec)
+        return out
+
+    def accounting(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
+        out: dict[str, JobStatus] = {}
+        for jid in ids:
+            out.update(self.parse_accounting(transport.run(self.accounting_command([jid]), timeout=120), [jid]))
+        return out
+
+    # -- cancel / hold / release ----------------------------------------------------------------
+    _CONTROL = {"cancel": "qdel", "hold": "qhold", "release": "qrls"}
+
+    def control_command(self, op: ControlOp, ids: Sequence[str]) -> list[str]:
+        if op not in self._CONTROL:
+            raise ValueError(f"unknown control operation {op!r}; valid: {', '.join(self._CONTROL)}")
+        return [self._cmd(self._CONTROL[op]), *ids]
+
+    def check_control(self, op: ControlOp, result: CommandResult, ids: Sequence[str]) -> None:
+        """``qdel`` of a job that no longer exists is fine (it finished); any other complaint, or a
+        hold/release of a job that is gone, raises :class:`SchedulerCommandError`."""
+        lines = [line for line in f"{result.stdout}\n{result.stderr}".splitlines() if line.strip()]
+        bad = control_failures(lines, gone_is_ok=(op == "cancel"))
+        if bad or (not result.ok and (op != "cancel" or not lines)):
+            raise SchedulerCommandError(
+                f"Grid Engine {op} of {', '.join(ids)} failed: {'; '.join(bad) or result.describe()}", result
+            )
