@@ -38,3 +38,9 @@ def whoami() -> tuple[str, str, str]:
     import socket
 
     return getpass.getuser(), socket.gethostname(), os.getcwd()
+
+
+def gated_square(gate: str, x: int, timeout: float = 120.0) -> int:
+    """``x * x`` once the file ``gate`` exists on the host that runs the job."""
+    wait_for_file(gate, timeout)
+    return x * x

@@ -169,6 +169,10 @@ def test_not_started_classification() -> None:
             "kex_exchange_identification: Connection closed by remote host\n"
             "Connection closed by UNKNOWN port 65535\n")
     assert _not_started(gone)
+    # recorded: the master process was killed and its socket file is still there (ENOENT/ECONNREFUSED
+    # are debug-level messages; only the blocked fallback speaks)
+    stale = "kex_exchange_identification: Connection closed by remote host\nConnection closed by UNKNOWN port 65535\n"
+    assert _not_started(stale)
     assert _not_started("mux_client_request_session: session request failed: Session open refused by peer\n")
     # the connection broke while the command ran -> may have run
     assert not _not_started("Connection to 127.0.0.1 closed by remote host.\n")

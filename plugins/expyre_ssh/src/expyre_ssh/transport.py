@@ -42,14 +42,20 @@ logger = logging.getLogger(__name__)
 #: Seconds allowed for opening the master (a human may be typing a 2FA code).
 MASTER_TIMEOUT = 300.0
 
-# What ssh prints when a multiplexed session could not even begin (nothing ran on the host):
-# the socket is gone/refused (and the fallback connection is blocked by ProxyCommand=false), or
-# the master asked the server for a session and was refused.
+# What ssh prints when a multiplexed session could not even begin, so nothing ran on the host.
+# When the master is gone, ssh falls back to a connection of its own, which ProxyCommand=false
+# ends before the key exchange ("kex_exchange_identification: Connection closed by remote host",
+# "Connection closed by UNKNOWN port 65535"); a stale socket adds "Control socket connect(...):
+# Connection refused". A master that is alive but whose server refuses the session says
+# "mux_client_request_session: session request failed". (Recorded from OpenSSH 9.2p1.)
 _NOT_STARTED_MARKERS = (
     "Control socket connect(",
     "mux_client_request_session: session request failed",
     "mux_client_hello_exchange",
-    "ControlSocket ",
+    "kex_exchange_identification:",
+    "banner exchange:",
+    "Connection closed by UNKNOWN port 65535",
+    "ssh: connect to host ",
 )
 
 
@@ -135,15 +141,23 @@ class SshTransport(Transport):
                 return None
         return None
 
-    def connect(self) -> None:
+    def connect(self, *, verify: bool = False) -> None:
         """Make sure the master connection is up, opening it if needed.
+
+        A master this process opened is trusted without asking (``ssh -O check`` costs a process)
+        unless ``verify``: if it died meanwhile, the next session fails before it starts, and
+        :meth:`run` then reconnects and tries once more.
 
         :raises TransportError: (``retry_safe=True``) it could not be opened; nothing ran.
         """
         with self._lock:
             ctl = self.control
-            if self.master_alive():
+            if self._master_started and not verify:
                 return
+            if self.master_alive():
+                self._master_started = True
+                return
+            self._master_started = False
             try:
                 ctl.path.unlink()  # a socket left by a dead master would make ssh refuse to bind
             except FileNotFoundError:
@@ -201,6 +215,17 @@ class SshTransport(Transport):
         """Run ``command`` on the host in one ssh session (see :meth:`Transport.run`)."""
         script = build_script(command, cwd=cwd, unset_env_prefixes=unset_env_prefixes)
         self.connect()
+        try:
+            return self._run_session(command, script, input, timeout)
+        except TransportError as exc:
+            if not exc.retry_safe:
+                raise
+            # the session never started (the master went away): reconnect and try once more
+            logger.info("ssh to %s: %s; reconnecting", self.host, exc)
+            self.connect(verify=True)
+            return self._run_session(command, script, input, timeout)
+
+    def _run_session(self, command, script: str, input: str | None, timeout: float | None) -> CommandResult:
         argv = [*self.control.client_argv(), self.host, REMOTE_COMMAND]
         t0 = time.monotonic()
         self.stats["run"] += 1
@@ -247,6 +272,7 @@ class SshTransport(Transport):
         if proc.returncode == VANISHED:
             logger.debug("rsync %s: some files vanished while copying (exit 24), ignored: %s", what, stderr.strip()[-500:])
         if proc.returncode not in OK_EXIT_CODES:
+            self._master_started = False  # the next attempt asks whether the master still lives
             raise TransportError(
                 f"rsync {what} ({len(names)} dir(s)) failed with exit {proc.returncode}"
                 + (f": {stderr.strip()[-1500:]}" if stderr.strip() else ""),
