@@ -288,3 +288,22 @@ def test_control_moot_is_fine(op, rc, err):
 def test_control_failure_raises(op, err):
     with pytest.raises(SchedulerCommandError):
         _sched().check_control(op, _res(1, "", err), ["12"])
+
+
+def test_status_queries_are_spaced(monkeypatch):
+    import expyre_slurm.scheduler as mod
+
+    clock = [100.0]
+    monkeypatch.setattr(mod.time, "monotonic", lambda: clock[0])
+    t = Replay(lambda argv: (0, "5|RUNNING|None\n6|PENDING|Priority\n", ""))
+    s = _sched(min_status_interval=2)
+    assert s.status(t, ["5", "6"])["5"].state is JobState.RUNNING
+    clock[0] += 1.0
+    assert set(s.status(t, ["5"])) == {"5"}  # answered from the previous query
+    assert len(t.calls) == 1
+    s.status(t, ["5", "7"])  # 7 was not covered by it: query again
+    assert len(t.calls) == 2
+    clock[0] += 2.5
+    s.status(t, ["5"])
+    assert len(t.calls) == 3
+    assert _sched(min_status_interval=0).options.min_status_interval == 0

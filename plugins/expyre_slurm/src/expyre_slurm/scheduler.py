@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from typing import Sequence
 
 import attrs
@@ -91,12 +92,16 @@ class SlurmOptions:
         after an interrupted submission), in days.
     :param vanish_grace: seconds a finished or vanished job without result files is given before
         it is declared died (default 30: NFS clients may show new files up to ~30-60 s late).
+    :param min_status_interval: when the driver runs on the cluster itself (``"host": null``), status
+        queries closer together than this many seconds are answered from the previous ``squeue``
+        (Slurm asks programs not to call squeue in tight loops; its scheduler ticks once a second).
     """
 
     user: str | None = None
     accounting: AccountingMode = AccountingMode("auto")
     find_days: int = field(default=7, validator=attrs.validators.ge(0))
     vanish_grace: Seconds | None = None
+    min_status_interval: Seconds = Seconds(1.0)
 
 
 class SlurmScheduler(Scheduler):
@@ -119,6 +124,8 @@ class SlurmScheduler(Scheduler):
         # "auto" resolves to the first mode that works, on first use
         self._accounting_mode = "slurmdbd" if opts.accounting == "auto" else opts.accounting
         self._lock = threading.Lock()
+        # (monotonic time the query started, ids it covered, statuses)
+        self._last_status: tuple[float, frozenset[str], dict[str, JobStatus]] | None = None
 
     # -- helpers -----------------------------------------------------------------------------
     def _user_args(self) -> list[str]:
@@ -194,6 +201,22 @@ class SlurmScheduler(Scheduler):
         if not result.ok:
             raise SchedulerCommandError(f"squeue failed: {result.describe()}", result)
         return parse_squeue_status(result.stdout, ids)
+
+    def status(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
+        """One ``squeue`` for all ``ids``; a repeat within ``min_status_interval`` seconds for ids
+        the previous query covered is answered from it."""
+        if not ids:
+            return {}
+        wanted = frozenset(ids)
+        started = time.monotonic()
+        with self._lock:
+            last = self._last_status
+        if last is not None and wanted <= last[1] and started - last[0] < self.options.min_status_interval:
+            return {i: st for i, st in last[2].items() if i in wanted}
+        statuses = self.parse_status(transport.run(self.status_command(ids)), ids)
+        with self._lock:
+            self._last_status = (started, wanted, statuses)
+        return statuses
 
     # -- accounting ------------------------------------------------------------------------------
     def accounting_command(self, ids: Sequence[str]) -> list[str] | None:
