@@ -1,0 +1,49 @@
+"""The shared scheduler contract (expyre.testing.SchedulerContract), run over ssh: the ``local``
+scheduler on the remote host, reached through this transport. (Slurm, SGE and PBS over ssh are
+covered by test_e2e.py; their own contract suites run in their plugins.)"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import cloudpickle
+import pytest
+from sshtest import require_sshd, ssh_systems
+
+import expyre.testing
+from expyre.testing import SchedulerContract, make_root, skip_or_fail
+
+
+class TestLocalSchedulerOverSsh(SchedulerContract):
+    scheduler = "local"
+    transport = "ssh"
+    timeout = 120.0
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "system_name" in metafunc.fixturenames:
+            names = sorted(ssh_systems(self.scheduler))
+            metafunc.parametrize("system_name", names or [None], ids=names or ["no-system"])
+
+    @pytest.fixture
+    def expyre_root(self, tmp_path: Path, system_name: str | None) -> Iterator[Path]:
+        if system_name is None:
+            skip_or_fail("no ssh system with the local scheduler selected")
+        sysd = ssh_systems(self.scheduler)[system_name]
+        require_sshd(sysd)
+        # the contract's job functions live in expyre.testing, which the remote Python does not
+        # have (it needs only cloudpickle): send them by value
+        cloudpickle.register_pickle_by_value(expyre.testing)
+        old = os.environ.get("EXPYRE_ROOT")
+        try:
+            yield make_root(tmp_path / "_expyre", {system_name: sysd})
+        finally:
+            cloudpickle.unregister_pickle_by_value(expyre.testing)
+            from expyre.system import close_all
+
+            close_all()
+            if old is None:
+                os.environ.pop("EXPYRE_ROOT", None)
+            else:
+                os.environ["EXPYRE_ROOT"] = old
