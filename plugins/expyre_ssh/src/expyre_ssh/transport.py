@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from expyre.hookspecs import Transport
+from expyre.system import remote_path
 from expyre.types import CommandResult, TransportError
 
 from . import probe as _probe
@@ -283,8 +284,6 @@ class SshTransport(Transport):
     def _make_remote_dir(self, remote_parent: str) -> None:
         if remote_parent in self._made_dirs:
             return
-        from expyre.system import remote_path
-
         result = self.run(f"umask 077 && mkdir -p -- {remote_path(remote_parent)}")
         if not result.ok:
             raise TransportError(f"ssh to {self.host}: cannot create {remote_parent!r}: {result.describe()}",
