@@ -158,7 +158,8 @@ def status_from(code: str, exit_status: int | None, flavor: Flavor, comment: str
     if code in TERMINAL_CODES:
         meaning = TERMINAL_CODES[code]
         if exit_status is None:
-            reason = "; ".join(p for p in (f"{meaning}, exit status not reported", comment) if p)
+            what = "exit status not reported" if meaning == JobState.COMPLETED.value else f"{meaning}, exit status not reported"
+            reason = "; ".join(p for p in (what, comment) if p)
             return JobStatus(state=JobState.COMPLETED, reason=reason, raw=code)
         state, why = decode_exit(exit_status, flavor)
         reason = "; ".join(p for p in (why, comment) if p)
