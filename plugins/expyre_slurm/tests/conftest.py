@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
-from expyre import config
-from expyre import testing  # not `from ... import pytest_config_path`: pytest would take it for a hook
+from expyre import (
+    config,
+    testing,  # not `from ... import pytest_config_path`: pytest would take it for a hook
+)
 from expyre.testing import available_systems, make_root, selected_systems, skip_or_fail
 
 logger = logging.getLogger(__name__)

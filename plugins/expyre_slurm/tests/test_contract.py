@@ -7,7 +7,6 @@ filtered by ``$EXPYRE_PYTEST_SYSTEMS``. Without one the tests skip locally and f
 from __future__ import annotations
 
 import pytest
-
 from expyre.testing import SchedulerContract
 
 pytestmark = pytest.mark.real_scheduler

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,23 +19,34 @@ from typing import Any
 
 import cloudpickle
 import pytest
-
 from expyre import config
 from expyre.func import ExPyRe, ExPyReJobDiedError, _Poller
 from expyre.hookspecs import JobState
 from expyre.resources import Resources
 from expyre.system import System
-from expyre.testing import CallCounter, job_sleep, job_square, skip_or_fail, wait_for
+from expyre.testing import CallCounter, skip_or_fail, wait_for
 from expyre.types import SchedulerCommandError, SubmitError
 
 pytestmark = pytest.mark.real_scheduler
 logger = logging.getLogger(__name__)
 
-# the job functions below live in this test module, which jobs cannot import: pickle them by value
+# the job functions below live in this test module, which jobs cannot import (nor expyre itself, on
+# a remote host whose Python has only cloudpickle): pickle them by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 SMALL = {"max_time": "5m", "n": (1, "tasks")}
 TIMEOUT = 300.0
+
+
+def job_square(x: int) -> int:
+    return x * x
+
+
+def job_sleep(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
 
 
 def job_slurm_env() -> dict[str, str]:
@@ -306,14 +318,14 @@ def test_fifty_jobs_batched_status(slurm_root: Path, slurm_name: str, record_pro
     assert results == [i * i for i in range(n)]
 
     def kind(c: Any) -> str:
-        argv = c.split() if isinstance(c, str) else list(c)
-        return argv[0]
+        return (shlex.split(c) if isinstance(c, str) else list(c))[0]
 
     kinds: dict[str, int] = {}
     for c in counter.calls:
         kinds[kind(c)] = kinds.get(kind(c), 0) + 1
     status_argv = system.scheduler.status_command(["x"])
-    status_calls = counter.count(lambda c: list(c) == status_argv)
+    # on this machine the status query runs as argv; over ssh inside the poll's one bash script
+    status_calls = counter.count(lambda c: shlex.join(status_argv) in c if isinstance(c, str) else list(c) == status_argv)
     numbers = {"jobs": n, "wall_s": round(wall, 1), "submit_s": round(t_submitted - t0, 1), "polls": polls,
                "squeue_status_calls": status_calls, "calls_by_command": kinds}
     record_property("fifty_jobs", numbers)
@@ -321,5 +333,5 @@ def test_fifty_jobs_batched_status(slurm_root: Path, slurm_name: str, record_pro
     assert kinds.get("sbatch") == n
     # one squeue per poll for all jobs (never one per job), at most one a second (min_status_interval)
     assert status_calls <= polls
-    assert status_calls <= wall / system.scheduler.options.min_status_interval + 1
-    assert set(kinds) <= {"sbatch", "squeue"}, kinds  # no per-job scontrol/sacct
+    assert status_calls <= wall / max(system.scheduler.options.min_status_interval, 1.0) + 2
+    assert not {"sacct", "scontrol", "scancel"} & set(kinds), kinds  # no per-job queries

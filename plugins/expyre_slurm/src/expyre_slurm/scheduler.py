@@ -60,14 +60,14 @@ def _structure_accounting(value: object, _: type) -> AccountingMode:
     return AccountingMode(value)
 
 
-def _structure_seconds(value: object, _: type) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"invalid number of seconds {value!r}: use a number >= 0")
-    return float(value)
-
-
 class Seconds(float):
     """A number of seconds >= 0 (a config value)."""
+
+
+def _structure_seconds(value: object, _: type) -> Seconds:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"invalid number of seconds {value!r}: use a number >= 0")
+    return Seconds(value)
 
 
 # per-value checks in structure hooks, so that config errors carry the key path
@@ -92,8 +92,8 @@ class SlurmOptions:
         after an interrupted submission), in days.
     :param vanish_grace: seconds a finished or vanished job without result files is given before
         it is declared died (default 30: NFS clients may show new files up to ~30-60 s late).
-    :param min_status_interval: when the driver runs on the cluster itself (``"host": null``), status
-        queries closer together than this many seconds are answered from the previous ``squeue``
+    :param min_status_interval: when the Slurm commands run on this machine (``"host": null``),
+        status queries closer together than this many seconds are answered from the previous ``squeue``
         (Slurm asks programs not to call squeue in tight loops; its scheduler ticks once a second).
     """
 
