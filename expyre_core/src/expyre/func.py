@@ -46,7 +46,7 @@ from .progress import Waiting
 from .resources import Resources
 from .script import JOB_STDERR, JOB_STDOUT, RUNNER, SCRIPT, build_script
 from .system import System
-from .types import JobRequest, JobState, JobStatus
+from .types import JobRequest, JobState, JobStatus, SubmitError
 from .units import Duration
 
 __all__ = [
@@ -286,6 +286,10 @@ class _Poller:
         self.statuses: dict[str, JobStatus] = {}
         self.polled: set[str] = set()
         self.warned: set[str] = set()
+        #: remote id -> (poll count, time) when it was first seen absent/terminal without results
+        self.suspects: dict[str, tuple[int, float]] = {}
+        #: remote id -> final state from the accounting records (asked once, for all new suspects)
+        self.accounting: dict[str, JobStatus] = {}
 
     @classmethod
     def get(cls, system: System, db: JobsDB) -> "_Poller":
@@ -298,6 +302,7 @@ class _Poller:
 
     def refresh(self, max_age: float) -> None:
         with self.lock:
+            max_age = max(max_age, self.system.scheduler.min_poll_interval)
             if time.monotonic() - self.last < max_age:
                 return
             rows = self.db.jobs(system=self.system.name, status=["submitted", "started"])
@@ -325,6 +330,28 @@ class _Poller:
                     fields["status"] = "started"
                 if fields:
                     self.db.update(r["id"], **fields)
+            # every job that is gone or terminal without a result starts its grace period now,
+            # whoever waits on it; the accounting records are asked once for all new ones
+            now = time.time()
+            new_absent = []
+            for r in rows:
+                rid = r["remote_id"]
+                if not rid:
+                    continue
+                st = statuses.get(rid)
+                has_result = bool(markers.get(Path(r["from_dir"]).name, set()) & {SUCCEEDED, FAILED}) or (
+                    self.system.shares_stage_dirs and any((Path(r["from_dir"]) / m).exists() for m in (SUCCEEDED, FAILED)))
+                if has_result or (st is not None and not st.state.terminal):
+                    if self.suspects.pop(rid, None) is not None:
+                        self.db.update(r["id"], suspect_since=None)
+                    continue
+                if rid not in self.suspects:
+                    self.suspects[rid] = (self.count + 1, now)
+                    self.db.update(r["id"], suspect_since=now)
+                    if st is None:
+                        new_absent.append(rid)
+            if new_absent:
+                self.accounting.update(self.system.accounting(new_absent))
             self.statuses = statuses
             self.polled = set(ids)
             self.count += 1
@@ -610,9 +637,10 @@ class ExPyRe:
         system.stage_in([self.stage_dir])
         try:
             remote_id = system.submit(job)
-        except Exception:
-            config.db.update(self.id, submit_owner=None)
+        except SubmitError:
+            config.db.update(self.id, submit_owner=None)  # refused: nothing was queued
             raise
+        # any other failure keeps the claim: the next start() looks the job up before submitting
         self._mark_submitted(remote_id)
         timing.debug("%s: start() done in %.3f s", self.id, time.monotonic() - t0)
 
@@ -652,19 +680,12 @@ class ExPyRe:
         if self.remote_id is None or self.remote_id not in poller.polled:
             return None
         st = poller.statuses.get(self.remote_id)
-        if st is not None and not st.state.terminal:
-            if row.get("suspect_since") is not None:
-                config.db.update(self.id, suspect_since=None)
-            self._suspect_poll = None
+        suspect = poller.suspects.get(self.remote_id)
+        if suspect is None:
             return None
-        # terminal or vanished, and no result file (yet): never declare death from one observation
-        now = time.time()
-        if row.get("suspect_since") is None or getattr(self, "_suspect_poll", None) is None:
-            self._suspect_poll = poller.count
-            self._suspect_status = st
-            config.db.update(self.id, suspect_since=now)
-            return None
-        if poller.count <= self._suspect_poll or now - row["suspect_since"] < self.system.scheduler.vanish_grace:
+        # gone or terminal without a result file: never declare death from one observation
+        first_poll, since = suspect
+        if poller.count <= first_poll or time.time() - since < self.system.scheduler.vanish_grace:
             return None
         if not self.system.shares_stage_dirs:
             self.system.stage_out([self.stage_dir])  # the results may have landed after all; and the logs
@@ -672,7 +693,7 @@ class ExPyRe:
             if outcome:
                 return outcome
         if st is None:
-            acct = self.system.accounting([self.remote_id]).get(self.remote_id)
+            acct = poller.accounting.get(self.remote_id)
             why = f"scheduler accounting says {acct.describe()}" if acct else "it vanished from the queue"
         else:
             why = f"the scheduler reports it {st.describe()}"

@@ -165,6 +165,9 @@ class Scheduler(abc.ABC):
     #: Seconds a job must stay absent/terminal without result files before it is declared died
     #: (covers file systems that show new files late and schedulers that requeue).
     vanish_grace: ClassVar[float] = 10.0
+    #: Shortest interval between two status queries of one system from one process, to spare the
+    #: scheduler (result files on a shared file system are still checked more often).
+    min_poll_interval: ClassVar[float] = 1.0
     #: Directive prefix, for documentation and for :meth:`header` helpers (``"#SBATCH"``...).
     directive: ClassVar[str] = "#"
 

@@ -27,13 +27,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
+import cloudpickle
 import pytest
 
 from . import config as _config
 
 __all__ = [
     "SchedulerContract",
-    "pytest_config_path",
+    "test_config_path",
     "available_systems",
     "selected_systems",
     "skip_or_fail",
@@ -55,14 +56,14 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def pytest_config_path() -> Path:
+def test_config_path() -> Path:
     return Path(os.environ.get("EXPYRE_PYTEST_CONFIG") or Path.home() / ".expyre" / "config.json")
 
 
 def available_systems() -> dict[str, dict[str, Any]]:
     """Raw system dicts from the test config file, plus the embedded ``local`` system."""
     systems: dict[str, dict[str, Any]] = {"local": _config.default_local_system()}
-    path = pytest_config_path()
+    path = test_config_path()
     if path.exists():
         data = json.loads(path.read_text())
         for name, value in (data.get("systems") or {}).items():
@@ -158,7 +159,7 @@ def queued_job_resources() -> list[dict[str, Any]] | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# functions the contract suite runs in jobs (module level: pickled by reference)
+# functions the contract suite runs in jobs (pickled by value: the remote Python needs no expyre)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -187,6 +188,11 @@ def job_square(x: int) -> int:
     return x * x
 
 
+import sys as _sys  # noqa: E402
+
+cloudpickle.register_pickle_by_value(_sys.modules[__name__])
+
+
 class SchedulerContract:
     """The contract every scheduler backend must pass, on each selected system using it.
 
@@ -210,7 +216,7 @@ class SchedulerContract:
     def expyre_root(self, tmp_path: Path, system_name: str | None) -> Iterator[Path]:
         if system_name is None:
             skip_or_fail(
-                f"no system with scheduler {self.scheduler!r} (transport {self.transport or 'any'}) selected from {pytest_config_path()} "
+                f"no system with scheduler {self.scheduler!r} (transport {self.transport or 'any'}) selected from {test_config_path()} "
                 f"(EXPYRE_PYTEST_SYSTEMS={os.environ.get('EXPYRE_PYTEST_SYSTEMS', '')!r})"
             )
         old = os.environ.get("EXPYRE_ROOT")
@@ -334,3 +340,8 @@ def _started(xpr: Any) -> bool:
     poller.refresh(max_age=0.2)
     return _config.db.get(xpr.id)["status"] == "started"
 
+
+
+#: the original name (kept for callers; do not import it by this name into a conftest: pytest
+#: takes ``pytest_*`` names there for hooks)
+pytest_config_path = test_config_path

@@ -51,6 +51,7 @@ class LocalScheduler(Scheduler):
     name = "local"
     Options = LocalOptions
     vanish_grace = 0.0  # the queue's state files are definitive on the machine that runs the jobs
+    min_poll_interval = 0.0  # a status query reads a few local files
     directive = "#"
 
     @classmethod
