@@ -270,3 +270,14 @@ def test_hold_and_release(root):
     assert "held" in config.db.get(xpr.id)["remote_status"]
     xpr.release()
     assert xpr.get_results(timeout=60) == 8
+
+
+def test_clean_is_a_dry_run_unless_expyre_pytest_clean(root):
+    """The seed's EXPYRE_PYTEST_CLEAN: real cleaning only when set, otherwise a dry run."""
+    xpr = ExPyRe("tidy", jobfuncs.add, args=[5, 5])
+    assert run(xpr) == 10
+    real = bool(os.environ.get("EXPYRE_PYTEST_CLEAN"))
+    report = xpr.clean(wipe=True, dry_run=not real)
+    assert report == [str(xpr.stage_dir)]
+    assert xpr.stage_dir.exists() is (not real)
+    assert config.db.get(xpr.id)["status"] == ("cleaned" if real else "succeeded")

@@ -308,6 +308,25 @@ class SchedulerContract:
         fresh = ExPyRe("square", job_square, args=[7])
         assert fresh.id != first.id and not fresh.recreated
 
+    def test_queued_job_reported_queued(self, expyre_root: Path, system_name: str) -> None:
+        """``$EXPYRE_PYTEST_QUEUED_JOB_RESOURCES`` (default: two whole-node jobs) gives a small job
+        and a large one that must stay queued behind it."""
+        from .func import ExPyRe, ExPyReJobDiedError
+
+        small_res, large_res = queued_job_resources() or [{"max_time": "5m", "n": (1, "nodes")}] * 2
+        small = ExPyRe("small", job_sleep, args=[4])
+        small.start(resources=small_res, system_name=system_name)
+        wait_for(lambda: _started(small), self.timeout, "the small job to start")
+        large = ExPyRe("large", job_square, args=[3])
+        large.start(resources=large_res, system_name=system_name)
+        _started(large)
+        row = _config.db.get(large.id)
+        assert row["status"] == "submitted" and "queued" in (row["remote_status"] or "") or "held" in (row["remote_status"] or ""), row
+        large.cancel()
+        with pytest.raises(ExPyReJobDiedError):
+            large.get_results(timeout=self.timeout, check_interval=2)
+        assert small.get_results(timeout=self.timeout, check_interval=2) == 4
+
     def test_many_jobs_batched_status(self, expyre_root: Path, system_name: str) -> None:
         system = _config.get_system(system_name)
         xprs = [self._start(f"many_{i}", job_square, system_name, args=[i]) for i in range(self.many)]

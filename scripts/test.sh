@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh machine of this kind (Debian 12, root) and run the whole test suite:
+# uv, the workspace (all distributions, editable), the real schedulers and sshd (Slurm, the
+# Torque-style PBS commands, Grid Engine, OpenSSH + a network-namespace "remote host"), a
+# remote-side Python for the ssh user, the generated test config, then pytest.
+#
+#   bash scripts/test.sh [pytest args...]
+#
+# Not root: the services cannot be started; the real-scheduler tests then skip with a reason
+# (under CI=true a skip fails the run). EXPYRE_PYTEST_SYSTEMS narrows the systems (regexp).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$HOME/.local/bin:$PATH"
+
+step() { printf '\n== %s\n' "$*"; }
+
+if ! command -v uv >/dev/null 2>&1; then
+    step "installing uv (PyPI)"
+    python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet --break-system-packages --user uv
+fi
+
+step "workspace: uv sync --all-packages --locked"
+uv sync --all-packages --locked
+
+config_dir="${EXPYRE_CI_DIR:-$PWD/.ci-state}"
+if [ "$(id -u)" = 0 ]; then
+    step "real services: Slurm, Torque-style PBS, Grid Engine, sshd, netns remote host"
+    bash scripts/services/up.sh slurm pbs sge sshd netns
+    step "remote-side Python for the ssh test users"
+    bash scripts/ci/make-remote-python.sh
+    step "test config"
+    uv run --no-sync python scripts/ci/make_test_config.py "$config_dir/config.json"
+    export EXPYRE_PYTEST_CONFIG="$config_dir/config.json"
+else
+    echo "not root: real schedulers and sshd are not started; their tests will skip (fail under CI=true)"
+fi
+export EXPYRE_PYTEST_SYSTEMS="${EXPYRE_PYTEST_SYSTEMS:-.*}"
+export EXPYRE_PROGRESS=0
+
+step "pytest"
+exec uv run --no-sync pytest "$@"
