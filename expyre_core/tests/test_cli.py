@@ -412,3 +412,26 @@ def test_ls_ongoing_is_fast_on_100k_jobs(root):
     assert best < 2.0, f"xpr ls -s ongoing took {best:.2f} s on 100k jobs"
     r = xpr_sub(root, "ls", "-s", "failed|died", "--json")  # a status regexp is an indexed IN too
     assert r.returncode == 0 and {j["status"] for j in json.loads(r.stdout)} <= {"failed", "died"}
+
+
+def test_why_says_what_changed_between_calls(root, tmp_path):
+    """The constructor records per-component digests (_expyre_hashes.json) that `xpr why` compares."""
+    (tmp_path / "in.txt").write_text("one")
+    a = ExPyRe("calc", jobfuncs.add, args=[1, 2], kwargs={"scratch": "x"}, input_files=["in.txt"])
+    digests = json.loads((a.stage_dir / "_expyre_hashes.json").read_text())
+    assert digests["hash"] == a.hash and set(digests["args"]) == {"0", "1"} and set(digests["kwargs"]) == {"scratch"}
+    assert digests["function_name"] == "xpr_core_jobfuncs.add" and set(digests["files"]) == {"in.txt"}
+    time.sleep(0.01)
+    (tmp_path / "in.txt").write_text("two")
+    b = ExPyRe("calc", jobfuncs.add, args=[1, 5], kwargs={"scratch": "x"}, input_files=["in.txt"])
+    time.sleep(0.01)
+    c = ExPyRe("calc", jobfuncs.sleep, args=[1, 5], kwargs={"scratch": "x"}, input_files=["in.txt"])
+    data = json.loads(xpr("why", "calc", "--json").stdout)["calc"]
+    jobs = {j["id"]: j for j in data["jobs"]}
+    assert jobs[b.id]["changed_since"] == ["function xpr_core_jobfuncs.add -> xpr_core_jobfuncs.sleep"]
+    assert jobs[a.id]["changed_since"] == ["function xpr_core_jobfuncs.add -> xpr_core_jobfuncs.sleep", "argument 1",
+                                           "input file in.txt contents"]
+    text = xpr("why", "calc").stdout
+    assert f"{c.id} vs {a.id}: changed: function xpr_core_jobfuncs.add -> xpr_core_jobfuncs.sleep; argument 1; input file in.txt contents" in text
+    assert xcli._diff_hashes(json.loads((b.stage_dir / "_expyre_hashes.json").read_text()), digests) == [
+        "argument 1", "input file in.txt contents"]

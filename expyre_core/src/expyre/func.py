@@ -67,6 +67,8 @@ if os.environ.get("EXPYRE_TIMING_VERBOSE"):
     timing.setLevel(logging.DEBUG)
 
 META = "_expyre_meta.json"
+#: per-component digests of a call (function, each argument, each input file), for ``xpr why``
+HASHES = "_expyre_hashes.json"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -110,6 +112,7 @@ class _HashingWriter(io.RawIOBase):
         self.f = f
         self.h = h
         self.hashing = True
+        self.part = None  # an extra hasher for one component (see HASHES)
 
     def writable(self) -> bool:
         return True
@@ -118,7 +121,20 @@ class _HashingWriter(io.RawIOBase):
         self.f.write(b)
         if self.hashing:
             self.h.update(b)
+            if self.part is not None:
+                self.part.update(b)
         return len(b)
+
+
+class _Tee:
+    """Feeds one stream of bytes to several hashers."""
+
+    def __init__(self, *hashers):
+        self.hashers = hashers
+
+    def update(self, b) -> None:
+        for h in self.hashers:
+            h.update(b)
 
 
 class _SortedSet(set):
@@ -446,7 +462,12 @@ class ExPyRe:
         try:
             h = hashlib.sha256()
             h.update(b"expyre-1\0")
-            _function_digest(function, h)
+            parts: dict[str, Any] = {"version": 1, "args": {}, "kwargs": {}, "files": {},
+                                     "ignored": [str(x) for x in hash_ignore]}
+            part = hashlib.sha256()
+            _function_digest(function, _Tee(h, part))
+            parts["function"] = part.hexdigest()
+            parts["function_name"] = f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', type(function).__qualname__)}"
             with open(tmp / TASK, "wb") as f:
                 w = _HashingWriter(f, h)
                 w.hashing = False
@@ -455,29 +476,42 @@ class ExPyRe:
                 for i, a in enumerate(args):
                     w.hashing = i not in hash_ignore
                     h.update(f"\0arg{i}\0".encode()) if w.hashing else None
+                    w.part = hashlib.sha256() if w.hashing else None
                     _dump(a, w)
+                    if w.part is not None:
+                        parts["args"][str(i)] = w.part.hexdigest()
+                    w.part = None
                 w.hashing = False
                 keys = sorted(kwargs)
                 _dump(keys, w)
                 for k in keys:
                     w.hashing = k not in hash_ignore
                     h.update(f"\0kw:{k}\0".encode()) if w.hashing else None
+                    w.part = hashlib.sha256() if w.hashing else None
                     _dump(kwargs[k], w)
+                    if w.part is not None:
+                        parts["kwargs"][k] = w.part.hexdigest()
+                    w.part = None
             timing.debug("%s: pickled in %.3f s", name, time.monotonic() - t0)
             for src, rel in inputs:
                 dest = tmp / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 h.update(f"\0file:{rel.as_posix()}\0".encode())
+                part = hashlib.sha256()
+                fh = _Tee(h, part)
                 if src.is_dir():
                     shutil.copytree(src, dest, dirs_exist_ok=True)
                     for sub in sorted(p for p in dest.rglob("*")):
-                        h.update(f"\0{sub.relative_to(tmp).as_posix()}\0".encode())
+                        fh.update(f"\0{sub.relative_to(tmp).as_posix()}\0".encode())
                         if sub.is_file():
-                            _hash_file(sub, h)
+                            _hash_file(sub, fh)
                 else:
                     shutil.copy2(src, dest)
-                    _hash_file(dest, h)
+                    _hash_file(dest, fh)
+                parts["files"][rel.as_posix()] = part.hexdigest()
             digest = h.hexdigest()
+            parts["hash"] = digest
+            (tmp / HASHES).write_text(json.dumps(parts))
             shutil.copy2(Path(__file__).with_name("_runner.py"), tmp / RUNNER)
             (tmp / META).write_text(json.dumps(meta))
         except BaseException as exc:
