@@ -728,6 +728,10 @@ class ExPyRe:
                 return outcome
         if st is None:
             acct = poller.accounting.get(self.remote_id)
+            if acct is None:  # accounting records can lag the queue (qacct ~2 s): ask again, once
+                acct = self.system.accounting([self.remote_id]).get(self.remote_id)
+                if acct is not None:
+                    poller.accounting[self.remote_id] = acct
             why = f"scheduler accounting says {acct.describe()}" if acct else "it vanished from the queue"
         else:
             why = f"the scheduler reports it {st.describe()}"
