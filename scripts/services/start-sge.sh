@@ -215,7 +215,10 @@ if ! same_object "$tmp/sconf.cur" "$tmp/sconf"; then
 fi
 
 # Global configuration. `qconf -Mconf FILE` takes the configuration name from the FILE
-# NAME, so the file must be called "global".
+# NAME, so the file must be called "global". login_shells none: job shells do not read login
+# profiles. Otherwise root's profile runs `pyenv rehash` in every job, and a job killed mid-rehash
+# leaves a stale lock that makes every later job wait 60 s (seen here). Jobs set up their
+# environment through the system's "commands" instead, as expyre's config intends.
 mkdir -p "$tmp/conf"
 "$QCONF" -sconf global >"$tmp/global.cur" 2>/dev/null || die "qconf -sconf global failed" "$QMASTER_LOG"
 reporting=$(sge_norm "$tmp/global.cur" | sed -n 's/^reporting_params //p')
@@ -227,9 +230,9 @@ else
 fi
 if [[ "$ALLOW_ROOT" == 1 ]]; then min_id=0; else min_id=1000; fi
 sge_edit "$tmp/global.cur" "$tmp/conf/global" min_uid "$min_id" min_gid "$min_id" \
-    reporting_params "$reporting" load_report_time 00:00:10
+    reporting_params "$reporting" load_report_time 00:00:10 login_shells none
 if ! same_object "$tmp/global.cur" "$tmp/conf/global"; then
-    log "updating the SGE global configuration (min_uid $min_id, accounting flush 1 s)"
+    log "updating the SGE global configuration (min_uid $min_id, accounting flush 1 s, no login shells)"
     "$QCONF" -Mconf "$tmp/conf/global" >>"$XPR_LOG_DIR/qconf.out" 2>&1 || die "qconf -Mconf global failed" "$XPR_LOG_DIR/qconf.out"
 fi
 
