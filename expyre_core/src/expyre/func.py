@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import cloudpickle
 
-from . import config
+from . import _faults, config
 from ._runner import FAILED, STARTED, STDERR, STDOUT, SUCCEEDED, TASK
 from .jobsdb import STATUS_GROUPS, JobsDB
 from .names import JOB_ID_RE, make_job_id
@@ -520,6 +520,7 @@ class ExPyRe:
                 raise pickle.PicklingError(f"ExPyRe({name!r}): the function or an argument cannot be pickled: {exc}") from exc
             raise
         timing.debug("%s: staged and hashed in %.3f s", name, time.monotonic() - t0)
+        _faults.point("create_staged")
 
         with db._tx() as con:
             existing = db.find_reusable(con, digest) if try_restart_from_prev else None
@@ -536,6 +537,8 @@ class ExPyRe:
                     (job_id, name, digest, str(stage), meta["cwd"], now, now),
                 )
                 row = dict(con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+                _faults.point("create_renamed")
+        _faults.point("create_recorded")
         if existing is not None:
             stage = Path(existing["from_dir"])
             if not (stage / TASK).exists() and existing["status"] == "created":
@@ -651,6 +654,7 @@ class ExPyRe:
         tmp = self.stage_dir / f".{SCRIPT}.tmp"
         tmp.write_text(text)
         os.replace(tmp, self.stage_dir / SCRIPT)
+        _faults.point("start_script_written")
 
         # intent before side effects: claim the submission, then look before submitting again
         owner = _owner()
@@ -662,6 +666,7 @@ class ExPyRe:
             return
         config.db.update(self.id, system=system.name, resources=res.to_dict())
         self.system_name = system.name
+        _faults.point("start_claimed")
         if previous_claim:
             found = system.find([self.id])
             if found and self.id in found:
@@ -680,6 +685,7 @@ class ExPyRe:
 
     def _mark_submitted(self, remote_id: str) -> None:
         config.db.update(self.id, status="submitted", remote_id=remote_id, remote_status="submitted")
+        _faults.point("start_recorded")
         self.remote_id = remote_id
         self.status = "submitted"
 
@@ -820,7 +826,9 @@ class ExPyRe:
                 f"job {self.id}: result file {self.stage_dir / SUCCEEDED} cannot be read ({type(exc).__name__}: {exc}); "
                 f"it may be truncated or corrupted. Re-run with start(..., force_rerun=True)"
             ) from exc
+        _faults.point("results_read")
         config.db.update(self.id, status="succeeded")
+        _faults.point("results_recorded")
         self.status = "succeeded"
         self._copy_outputs()
         return value

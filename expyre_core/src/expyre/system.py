@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-from . import plugins
+from . import _faults, plugins
 from .config_model import Partition, SystemConfig, converter
 from .hookspecs import ControlOp, Scheduler, Transport
 from .types import (
@@ -203,11 +203,14 @@ class System:
     def submit(self, job: JobRequest) -> str:
         """Submit ``job`` (its directory already staged); never submits it twice."""
         sched, trans = self._ready()
+        _faults.point("start_staged")
         tries, wait = retry_policy()
         last: Exception | None = None
         for attempt in range(1, tries + 1):
             try:
-                return sched.submit(trans, job)
+                remote_id = sched.submit(trans, job)
+                _faults.point("start_submitted")
+                return remote_id
             except SubmitError:
                 raise
             except (TransportError, SchedulerCommandError) as exc:
