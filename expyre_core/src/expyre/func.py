@@ -651,7 +651,7 @@ class ExPyRe:
             pre_run_commands=meta["pre_run_commands"],
             post_run_commands=meta["post_run_commands"],
         )
-        tmp = self.stage_dir / f".{SCRIPT}.tmp"
+        tmp = self.stage_dir / f".{SCRIPT}.tmp.{os.getpid()}.{threading.get_ident()}"  # concurrent start()s
         tmp.write_text(text)
         os.replace(tmp, self.stage_dir / SCRIPT)
         _faults.point("start_script_written")
