@@ -316,9 +316,12 @@ class _Poller:
                 p = cls._registry[key] = _Poller(system, db)
             return p
 
-    def refresh(self, max_age: float) -> None:
+    def refresh(self, max_age: float, force: bool = False) -> None:
+        """Poll unless the last poll is younger than ``max_age`` (never more often than the
+        scheduler's ``min_poll_interval`` unless ``force``)."""
         with self.lock:
-            max_age = max(max_age, self.system.scheduler.min_poll_interval)
+            if not force:
+                max_age = max(max_age, self.system.scheduler.min_poll_interval)
             if time.monotonic() - self.last < max_age:
                 return
             rows = self.db.jobs(system=self.system.name, status=["submitted", "started"])

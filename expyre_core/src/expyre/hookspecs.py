@@ -241,6 +241,11 @@ class Scheduler(abc.ABC):
             states and retries later).
         """
 
+    def explain(self, transport: "Transport", statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
+        """Add detail that one status query cannot give (e.g. SGE's reason for an ``Eqw`` job, one
+        ``qstat -j`` per job in error). Called after every status query; default: unchanged."""
+        return statuses
+
     def accounting_command(self, ids: Sequence[str]) -> list[str] | None:
         """argv that asks the accounting records (``sacct``, ``qacct``) about jobs that vanished
         from the queue, or None if this scheduler has none."""
@@ -274,7 +279,7 @@ class Scheduler(abc.ABC):
     def status(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
         if not ids:
             return {}
-        return self.parse_status(transport.run(self.status_command(ids)), ids)
+        return self.explain(transport, self.parse_status(transport.run(self.status_command(ids)), ids))
 
     def accounting(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
         cmd = self.accounting_command(ids) if ids else None

@@ -293,7 +293,7 @@ class System:
                 raise SchedulerCommandError(f"{self.name}: poll printed no separator: {result.describe()}", result)
             rc_text, _, marker_text = tail.partition("\n")
             status_result = CommandResult(parts[0], int(rc_text.strip() or 0), head, result.stderr)
-            statuses = sched.parse_status(status_result, ids) if ids else {}
+            statuses = sched.explain(trans, sched.parse_status(status_result, ids)) if ids else {}
             found: dict[str, set[str]] = {Path(d).name: set() for d in stage_dirs}
             for line in marker_text.splitlines():
                 d, _, m = line.strip().partition("/")

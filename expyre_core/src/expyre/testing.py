@@ -319,9 +319,10 @@ class SchedulerContract:
         wait_for(lambda: _started(small), self.timeout, "the small job to start")
         large = ExPyRe("large", job_square, args=[3])
         large.start(resources=large_res, system_name=system_name)
-        _started(large)
-        row = _config.db.get(large.id)
-        assert row["status"] == "submitted" and "queued" in (row["remote_status"] or "") or "held" in (row["remote_status"] or ""), row
+        row = wait_for(lambda: (r := _poll(large))["remote_status"] not in (None, "submitted") and r, self.timeout,
+                       "the scheduler to report the large job")
+        assert row["status"] == "submitted", row
+        assert row["remote_status"].startswith(("queued", "held")), row
         large.cancel()
         with pytest.raises(ExPyReJobDiedError):
             large.get_results(timeout=self.timeout, check_interval=2)
@@ -352,12 +353,19 @@ def _poll_count(system: Any) -> int:
     return _Poller.get(system, _config.db).count
 
 
-def _started(xpr: Any) -> bool:
+def _poll(xpr: Any) -> dict:
     from .func import _Poller
 
-    poller = _Poller.get(xpr.system, _config.db)
-    poller.refresh(max_age=0.2)
-    return _config.db.get(xpr.id)["status"] == "started"
+    _Poller.get(xpr.system, _config.db).refresh(max_age=0, force=True)
+    return _config.db.get(xpr.id)
+
+
+def _started(xpr: Any) -> bool:
+    """The job's own runner has begun (not just the scheduler saying "running")."""
+    row = _poll(xpr)
+    if row["status"] != "started":
+        return False
+    return not xpr.system.shares_stage_dirs or (xpr.stage_dir / "_expyre_job_started").exists()
 
 
 

@@ -234,9 +234,6 @@ class SgeScheduler(Scheduler):
                     out[jid] = JobStatus(st.state, reason=f"{st.reason}; error reason: {self._reasons[jid]}", raw=st.raw)
         return out
 
-    def status(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
-        return self.explain(transport, super().status(transport, ids))
-
     def explain_command(self, ids: Sequence[str]) -> list[str]:
         """``qstat -j`` for jobs in error state: it prints their ``error reason``."""
         return [self._cmd("qstat"), "-j", ",".join(ids)]
