@@ -12,7 +12,7 @@ from expyre import config, plugins
 HERE = str(Path(__file__).parent)
 sys.path.insert(0, HERE)
 os.environ["PYTHONPATH"] = os.pathsep.join([HERE, *filter(None, [os.environ.get("PYTHONPATH")])])
-from expyre.testing import make_root
+from expyre.testing import isolated_root
 
 
 @pytest.fixture
@@ -20,16 +20,8 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A fresh expyre root with only the embedded `local` system."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    old = os.environ.get("EXPYRE_ROOT")
-    r = make_root(tmp_path / "_expyre", {})
-    yield r
-    from expyre.system import close_all
-
-    close_all()
-    if old is None:
-        os.environ.pop("EXPYRE_ROOT", None)
-    else:
-        os.environ["EXPYRE_ROOT"] = old
+    with isolated_root(tmp_path / "_expyre", {}) as r:
+        yield r
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ With no matching system a test is skipped with the reason, except under ``CI=tru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,6 +40,7 @@ __all__ = [
     "selected_systems",
     "skip_or_fail",
     "make_root",
+    "isolated_root",
     "wait_for",
     "CallCounter",
     "queued_job_resources",
@@ -99,6 +101,45 @@ def make_root(root: Path, systems: dict[str, dict[str, Any] | None]) -> Path:
     os.environ["EXPYRE_ROOT"] = str(root)
     _config.init()
     return root
+
+
+@contextlib.contextmanager
+def isolated_root(root: Path, systems: dict[str, dict[str, Any] | None]) -> Iterator[Path]:
+    """A fresh expyre root (see :func:`make_root`) for the duration of the block; afterwards the
+    jobs it left queued or running are cancelled (a failed test's sleepers must not hold the
+    cluster), connections are closed and ``EXPYRE_ROOT`` is restored."""
+    old = os.environ.get("EXPYRE_ROOT")
+    try:
+        yield make_root(root, systems)
+    finally:
+        from .system import close_all
+
+        try:
+            _cancel_leftovers()
+        finally:
+            close_all()
+            if old is None:
+                os.environ.pop("EXPYRE_ROOT", None)
+            else:
+                os.environ["EXPYRE_ROOT"] = old
+
+
+def _cancel_leftovers() -> None:
+    import logging
+
+    try:
+        rows = _config.db.jobs(status=["submitted", "started"])
+    except Exception:  # noqa: BLE001 - the root may be gone
+        return
+    by_system: dict[str, list[str]] = {}
+    for r in rows:
+        if r["remote_id"] and r["system"]:
+            by_system.setdefault(r["system"], []).append(r["remote_id"])
+    for name, ids in by_system.items():
+        try:
+            _config.get_system(name).control("cancel", ids)
+        except Exception as exc:  # noqa: BLE001 - cleanup must not hide the test's own result
+            logging.getLogger(__name__).warning("could not cancel leftover jobs %s on %s: %s", ids, name, exc)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -219,18 +260,8 @@ class SchedulerContract:
                 f"no system with scheduler {self.scheduler!r} (transport {self.transport or 'any'}) selected from {test_config_path()} "
                 f"(EXPYRE_PYTEST_SYSTEMS={os.environ.get('EXPYRE_PYTEST_SYSTEMS', '')!r})"
             )
-        old = os.environ.get("EXPYRE_ROOT")
-        root = make_root(tmp_path / "_expyre", {system_name: available_systems()[system_name]})
-        try:
+        with isolated_root(tmp_path / "_expyre", {system_name: available_systems()[system_name]}) as root:
             yield root
-        finally:
-            from .system import close_all
-
-            close_all()
-            if old is None:
-                os.environ.pop("EXPYRE_ROOT", None)
-            else:
-                os.environ["EXPYRE_ROOT"] = old
 
     def _start(self, name: str, fn: Callable, system_name: str, args=(), **kw: Any):
         from .func import ExPyRe
