@@ -8,10 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-import cloudpickle
 import pytest
 
-import expyre.testing
 from expyre.testing import SchedulerContract
 
 pytestmark = pytest.mark.real_scheduler
@@ -28,11 +26,5 @@ class TestPbsContract(SchedulerContract):
     @pytest.fixture
     def expyre_root(self, tmp_path: Path, system_name: str | None, monkeypatch: pytest.MonkeyPatch,
                     pbs_root_factory) -> Iterator[Path]:
-        # The suite's job functions live in expyre.testing and would be pickled by reference,
-        # but a remote host need not have expyre installed (the job runner needs only
-        # cloudpickle): send them by value. (Core change asked for: do this in expyre.testing.)
-        cloudpickle.register_pickle_by_value(expyre.testing)
-        try:
-            yield from pbs_root_factory(tmp_path, system_name, monkeypatch)
-        finally:
-            cloudpickle.unregister_pickle_by_value(expyre.testing)
+        # (expyre.testing pickles its job functions by value itself: remote hosts need no expyre)
+        yield from pbs_root_factory(tmp_path, system_name, monkeypatch)
