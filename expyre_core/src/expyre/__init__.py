@@ -9,4 +9,13 @@ from __future__ import annotations
 from ._markers import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "__version__"]
+__all__ = ["hookimpl", "__version__", "Executor", "ExPyReFuture"]
+
+
+def __getattr__(name: str):
+    # ``expyre.Executor`` without importing the executor (and the core) with the package
+    if name in ("Executor", "ExPyReFuture"):
+        from . import executor
+
+        return getattr(executor, name)
+    raise AttributeError(f"module 'expyre' has no attribute {name!r}")

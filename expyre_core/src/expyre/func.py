@@ -614,6 +614,54 @@ class ExPyRe:
             in ``_expyre_prev_<n>/`` inside the stage directory).
         """
         t0 = time.monotonic()
+        pending = self._start_prepare(resources, system_name, header_extra, exact_fit, partial_node, python_cmd, force_rerun)
+        if pending is None:
+            return
+        pending[0].stage_in([self.stage_dir])
+        self._start_submit(*pending)
+        timing.debug("%s: start() done in %.3f s", self.id, time.monotonic() - t0)
+
+    @staticmethod
+    def start_many(xprs: Sequence["ExPyRe"], resources: Resources | Mapping[str, Any], system_name: str | None = None,
+                   **start_kw: Any) -> dict[str, BaseException]:
+        """:meth:`start` for many jobs of one system, with ONE copy of all their stage directories
+        to the executing host (one rsync over ssh) before they are submitted one by one.
+
+        Jobs that need no submission (already submitted, finished, or being submitted by another
+        process) are skipped as by :meth:`start`. Takes the keyword arguments of :meth:`start`.
+
+        :return: the exception of each job (by id) whose preparation or submission failed; the
+            other jobs are submitted regardless.
+        """
+        errors: dict[str, BaseException] = {}
+        pending = []
+        for x in xprs:
+            try:
+                p = x._start_prepare(resources, system_name, **start_kw)
+            except Exception as exc:  # noqa: BLE001 - reported per job
+                errors[x.id] = exc
+                continue
+            if p is not None:
+                pending.append((x, p))
+        if pending:
+            try:
+                pending[0][1][0].stage_in([x.stage_dir for x, _ in pending])
+            except Exception as exc:  # noqa: BLE001 - every job of the batch gets the error
+                for x, _ in pending:
+                    config.db.update(x.id, submit_owner=None)
+                    errors[x.id] = exc
+                return errors
+        for x, p in pending:
+            try:
+                x._start_submit(*p)
+            except Exception as exc:  # noqa: BLE001 - reported per job
+                errors[x.id] = exc
+        return errors
+
+    def _start_prepare(self, resources, system_name=None, header_extra=(), exact_fit=True, partial_node=False,
+                       python_cmd=None, force_rerun=False):
+        """The part of :meth:`start` before the stage directory is copied: writes the script and
+        claims the submission. Returns ``(system, job)`` to stage and submit, or None."""
         row = self._refresh_row()
         if force_rerun and self.status != "created":
             self._archive_previous()
@@ -675,8 +723,11 @@ class ExPyRe:
             if found and self.id in found:
                 logger.warning("job %s was already submitted (as %s) by an interrupted run; adopting it", self.id, found[self.id])
                 self._mark_submitted(found[self.id])
-                return
-        system.stage_in([self.stage_dir])
+                return None
+        return system, job
+
+    def _start_submit(self, system: System, job: JobRequest) -> None:
+        """The part of :meth:`start` after the stage directory was copied."""
         try:
             remote_id = system.submit(job)
         except SubmitError:
@@ -684,7 +735,6 @@ class ExPyRe:
             raise
         # any other failure keeps the claim: the next start() looks the job up before submitting
         self._mark_submitted(remote_id)
-        timing.debug("%s: start() done in %.3f s", self.id, time.monotonic() - t0)
 
     def _mark_submitted(self, remote_id: str) -> None:
         config.db.update(self.id, status="submitted", remote_id=remote_id, remote_status="submitted")

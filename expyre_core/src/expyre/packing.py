@@ -1,0 +1,130 @@
+"""Many calls in one job: the job-side function of a packed chunk, and its outcomes.
+
+A chunk is an ordinary ExPyRe job whose function is :func:`run_chunk`: it evaluates
+``function(*args, **kwargs)`` for each element and returns a list with one *outcome* per element,
+so a raising element fails only its own future. Each outcome is pickled on its own
+(``("ok", bytes)`` or ``("error", bytes)``), so a value that cannot be pickled, or cannot be
+unpickled here, also spoils only its own element.
+
+This module is pickled *by value* (``cloudpickle.register_pickle_by_value``): a remote host needs
+only ``cloudpickle``, not expyre. So it imports nothing but the standard library at module level.
+
+Hash: the chunk job's function argument is left out of the ExPyRe hash and replaced by
+``code_digest``, the same identity-and-code digest :class:`~expyre.func.ExPyRe` uses for its own
+function, so re-running the same ``map`` finds the same chunk jobs (and an edited function
+makes new ones).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import sys
+import traceback
+from typing import Any, Callable, Sequence
+
+__all__ = ["run_chunk", "decode_outcome", "PackedElementError", "PARTIAL_PREFIX"]
+
+#: per-element result files written as elements finish (``<prefix><index>``), when asked for
+PARTIAL_PREFIX = "_expyre_elem_"
+
+
+class PackedElementError(RuntimeError):
+    """Stands for an element's exception that could not be pickled or unpickled."""
+
+
+def _dumps(obj: Any) -> bytes:
+    try:
+        import cloudpickle
+
+        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except ImportError:  # pragma: no cover - the runner requires cloudpickle anyway
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _error_payload(exc: BaseException, tb: str, index: int) -> bytes:
+    info = {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": tb,
+        "host": socket.gethostname(),
+        "index": index,
+        "exception": None,
+    }
+    try:
+        pickle.loads(_dumps(exc))
+        return _dumps({**info, "exception": exc})
+    except Exception:  # noqa: BLE001 - an unpicklable exception is reported by type and message
+        return _dumps(info)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = f".{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def run_chunk(
+    function: Callable,
+    calls: Sequence[tuple[Sequence[Any], dict[str, Any]]],
+    code_digest: str = "",
+    first_index: int = 0,
+    partial: bool = False,
+) -> list[tuple[str, bytes]]:
+    """Evaluate ``function(*args, **kwargs)`` for each ``(args, kwargs)`` of ``calls``.
+
+    :param code_digest: identifies ``function`` in the job's hash (not used here).
+    :param first_index: the map index of the first call (for error messages).
+    :param partial: also write each element's outcome to ``_expyre_elem_<i>`` (i counted from 0
+        within the chunk) in the job's directory as soon as it is known, so the driver can hand
+        out results before the whole chunk ends.
+    :return: one ``("ok", pickled value)`` or ``("error", pickled error info)`` per call.
+    """
+    out: list[tuple[str, bytes]] = []
+    for i, (args, kwargs) in enumerate(calls):
+        try:
+            value = function(*args, **kwargs)
+            outcome = ("ok", _dumps(value))
+        except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt are outcomes too
+            if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Exception):
+                # a real interrupt of the job (e.g. the scheduler's SIGINT): stop the chunk
+                raise
+            outcome = ("error", _error_payload(exc, traceback.format_exc(), first_index + i))
+        out.append(outcome)
+        if partial:
+            _atomic_write(f"{PARTIAL_PREFIX}{i}", _dumps(outcome))
+        sys.stdout.flush()
+    return out
+
+
+def decode_outcome(outcome: tuple[str, bytes], where: str) -> tuple[bool, Any]:
+    """``(True, value)`` or ``(False, exception)`` for one element's outcome; the exception carries
+    the remote traceback as ``__cause__`` (as :meth:`ExPyRe.get_results` does for whole jobs)."""
+    kind, payload = outcome
+    if kind == "ok":
+        try:
+            return True, pickle.loads(payload)
+        except Exception as exc:  # noqa: BLE001
+            err = PackedElementError(f"{where}: the result cannot be unpickled here ({type(exc).__name__}: {exc})")
+            err.__cause__ = exc
+            return False, err
+    try:
+        info = pickle.loads(payload)
+    except Exception as exc:  # noqa: BLE001
+        return False, PackedElementError(f"{where} raised, and its error cannot be unpickled here: {exc}")
+    exc = info.get("exception")
+    if not isinstance(exc, BaseException):
+        exc = PackedElementError(f"{info.get('type')}: {info.get('message')}")
+    from .func import ExPyReRemoteTraceback
+
+    exc.__cause__ = ExPyReRemoteTraceback(info.get("traceback", ""))
+    if hasattr(exc, "add_note"):
+        exc.add_note(f"raised in {where} on {info.get('host')}")
+    return False, exc
+
+
+import cloudpickle as _cloudpickle  # noqa: E402
+
+_cloudpickle.register_pickle_by_value(sys.modules[__name__])
