@@ -568,6 +568,9 @@ class ExPyRe:
         self.reason: str | None = row.get("reason")
         if not JOB_ID_RE.match(self.id):
             raise ValueError(f"jobs database row has an invalid job id {self.id!r}")
+        own = Path(config.root) / f"run_{self.id}"
+        if self.stage_dir != own:  # results are only ever unpickled from the job's own directory
+            raise ValueError(f"jobs database row {self.id}: {self.stage_dir} is not its own stage directory {own}; refusing it")
 
     def _refresh_row(self) -> dict:
         row = config.db.get(self.id)
@@ -872,7 +875,7 @@ class ExPyRe:
             self.status = "failed"
             raise self._remote_exception()
         try:
-            with open(self.stage_dir / SUCCEEDED, "rb") as f:
+            with self._open_marker(SUCCEEDED) as f:
                 value = pickle.load(f)
         except Exception as exc:
             raise ExPyReResultError(
@@ -886,6 +889,12 @@ class ExPyRe:
         self._copy_outputs()
         return value
 
+    def _open_marker(self, fname: str):
+        """A marker file of this job's own directory, never through a symlink."""
+        if self.stage_dir.is_symlink():
+            raise OSError(f"stage directory {self.stage_dir} is a symlink; not following it")
+        return os.fdopen(os.open(self.stage_dir / fname, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+
     def _read_text(self, fname: str) -> str:
         try:
             return (self.stage_dir / fname).read_text(errors="replace")
@@ -894,7 +903,7 @@ class ExPyRe:
 
     def _remote_exception(self) -> BaseException:
         try:
-            with open(self.stage_dir / FAILED, "rb") as f:
+            with self._open_marker(FAILED) as f:
                 info = pickle.load(f)
         except Exception as exc:
             return ExPyReResultError(f"job {self.id} failed, and its error file cannot be read: {exc}")
