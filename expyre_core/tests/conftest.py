@@ -29,4 +29,4 @@ def fresh_plugins():
     plugins.reset()
     yield
     plugins.reset()
-    config._loaded.clear()
+    config._loaded.clear()  # a config loaded with test-only plugins must not outlive the test

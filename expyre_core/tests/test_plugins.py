@@ -58,6 +58,7 @@ def test_misspelt_hook_fails_loudly(monkeypatch, fresh_plugins):
 
 
 def test_unknown_scheduler_lists_installed_and_names_distribution(fresh_plugins, tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPYRE_ROOT", str(tmp_path / "r"))  # restored afterwards
     monkeypatch.setenv("EXPYRE_DISABLE_PLUGINS", "slurm,sge,pbs,ssh")
     plugins.reset()
     with pytest.raises(ConfigError) as info:
@@ -68,6 +69,7 @@ def test_unknown_scheduler_lists_installed_and_names_distribution(fresh_plugins,
 
 
 def test_missing_transport_for_host(fresh_plugins, tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPYRE_ROOT", str(tmp_path / "r"))  # restored afterwards
     monkeypatch.setenv("EXPYRE_DISABLE_PLUGINS", "ssh")
     plugins.reset()
     with pytest.raises(ConfigError) as info:
@@ -78,6 +80,7 @@ def test_missing_transport_for_host(fresh_plugins, tmp_path, monkeypatch):
 
 def test_third_party_scheduler_runs_a_job_without_core_change(site, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPYRE_ROOT", str(tmp_path / "_expyre"))  # restored afterwards
     make_root(tmp_path / "_expyre", {"bg": {"scheduler": "shellq", "host": None, "partitions": {"any": {"ncores": 1}}}})
     from expyre.func import ExPyRe
 
