@@ -54,3 +54,32 @@ def test_expyre_pytest_ssh_reaches_every_ssh_system():
         r = subprocess.run([ssh, *opts, "-o", "BatchMode=yes", sysd["host"], "echo", "reached"],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and r.stdout.strip() == "reached", (name, r.stderr)
+
+
+def test_start_many_stages_all_jobs_in_one_copy_over_ssh(tmp_path, monkeypatch):
+    """Submitting many jobs batches their staging: ExPyRe.start_many makes ONE transport.put of
+    every stage dir (the ssh transport sends N dirs in one rsync, see plugins/expyre_ssh/tests)."""
+    from expyre import config
+    from expyre.func import ExPyRe
+    from expyre.testing import available_systems, isolated_root, job_square
+
+    systems = selected_systems("local", "ssh")
+    if not systems:
+        skip_or_fail("no ssh system with the local scheduler selected")
+    name = sorted(systems)[0]
+    monkeypatch.chdir(tmp_path)
+    with isolated_root(tmp_path / "_expyre", {name: available_systems()[name]}):
+        system = config.get_system(name)
+        puts = []
+        original = system.transport.put
+
+        def counting_put(dirs, parent):
+            puts.append(list(dirs))
+            return original(dirs, parent)
+
+        monkeypatch.setattr(system.transport, "put", counting_put)
+        xprs = [ExPyRe(f"batch_{i}", job_square, args=[i]) for i in range(20)]
+        errors = ExPyRe.start_many(xprs, {"max_time": "5m", "n": (1, "tasks")}, system_name=name, partial_node=True)
+        assert errors == {}
+        assert len(puts) == 1 and len(puts[0]) == 20
+        assert [x.get_results(timeout=300, check_interval=1) for x in xprs] == [i * i for i in range(20)]
