@@ -770,7 +770,7 @@ class ExPyRe:
         outcome = self._check_files()
         if outcome:
             return outcome
-        row = self._refresh_row()
+        self._refresh_row()
         if self.status in ("succeeded", "failed", "died"):
             return self.status
         if self.remote_id is None or self.remote_id not in poller.polled:
@@ -858,7 +858,8 @@ class ExPyRe:
                         f"job {self.id} not finished after {timeout} s (status {self.status}, "
                         f"scheduler: {config.db.get(self.id)['remote_status']}); it keeps running: call get_results() again"
                     )
-                progress.update(f"{self.status} ({(config.db.get(self.id) or {}).get('remote_status') or ''})")
+                if progress.enabled:  # the scheduler's word costs a DB read: only for the display
+                    progress.update(f"{self.status} ({(config.db.get(self.id) or {}).get('remote_status') or ''})")
                 sleep = wait if deadline is None else max(0.0, min(wait, deadline - time.monotonic()))
                 time.sleep(sleep)
                 wait = min(check_interval, wait * 1.5)

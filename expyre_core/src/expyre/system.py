@@ -282,7 +282,7 @@ class System:
         marks = " ".join(MARKERS)
         if stage_dirs:
             parts.append(
-                f"cd -- {_remote_path(self.rundir)} 2>/dev/null && for d in {names}; do for m in {marks}; do "
+                f"cd -- {remote_path(self.rundir)} 2>/dev/null && for d in {names}; do for m in {marks}; do "
                 f'[ -e "$d/$m" ] && printf "%s\\n" "$d/$m"; done; done; true'
             )
 
@@ -304,7 +304,7 @@ class System:
         return self._retry(once, f"{self.name}: poll")
 
 
-def _remote_path(path: str) -> str:
+def remote_path(path: str) -> str:
     """Quote a remote path; a relative one is relative to the remote home."""
     if path.startswith("/"):
         return shlex.quote(path)
@@ -312,5 +312,3 @@ def _remote_path(path: str) -> str:
         path = path[2:]
     return '"$HOME"/' + shlex.quote(path)
 
-
-remote_path = _remote_path
