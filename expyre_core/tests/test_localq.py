@@ -67,3 +67,26 @@ def test_daemon_restarts_itself_after_being_killed(root):
         os.kill(int(p), 9)
     assert x.get_results(timeout=60) == 1
     assert config.db.get(x.id)["status"] == "succeeded"
+
+
+def test_find_sees_a_job_moved_to_done_while_it_looks(tmp_path, monkeypatch):
+    """``find`` lists jobs/ and done/, then reads: a job finishing in between (its request moved
+    from jobs/ to done/ by the daemon) must still be found, or a lost submit would be repeated."""
+    q = str(tmp_path / "q")
+    for sub in ("jobs", "done"):
+        os.makedirs(os.path.join(q, sub))
+    jid = "abc123"
+    localq._write_json(os.path.join(q, "jobs", f"{jid}.json"), {"jid": jid, "name": "job_x", "seq": 1})
+    real_listdir = os.listdir
+    listed = []
+
+    def listdir_then_finish(path):
+        entries = real_listdir(path)
+        listed.append(path)
+        if path.endswith("done"):  # the daemon finishes the job right after our last listing
+            os.replace(os.path.join(q, "jobs", f"{jid}.json"), os.path.join(q, "done", f"{jid}.json"))
+        return entries
+
+    monkeypatch.setattr(localq.os, "listdir", listdir_then_finish)
+    assert localq.find(q, ["job_x", "other"]) == {"job_x": jid}
+    assert len(listed) == 2

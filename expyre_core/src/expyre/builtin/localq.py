@@ -192,6 +192,9 @@ def find(q: str, names: list[str]) -> dict[str, str]:
             pass
     for path in paths:
         req = _read_json(path)
+        if req is None and os.path.basename(os.path.dirname(path)) == "jobs":
+            # the daemon moved it to done/ between our listing and this read
+            req = _read_json(os.path.join(q, "done", os.path.basename(path)))
         if req and req.get("name") in wanted:
             prev = found.get(req["name"])
             if prev is None or req["seq"] > prev[0]:
