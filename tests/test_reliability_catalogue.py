@@ -20,7 +20,7 @@ import pytest
 
 from expyre import config
 from expyre.config_model import ConfigError
-from expyre.func import ExPyRe, ExPyReJobDiedError, ExPyReResultError
+from expyre.func import ExPyRe, ExPyReResultError
 from expyre.testing import make_root
 
 RES = {"max_time": "5m", "n": (1, "tasks")}
@@ -157,13 +157,27 @@ def test_header_extra_unknown_key(root):
                                                     header_extra=["#X {nope}"])
 
 
-def test_more_cores_than_the_machine_dies_promptly_with_reason(root):
-    """A request the partition allows but this machine cannot run: the local queue refuses it at
-    once (documented status died, with the reason), it never waits for ever."""
+def test_more_cores_than_the_machine_is_refused_at_start(root, monkeypatch):
+    """A request the partition allows but this machine can never run: start() refuses it, naming
+    the resources and the machine's cores; nothing is claimed, queued or recorded as submitted."""
+    monkeypatch.delenv("EXPYRE_LOCAL_NCORES", raising=False)
+    from expyre.builtin.localq import machine_ncores
+
+    have = machine_ncores()
     xpr = ExPyRe("huge", operator.add, args=[1, 2])
-    xpr.start(resources={"max_time": "5m", "n": (1000, "tasks")}, system_name="small", partial_node=True)
-    with pytest.raises(ExPyReJobDiedError, match=r"needs 1000 cores, this machine has \d+"):
-        xpr.get_results(timeout=30, check_interval=0.2)
+    with pytest.raises(ValueError, match=re.escape(
+            f"job {xpr.id} on system 'small': the resources ask for 1000 cores (1000 task(s) x 1 core(s)), "
+            f"but the local scheduler runs at most {have} at once on this machine ({have} cores); "
+            f"ask for at most {have} cores")):
+        xpr.start(resources={"max_time": "5m", "n": (1000, "tasks")}, system_name="small", partial_node=True)
+    row = config.db.get(xpr.id)
+    assert row["status"] == "created" and row["remote_id"] is None and row["submit_owner"] is None, row
+    assert not (root / "_expyre_localq").exists()  # nothing reached the queue
+    assert not (xpr.stage_dir / "_expyre_script.sh").exists()  # refused before the job script was written
+    assert config.db.jobs(status=["submitted", "started"]) == []
+    # the same call with a size the machine has runs (the refusal left nothing in its way)
+    xpr.start(resources={"max_time": "5m", "n": (1, "tasks")}, system_name="small", partial_node=True)
+    assert xpr.get_results(timeout=60, check_interval=0.2) == 3
 
 
 # -- get_results: wrong order, bad timeouts, damaged result files -------------------------------

@@ -695,6 +695,7 @@ class ExPyRe:
             partial_node=partial_node,
             system_name=system.name,
         )
+        system.scheduler.check_request(job)  # e.g. more cores than a local machine has: refused here
         meta = json.loads((self.stage_dir / META).read_text())
         text = build_script(
             system,

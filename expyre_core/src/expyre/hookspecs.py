@@ -196,6 +196,14 @@ class Scheduler(abc.ABC):
         """
         return []
 
+    def check_request(self, job: JobRequest) -> None:
+        """Refuse a job this scheduler can never run, before anything is claimed, staged or
+        submitted: raise ``ValueError`` naming the request and the limit. Default: accept (the
+        scheduler's own submit command judges it).
+
+        Example (the built-in ``local`` scheduler): 1000 cores on a 4-core machine.
+        """
+
     # -- setup -----------------------------------------------------------------------------------
     def setup(self, transport: Transport) -> None:
         """Prepare the host once per process before the first command (default: nothing)."""

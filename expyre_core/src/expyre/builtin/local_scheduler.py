@@ -77,6 +77,23 @@ class LocalScheduler(Scheduler):
     def header(self, job: JobRequest) -> list[str]:
         return []
 
+    def check_request(self, job: JobRequest) -> None:
+        """On this machine, refuse a job that needs more cores than the queue may ever run at once
+        (it could never start). On a remote host the queue itself refuses it (the job dies with
+        the same reason), as only that host knows its cores."""
+        if self.context.host is not None:
+            return
+        have = localq.capacity()
+        n = job.nodes
+        if n.tot_ncores > have:
+            raise ValueError(
+                f"job {job.id} on system {self.context.system_name!r}: the resources ask for {n.tot_ncores} cores "
+                f"({n.tot_ntasks} task(s) x {n.ncores_per_task} core(s)), but the local scheduler "
+                f"runs at most {have} at once on this machine ({have} cores"
+                + (", EXPYRE_LOCAL_NCORES" if os.environ.get("EXPYRE_LOCAL_NCORES") else "")
+                + f"); ask for at most {have} cores"
+            )
+
     def setup(self, transport: Transport) -> None:
         if transport.is_local:
             return

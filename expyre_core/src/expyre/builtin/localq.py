@@ -44,6 +44,11 @@ def machine_ncores() -> int:
         return os.cpu_count() or 1
 
 
+def capacity() -> int:
+    """Cores the queue runs at once: ``$EXPYRE_LOCAL_NCORES``, else this machine's cores."""
+    return int(os.environ.get("EXPYRE_LOCAL_NCORES") or machine_ncores())
+
+
 def _mkdirs(q: str) -> None:
     for sub in ("", "jobs", "done", "state", "ctl"):
         os.makedirs(os.path.join(q, sub), mode=0o700, exist_ok=True)
@@ -235,7 +240,7 @@ def _proc_start(pid: int) -> str | None:
 class Daemon:
     def __init__(self, q: str) -> None:
         self.q = q
-        self.capacity = int(os.environ.get("EXPYRE_LOCAL_NCORES") or machine_ncores())
+        self.capacity = capacity()
         self.running: dict[str, dict] = {}  # jid -> {proc|pid, ncores, deadline, kill_at, state_if_killed}
         self.known: set[str] = set()
         self.queue: list[dict] = []
