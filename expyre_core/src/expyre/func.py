@@ -46,7 +46,7 @@ from .progress import Waiting
 from .resources import Resources
 from .script import JOB_STDERR, JOB_STDOUT, RUNNER, SCRIPT, build_script
 from .system import System
-from .types import JobRequest, JobState, JobStatus, SubmitError
+from .types import JobRequest, JobState, JobStatus, SchedulerCommandError, SubmitError, TransportError
 from .units import Duration
 
 __all__ = [
@@ -306,6 +306,8 @@ class _Poller:
         self.suspects: dict[str, tuple[int, float]] = {}
         #: remote id -> final state from the accounting records (asked once, for all new suspects)
         self.accounting: dict[str, JobStatus] = {}
+        #: monotonic time of the first of the current run of failed polls (None: the last worked)
+        self.failing_since: float | None = None
 
     @classmethod
     def get(cls, system: System, db: JobsDB) -> "_Poller":
@@ -328,11 +330,19 @@ class _Poller:
             ids = [r["remote_id"] for r in rows if r["remote_id"]]
             dirs = [Path(r["from_dir"]) for r in rows]
             t0 = time.monotonic()
-            statuses, markers = self.system.poll(ids, dirs)
-            timing.debug("poll %s: %d jobs in %.3f s", self.system.name, len(ids), time.monotonic() - t0)
-            done = [d for d in dirs if markers.get(d.name, set()) & {SUCCEEDED, FAILED}]
-            if done:
-                self.system.stage_out(done)
+            try:
+                statuses, markers = self.system.poll(ids, dirs)
+                timing.debug("poll %s: %d jobs in %.3f s", self.system.name, len(ids), time.monotonic() - t0)
+                done = [d for d in dirs if markers.get(d.name, set()) & {SUCCEEDED, FAILED}]
+                if done:
+                    self.system.stage_out(done)
+            except (TransportError, SchedulerCommandError) as exc:
+                self._failed(exc, len(ids))
+                return
+            if self.failing_since is not None:
+                logger.warning("%s: polling works again after %.0f s of failures", self.system.name,
+                               time.monotonic() - self.failing_since)
+                self.failing_since = None
             for r in rows:
                 st = statuses.get(r["remote_id"])
                 started = st is not None and st.state is JobState.RUNNING
@@ -375,6 +385,36 @@ class _Poller:
             self.polled = set(ids)
             self.count += 1
             self.last = time.monotonic()
+
+    def _failed(self, exc: Exception, n_jobs: int) -> None:
+        """A poll failed even after its retries (scheduler or connection down): the jobs keep
+        their last known state and the next poll tries again, until the failures have lasted
+        :func:`poll_outage_limit` seconds; then the error is raised to the waiter."""
+        now = time.monotonic()
+        self.last = now  # the next try waits for the usual interval, no hot loop
+        if self.failing_since is None:
+            self.failing_since = now
+        outage = now - self.failing_since
+        limit = poll_outage_limit()
+        if outage >= limit:
+            raise type(exc)(f"{self.system.name}: polling has failed for {outage:.0f} s "
+                            f"(EXPYRE_POLL_OUTAGE={limit:g}); last error: {exc}") from exc
+        logger.warning("%s: poll of %d job(s) failed (%s); they keep their last known state, the next poll "
+                       "tries again (failing for %.0f s, giving up after %g s)", self.system.name, n_jobs, exc,
+                       outage, limit)
+
+
+def poll_outage_limit() -> float:
+    """``EXPYRE_POLL_OUTAGE``: seconds of consecutive failed polls of a system (each already
+    retried ``EXPYRE_RETRY`` times) tolerated while waiting, default 600; 0 fails at once."""
+    raw = os.environ.get("EXPYRE_POLL_OUTAGE", "600")
+    try:
+        value = float(raw)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise ValueError(f"EXPYRE_POLL_OUTAGE={raw!r} is invalid: give seconds >= 0, e.g. 600") from None
 
 
 # ---------------------------------------------------------------------------------------------
