@@ -118,12 +118,14 @@ class _HashingWriter(io.RawIOBase):
         return True
 
     def write(self, b) -> int:
+        # the pickler hands large buffers over as they are: a pickle.PickleBuffer (numpy arrays,
+        # protocol 5) has the buffer protocol but no len()
         self.f.write(b)
         if self.hashing:
             self.h.update(b)
             if self.part is not None:
                 self.part.update(b)
-        return len(b)
+        return memoryview(b).nbytes
 
 
 class _Tee:
