@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import attrs
 import cloudpickle
 
 from . import _faults, config
@@ -44,7 +45,7 @@ from .jobsdb import STATUS_GROUPS, JobsDB
 from .names import JOB_ID_RE, make_job_id
 from .progress import Waiting
 from .resources import Resources
-from .script import JOB_STDERR, JOB_STDOUT, RUNNER, SCRIPT, build_script
+from .script import ARRAY_DIRS, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, RUNNER, SCRIPT, build_array_script, build_script
 from .system import System
 from .types import JobRequest, JobState, JobStatus, SchedulerCommandError, SubmitError, TransportError
 from .units import Duration
@@ -69,6 +70,9 @@ if os.environ.get("EXPYRE_TIMING_VERBOSE"):
 META = "_expyre_meta.json"
 #: per-component digests of a call (function, each argument, each input file), for ``xpr why``
 HASHES = "_expyre_hashes.json"
+#: in a job's stage dir while it is (being) submitted as an element of a job array: the array's
+#: job name and the element's index, so that an interrupted run finds the array before resubmitting
+ARRAY_REF = "_expyre_array_ref.json"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -281,6 +285,12 @@ def _owner_dead(owner: str | None, claimed_at: float | None) -> bool:
         except ValueError:
             return True
     return claimed_at is not None and time.time() - claimed_at > 600
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -703,6 +713,95 @@ class ExPyRe:
                 errors[x.id] = exc
         return errors
 
+    @staticmethod
+    def start_array(xprs: Sequence["ExPyRe"], resources: Resources | Mapping[str, Any], system_name: str | None = None,
+                    **start_kw: Any) -> dict[str, BaseException]:
+        """:meth:`start_many`, submitting the jobs as scheduler job arrays: one submission (one
+        ``sbatch --array``, ``qsub -t``, ``qsub -J``) per array of at most the system's array size
+        limit (see ``System.array_limit``). Each element stays an ordinary job (its own stage
+        directory, hash, jobs-database row, restart, status and cancel, by the element's own
+        scheduler id). All stage directories are copied in ONE operation. Systems whose scheduler
+        has no arrays fall back to :meth:`start_many`.
+
+        :return: the exception of each job (by id) whose preparation or submission failed.
+        """
+        system = config.get_system(system_name)
+        limit = system.array_limit()
+        if limit is None:
+            logger.info("system %s (%s) has no job arrays here; submitting %d jobs one by one",
+                        system.name, system.cfg.scheduler, len(xprs))
+            return ExPyRe.start_many(xprs, resources, system.name, **start_kw)
+        errors: dict[str, BaseException] = {}
+        pending: list[tuple[ExPyRe, JobRequest]] = []
+        for x in xprs:
+            try:
+                p = x._start_prepare(resources, system.name, **start_kw)
+            except Exception as exc:  # noqa: BLE001 - reported per job
+                errors[x.id] = exc
+                continue
+            if p is not None:
+                pending.append((x, p[1]))
+        arrays: list[tuple[JobRequest, list[ExPyRe]]] = []
+        for k in range(0, len(pending), limit):
+            group = pending[k : k + limit]
+            try:
+                arrays.append(ExPyRe._prepare_array(system, group, start_kw.get("header_extra", ())))
+            except Exception as exc:  # noqa: BLE001 - every element of this array gets the error
+                for x, _ in group:
+                    config.db.update(x.id, submit_owner=None)
+                    errors[x.id] = exc
+        if not arrays:
+            return errors
+        try:
+            system.stage_in([x.stage_dir for _, elems in arrays for x in elems])
+        except Exception as exc:  # noqa: BLE001 - every job of the batch gets the error
+            for _, elems in arrays:
+                for x in elems:
+                    config.db.update(x.id, submit_owner=None)
+                    errors[x.id] = exc
+            return errors
+        for array_job, elems in arrays:
+            try:
+                array_id = system.submit(array_job)
+            except SubmitError as exc:  # refused: nothing was queued
+                for x in elems:
+                    config.db.update(x.id, submit_owner=None)
+                    errors[x.id] = exc
+                continue
+            except Exception as exc:  # noqa: BLE001 - claims kept: the next start() looks the array up
+                for x in elems:
+                    errors[x.id] = exc
+                continue
+            logger.info("system %s: job array %s (%s) of %d jobs submitted", system.name, array_job.id, array_id, len(elems))
+            for i, x in enumerate(elems):
+                x._mark_submitted(system.scheduler.array_element_id(array_id, i))
+        return errors
+
+    @staticmethod
+    def _prepare_array(system: System, group: Sequence[tuple["ExPyRe", JobRequest]], header_extra: Sequence[str]):
+        """Write one array's shared script and directory list into its first element's stage dir
+        and each element's :data:`ARRAY_REF`; return ``(array request, elements)``."""
+        first_x, first_job = group[0]
+        array_name = make_job_id(f"xa_{first_x.name}")
+        token = system.scheduler.array_output_token
+        array_job = attrs.evolve(first_job, id=array_name, script=ARRAY_SCRIPT,
+                                 stdout=f"_expyre_array_{token}.out", stderr=f"_expyre_array_{token}.err")
+        names = [x.stage_dir.name for x, _ in group]
+        text = build_array_script(system, array_job, names, header_extra=header_extra)
+        _atomic_text(first_x.stage_dir / ARRAY_DIRS, "".join(f"{n}\n" for n in names))
+        _atomic_text(first_x.stage_dir / ARRAY_SCRIPT, text)
+        for i, (x, _) in enumerate(group):
+            _atomic_text(x.stage_dir / ARRAY_REF, json.dumps({"array": array_name, "index": i}))
+        _faults.point("start_array_written")
+        return array_job, [x for x, _ in group]
+
+    def _array_ref(self) -> dict | None:
+        try:
+            ref = json.loads((self.stage_dir / ARRAY_REF).read_text())
+            return ref if isinstance(ref.get("array"), str) and isinstance(ref.get("index"), int) else None
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def _start_prepare(self, resources, system_name=None, header_extra=(), exact_fit=True, partial_node=False,
                        python_cmd=None, force_rerun=False):
         """The part of :meth:`start` before the stage directory is copied: writes the script and
@@ -770,10 +869,23 @@ class ExPyRe:
                 logger.warning("job %s was already submitted (as %s) by an interrupted run; adopting it", self.id, found[self.id])
                 self._mark_submitted(found[self.id])
                 return None
+            ref = self._array_ref()
+            if ref is not None:  # it may have been submitted as an element of a job array
+                found = system.find([ref["array"]])
+                if found and ref["array"] in found:
+                    element = system.scheduler.array_element_id(found[ref["array"]], ref["index"])
+                    logger.warning("job %s was already submitted as element %s of job array %s by an interrupted run; "
+                                   "adopting it", self.id, element, ref["array"])
+                    self._mark_submitted(element)
+                    return None
         return system, job
 
     def _start_submit(self, system: System, job: JobRequest) -> None:
         """The part of :meth:`start` after the stage directory was copied."""
+        try:
+            (self.stage_dir / ARRAY_REF).unlink()  # submitted on its own now, not as an array element
+        except FileNotFoundError:
+            pass
         try:
             remote_id = system.submit(job)
         except SubmitError:

@@ -20,6 +20,9 @@ submit                 :meth:`Scheduler.submit_command` + :meth:`Scheduler.parse
 status                 :meth:`Scheduler.status_command` + :meth:`Scheduler.parse_status`
                        (vanished jobs: :meth:`Scheduler.accounting_command`)
 cancel, hold, release  :meth:`Scheduler.control_command` + :meth:`Scheduler.check_control`
+job arrays (optional)  :attr:`Scheduler.max_array_size`, :attr:`Scheduler.array_index_var`,
+                       :meth:`Scheduler.array_header`, :meth:`Scheduler.array_element_id`
+                       (default: no arrays; the core submits the jobs one by one)
 transport              :meth:`Transport.run`, :meth:`Transport.put`, :meth:`Transport.get`
 =====================  ==============================================================
 
@@ -275,6 +278,60 @@ class Scheduler(abc.ABC):
         """Raise :class:`SchedulerCommandError` if ``op`` failed. Default: a non-zero exit fails."""
         if not result.ok:
             raise SchedulerCommandError(f"{self.name} {op} of {', '.join(ids)} failed: {result.describe()}", result)
+
+    # -- job arrays (optional: the defaults mean "no arrays") ----------------------------------
+    #: The largest number of elements one array may have, or None when this backend cannot submit
+    #: job arrays (the core then submits the jobs one by one with ``ExPyRe.start_many``). A site
+    #: overrides it with ``scheduler_options.max_array_size`` (see :meth:`array_size_limit`).
+    max_array_size: ClassVar[int | None] = None
+    #: The environment variable holding the element's index inside an array job
+    #: (``SLURM_ARRAY_TASK_ID``, ``SGE_TASK_ID``...), counted from :attr:`array_index_base`.
+    array_index_var: ClassVar[str] = ""
+    #: The index of the first element (0 for Slurm and PBS, 1 for Grid Engine).
+    array_index_base: ClassVar[int] = 0
+    #: How the element's index is written in the stdout/stderr file names of an array header
+    #: (``%a`` for Slurm, ``$TASK_ID`` for Grid Engine, ``^array_index^`` for PBS Pro), so that
+    #: each element has its own files; ``""``: all elements share the array's files.
+    array_output_token: ClassVar[str] = ""
+
+    def arrays_supported(self) -> bool:
+        """Whether this backend, as configured and detected on its host, can submit job arrays.
+        Called after :meth:`setup`. Default: ``max_array_size is not None and array_index_var``."""
+        return self.max_array_size is not None and bool(self.array_index_var)
+
+    def array_size_limit(self, transport: Transport) -> int | None:
+        """The most elements one array may have on this system: ``scheduler_options.max_array_size``
+        when set, else what the scheduler reports (a backend may ask it, e.g. Slurm's
+        ``MaxArraySize``), else :attr:`max_array_size`; None when the site disabled arrays.
+        Called once per process and system, after :meth:`setup`; a :class:`TransportError` or
+        :class:`SchedulerCommandError` here only means the class default is used.
+
+        Example: ``SlurmScheduler.array_size_limit(t) == 1001`` (``scontrol show config``).
+        """
+        site = getattr(self.context.options, "max_array_size", None)
+        if site is not None:
+            return int(site)
+        return int(self.max_array_size or 1)
+
+    def array_header(self, job: JobRequest, n: int) -> list[str]:
+        """Directive lines that make the job ``job`` (the array's shared script) an array of ``n``
+        elements, indexed ``array_index_base .. array_index_base + n - 1``. They follow the
+        default, system and partition header lines.
+
+        Example (Slurm): ``array_header(job, 200) == ["#SBATCH --array=0-199"]``
+        """
+        raise NotImplementedError(f"scheduler {self.name!r} does not submit job arrays")
+
+    def array_element_id(self, array_id: str, i: int) -> str:
+        """The scheduler's id of element ``i`` (counted from 0) of the array whose submission
+        returned ``array_id``. It is stored as the element's ``remote_id``, so :meth:`parse_status`
+        (which must report array elements one by one), :meth:`accounting_command` and
+        :meth:`control_command` must accept it.
+
+        Example: Slurm ``("123", 4) -> "123_4"``; Grid Engine ``("123", 4) -> "123.5"``;
+        PBS ``("123[].srv", 4) -> "123[4].srv"``.
+        """
+        raise NotImplementedError(f"scheduler {self.name!r} does not submit job arrays")
 
     # -- composed operations (the core calls these; override only to bypass commands) ----------
     def submit(self, transport: Transport, job: JobRequest) -> str:

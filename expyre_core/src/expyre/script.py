@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from typing import Sequence
 
@@ -10,12 +11,16 @@ from . import plugins
 from .system import System, remote_path
 from .types import JobRequest
 
-__all__ = ["build_script", "expyre_env", "SCRIPT", "JOB_STDOUT", "JOB_STDERR", "RUNNER"]
+__all__ = ["build_script", "build_array_script", "expyre_env", "SCRIPT", "JOB_STDOUT", "JOB_STDERR", "RUNNER",
+           "ARRAY_SCRIPT", "ARRAY_DIRS"]
 
 SCRIPT = "_expyre_script.sh"
 JOB_STDOUT = "_expyre_job.out"
 JOB_STDERR = "_expyre_job.err"
 RUNNER = "_expyre_runner.py"
+#: a job array's shared script and its list of element directories (in the first element's directory)
+ARRAY_SCRIPT = "_expyre_array.sh"
+ARRAY_DIRS = "_expyre_array_dirs"
 
 
 def expyre_env(job: JobRequest) -> dict[str, str]:
@@ -79,4 +84,33 @@ def build_script(
     lines += [f"{python_cmd} {RUNNER}", "expyre_status=$?"]
     lines += list(post_run_commands)
     lines += ["exit $expyre_status", ""]
+    return "\n".join(lines)
+
+
+def build_array_script(system: System, job: JobRequest, dir_names: Sequence[str], *, header_extra: Sequence[str] = ()) -> str:
+    """The shared script of a job array: element ``i`` runs the ordinary job script of the ``i``-th
+    directory of ``dir_names`` (read from :data:`ARRAY_DIRS`, beside this script), in that
+    directory, with its stdout and stderr in that directory's usual files.
+
+    :param job: the array's request (its ``id`` is the array's job name, its ``remote_dir`` the
+        first element's directory, which holds this script and :data:`ARRAY_DIRS`).
+    :param dir_names: the elements' directory names (``run_<id>``), all beside ``job.remote_dir``.
+    """
+    sched = system.scheduler
+    var = sched.array_index_var
+    if not var.isidentifier():
+        raise ValueError(f"scheduler {sched.name!r}: array_index_var {var!r} is not a variable name")
+    base = posixpath.dirname(job.remote_dir.rstrip("/")) or "."
+    lines = ["#!/bin/bash", *build_header(system, job, header_extra), *sched.array_header(job, len(dir_names)), ""]
+    lines += [
+        f"# expyre job array {job.id} of {len(dir_names)} jobs on system {system.name}: element i runs the",
+        f"# job script in the directory on line i+1 of {ARRAY_DIRS}",
+        f"cd -- {remote_path(job.remote_dir)} || exit 1",
+        f"_expyre_line=$(( ${{{var}:?expyre: not run as an array element}} - {int(sched.array_index_base)} + 1 ))",
+        f'_expyre_dir=$(sed -n "${{_expyre_line}}p" {ARRAY_DIRS})',
+        'case $_expyre_dir in run_*) ;; *) echo "expyre: no job directory for array index $_expyre_line" >&2; exit 1;; esac',
+        f'cd -- {remote_path(base)}/"$_expyre_dir" || exit 1',
+        f"exec /bin/bash ./{SCRIPT} > {JOB_STDOUT} 2> {JOB_STDERR}",
+        "",
+    ]
     return "\n".join(lines)

@@ -87,6 +87,7 @@ class System:
         self._transport: Transport | None = None
         self._setup_done = False
         self._lock = threading.RLock()
+        self._array_limit: int | None | bool = False  # False: not asked yet
 
     def __repr__(self) -> str:
         return f"System({self.name!r}, host={self.cfg.host!r}, scheduler={self.cfg.scheduler!r})"
@@ -236,6 +237,26 @@ class System:
                     time.sleep(wait)
         assert last is not None
         raise last
+
+    def array_limit(self) -> int | None:
+        """The most elements one job array may have here, or None when this system's scheduler
+        cannot submit arrays. Asked once per process (``scheduler_options.max_array_size``, else
+        the scheduler's own limit, e.g. Slurm's ``MaxArraySize``)."""
+        sched, trans = self._ready()
+        with self._lock:
+            if self._array_limit is False:
+                limit: int | None = None
+                if sched.arrays_supported():
+                    try:
+                        limit = self._retry(lambda: sched.array_size_limit(trans), f"{self.name}: asking the array size limit")
+                    except (TransportError, SchedulerCommandError) as exc:
+                        limit = sched.max_array_size
+                        logger.warning("%s: could not ask the scheduler's array size limit (%s); using %s", self.name, exc, limit)
+                    if limit is not None and limit < 1:
+                        raise ValueError(f"systems.{self.name}.scheduler_options.max_array_size: must be >= 1, got {limit}")
+                self._array_limit = limit
+                logger.debug("%s: job arrays: %s", self.name, f"at most {limit} elements" if limit else "not supported")
+            return self._array_limit  # type: ignore[return-value]
 
     def find(self, names: Sequence[str]) -> dict[str, str] | None:
         sched, trans = self._ready()

@@ -7,7 +7,7 @@ import shlex
 
 from expyre.hookspecs import JobRequest
 
-__all__ = ["DIRECTIVE", "default_header", "job_env"]
+__all__ = ["DIRECTIVE", "default_header", "array_header", "job_env"]
 
 DIRECTIVE = "#SBATCH"
 
@@ -30,6 +30,13 @@ def default_header(job: JobRequest) -> list[str]:
         lines.append(f"{DIRECTIVE} --time={_q(keys['max_time_HMS'])}")
     lines += [f"{DIRECTIVE} --output={_q(job.stdout)}", f"{DIRECTIVE} --error={_q(job.stderr)}"]
     return lines
+
+
+def array_header(n: int, throttle: int | None = None) -> list[str]:
+    """``--array=0-<n-1>`` (``%<throttle>``: at most that many elements at once)."""
+    if n < 1:
+        raise ValueError(f"a job array needs at least one element, got {n}")
+    return [f"{DIRECTIVE} --array=0-{n - 1}" + (f"%{int(throttle)}" if throttle else "")]
 
 
 # bash, run inside the job after the core exported EXPYRE_* from the request. Slurm sets a variable

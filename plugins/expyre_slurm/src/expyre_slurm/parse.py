@@ -27,6 +27,7 @@ __all__ = [
     "parse_find",
     "parse_exit_code",
     "accounting_disabled",
+    "parse_max_array_size",
 ]
 
 logger = logging.getLogger(__name__)
@@ -155,16 +156,23 @@ def parse_sacct(stdout: str, ids: Sequence[str], fields: str = SACCT_FIELDS) -> 
     return out
 
 
+# a job id as squeue/sacct print it: "12", an array element "12_4", a pending range "12_[5-199%4]"
+_LISTED_ID = re.compile(r"^(\d+)(?:_(?:\d+|\[[0-9,%-]+\]))?$")
+
+
 def parse_find(stdout: str, names: Sequence[str]) -> dict[str, str]:
     """``name -> job id`` from ``id|name`` lines (``squeue -o '%i|%j'``, ``sacct -o JobID,JobName``).
+    The elements of a job array share its name: they give the array's id (``12_4`` -> ``12``).
     If a name appears more than once, the highest (most recent) job id wins."""
     wanted = set(names)
     out: dict[str, str] = {}
     for line in _lines(stdout):
         jid, sep, name = line.partition("|")
         jid, name = jid.strip(), name.strip()
-        if not sep or name not in wanted or not jid.isdigit():
+        m = _LISTED_ID.match(jid)
+        if not sep or name not in wanted or not m:
             continue
+        jid = m.group(1)
         if name not in out or int(jid) > int(out[name]):
             out[name] = jid
     return out
@@ -173,3 +181,12 @@ def parse_find(stdout: str, names: Sequence[str]) -> dict[str, str]:
 def accounting_disabled(text: str) -> bool:
     """True if sacct says there is no accounting database (``Slurm accounting storage is disabled``)."""
     return bool(_ACCOUNTING_DISABLED.search(text))
+
+
+_MAX_ARRAY_SIZE = re.compile(r"^\s*MaxArraySize\s*=\s*(\d+)\s*$", re.MULTILINE)
+
+
+def parse_max_array_size(stdout: str) -> int | None:
+    """``MaxArraySize`` from ``scontrol show config`` (``MaxArraySize            = 1001``), or None."""
+    m = _MAX_ARRAY_SIZE.search(stdout)
+    return int(m.group(1)) if m else None

@@ -38,6 +38,7 @@ from .parse import (
     accounting_disabled,
     parse_find,
     parse_job_id,
+    parse_max_array_size,
     parse_sacct,
     parse_squeue_status,
     submit_failure_is_ambiguous,
@@ -95,6 +96,10 @@ class SlurmOptions:
     :param min_status_interval: when the Slurm commands run on this machine (``"host": null``),
         status queries closer together than this many seconds are answered from the previous ``squeue``
         (Slurm asks programs not to call squeue in tight loops; its scheduler ticks once a second).
+    :param max_array_size: the most elements of one job array (``--array=0-N``); default: the
+        cluster's ``MaxArraySize`` from ``scontrol show config`` (an array's largest index must be
+        below it), else 1001, Slurm's default.
+    :param array_throttle: at most this many elements of one array run at once (``--array=0-N%T``).
     """
 
     user: str | None = None
@@ -102,6 +107,8 @@ class SlurmOptions:
     find_days: int = field(default=7, validator=attrs.validators.ge(0))
     vanish_grace: Seconds | None = None
     min_status_interval: Seconds = Seconds(1.0)
+    max_array_size: int | None = field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
+    array_throttle: int | None = field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
 
 
 class SlurmScheduler(Scheduler):
@@ -114,6 +121,9 @@ class SlurmScheduler(Scheduler):
     foreign_env_prefixes = ("SLURM_",)
     vanish_grace = 30.0
     directive = _header.DIRECTIVE
+    max_array_size = 1001  # Slurm's default MaxArraySize; the cluster's own is asked
+    array_index_var = "SLURM_ARRAY_TASK_ID"
+    array_output_token = "%a"
 
     def __init__(self, context: SchedulerContext) -> None:
         super().__init__(context)
@@ -192,10 +202,33 @@ class SlurmScheduler(Scheduler):
                 raise SchedulerCommandError(f"sacct could not look up jobs by name: {result.describe()}", result)
         return found
 
+    # -- job arrays ------------------------------------------------------------------------------
+    def array_size_limit(self, transport: Transport) -> int | None:
+        """``scheduler_options.max_array_size``, else ``MaxArraySize`` of ``scontrol show config``
+        (0 there means the site disabled arrays: None)."""
+        if self.options.max_array_size is not None:
+            return self.options.max_array_size
+        result = transport.run(["scontrol", "show", "config"], timeout=60)
+        if not result.ok:
+            raise SchedulerCommandError(f"scontrol show config failed: {result.describe()}", result)
+        value = parse_max_array_size(result.stdout)
+        if value is None:
+            logger.info("%s: scontrol show config names no MaxArraySize; assuming %d", self.context.system_name, self.max_array_size)
+            return self.max_array_size
+        return value or None
+
+    def array_header(self, job: JobRequest, n: int) -> list[str]:
+        return _header.array_header(n, self.options.array_throttle)
+
+    def array_element_id(self, array_id: str, i: int) -> str:
+        return f"{array_id}_{i}"
+
     # -- status ----------------------------------------------------------------------------------
     def status_command(self, ids: Sequence[str]) -> list[str]:
-        # all of this user's jobs, in every state, in one RPC; the ids are picked out by parse_status
-        return ["squeue", *self._user_args(), "-t", "all", "-h", "-o", SQUEUE_STATUS_FORMAT]
+        # all of this user's jobs, in every state, in one RPC; the ids are picked out by parse_status.
+        # Array elements ("123_4") need -r: without it a pending array is one line "123_[0-199]"
+        array = ["-r"] if any("_" in i for i in ids) else []
+        return ["squeue", *self._user_args(), "-t", "all", *array, "-h", "-o", SQUEUE_STATUS_FORMAT]
 
     def parse_status(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
         if not result.ok:
