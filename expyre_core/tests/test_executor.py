@@ -257,3 +257,39 @@ def test_errors_surface_in_futures(root):
             f.result(timeout=30)
     with pytest.raises(TypeError, match="unknown argument"):
         Executor(system_name="local", resourcez={})
+
+
+def test_restart_reruns_a_chunk_with_a_failed_element(root, tmp_path):
+    """Rule: on restart a finished packed chunk is reused only if every call in it returned; a
+    chunk with a raising call is run again as a whole (its earlier outputs are archived)."""
+    flag = str(tmp_path / "fixed")
+    with pytest.raises(KeyboardInterrupt):
+        with ex_() as ex:
+            fs = ex.map_futures(funcs.fail_until_file, range(20), [flag] * 20, chunksize=8)
+            cf.wait(fs, timeout=60)
+            assert isinstance(fs[13].exception(), ValueError)
+            raise KeyboardInterrupt  # the driver dies: nothing is marked processed
+    before = {r["name"]: r for r in config.db.jobs(name="fail_until_file_.*")}
+    assert {r["status"] for r in before.values()} == {"succeeded"}
+    Path(flag).write_text("")  # the cause of the failure is fixed
+    with ex_() as ex:
+        assert list(ex.map(funcs.fail_until_file, range(20), [flag] * 20, chunksize=8)) == list(range(20))
+        ids = {f.job_id for f in ex.futures()}
+    after = {r["name"]: r for r in config.db.jobs(name="fail_until_file_.*")}
+    assert ids == {r["id"] for r in before.values()} and len(after) == 3  # the same three jobs
+    assert after["fail_until_file_0"]["remote_id"] == before["fail_until_file_0"]["remote_id"]  # reused
+    assert after["fail_until_file_2"]["remote_id"] == before["fail_until_file_2"]["remote_id"]  # reused
+    assert after["fail_until_file_1"]["remote_id"] != before["fail_until_file_1"]["remote_id"]  # run again
+    prev = Path(after["fail_until_file_1"]["from_dir"]) / "_expyre_prev_1"
+    assert (prev / "_expyre_job_succeeded").exists() and (prev / "_expyre_elem_5").exists()
+
+
+def test_array_on_a_scheduler_without_arrays_falls_back(root, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="expyre.func")
+    with ex_(array=True) as ex:
+        assert list(ex.map(funcs.square, range(10), chunksize=3)) == [i * i for i in range(10)]
+        assert [f.result() for f in [ex.submit(funcs.add, 1, 2)]] == [3]
+    assert "has no job arrays here" in caplog.text
+    assert config.get_system("local").array_limit() is None

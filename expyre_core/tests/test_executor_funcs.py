@@ -33,3 +33,10 @@ def sleep_in_file(x, flag):
 
 def pid(_):
     return os.getpid()
+
+
+def fail_until_file(x, flag):
+    """Raise for x == 13 until the file ``flag`` exists."""
+    if x == 13 and not os.path.exists(flag):
+        raise ValueError(f"unlucky {x}")
+    return x

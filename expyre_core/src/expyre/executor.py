@@ -16,9 +16,14 @@ Every future is backed by ordinary ExPyRe jobs (the jobs database, ``xpr ls``, r
 * ``map(fn, *iterables, chunksize=k)`` packs ``k`` calls into each job, named
   ``f"{name}_{chunk_index}"``, whose function (:func:`expyre.packing.run_chunk`) returns one
   outcome per call, so a raising element fails only its own future.
+* ``array=True`` (per executor, or per ``map``) submits each batch of new jobs as scheduler job
+  arrays (:meth:`ExPyRe.start_array`): one submission per array, each job still an ordinary
+  ExPyRe job (an array element). Systems without arrays fall back to one submission per job.
 
 Restart: the jobs are ordinary hashed ExPyRe jobs, so running the same script again after a crash
-finds them (submitted, running or finished) instead of submitting new ones. At a clean
+finds them (submitted, running or finished) instead of submitting new ones. A finished packed job
+one of whose calls raised is run again (the whole chunk, with ``force_rerun``): only a chunk whose
+calls all returned is reused as it is (a single call that raised was never reused). At a clean
 ``shutdown()`` (the end of a ``with`` block) the finished jobs are marked processed, like
 ``mark_processed()`` after ``get_results()``: the next identical call then runs afresh.
 
@@ -45,6 +50,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import config
 from .func import ExPyRe, _function_digest, _Poller
+from ._runner import SUCCEEDED
 from .packing import PARTIAL_PREFIX, decode_outcome, run_chunk
 from .progress import SHOW_AFTER, progress_enabled
 from .resources import Resources
@@ -124,11 +130,16 @@ class _Waiting:
 class _Job:
     """One ExPyRe job and the futures it completes (one for a plain call, one per packed call)."""
 
-    __slots__ = ("xpr", "packed", "futures", "state", "cancel_requested", "partial_seen", "system_name", "done")
+    __slots__ = ("xpr", "packed", "futures", "state", "cancel_requested", "partial_seen", "system_name", "done",
+                 "array", "rerun")
 
-    def __init__(self, xpr: ExPyRe, packed: bool, system_name: str) -> None:
+    def __init__(self, xpr: ExPyRe, packed: bool, system_name: str, array: bool = False, rerun: bool = False) -> None:
         self.xpr = xpr
         self.packed = packed
+        #: submit as an element of a scheduler job array (with the other new jobs of its batch)
+        self.array = array
+        #: adopted from an earlier run with a failed element: submit again (``force_rerun``)
+        self.rerun = rerun
         self.futures: list[ExPyReFuture] = []
         #: "queued" (waiting here to be submitted), "submitting", "submitted", "finished"
         self.state = "queued"
@@ -182,9 +193,14 @@ class Executor(cf.Executor):
         ``EXPYRE_PROGRESS=0``).
     :param mark_processed: at a clean :meth:`shutdown`, mark the finished jobs processed (so the
         next identical call runs afresh, as after ``get_results()`` + ``mark_processed()``).
+    :param array: submit each batch of new jobs as scheduler job arrays (one ``sbatch --array``,
+        ``qsub -t`` or ``qsub -J`` per array of at most the system's array size limit), each call
+        or packed chunk an array element; ``map(..., array=...)`` overrides it. Systems whose
+        scheduler has no arrays submit one job at a time.
     :param partial_results: packed jobs write each call's outcome as soon as it is known, so its
         future completes before the whole job ends (read directly when the jobs run in the local
-        stage directories; on other systems the outcomes come with the job's results).
+        stage directories; on a remote host the finished calls' outcomes are listed by the shared
+        poll and fetched with the next copy back).
     :param start_kwargs: ``header_extra``, ``exact_fit``, ``partial_node``, ``python_cmd`` are
         passed to :meth:`ExPyRe.start`; ``input_files``, ``output_files``, ``env_vars``,
         ``pre_run_commands``, ``post_run_commands``, ``try_restart_from_prev`` to :class:`ExPyRe`.
@@ -204,6 +220,7 @@ class Executor(cf.Executor):
         progress: bool = True,
         mark_processed: bool = True,
         partial_results: bool = True,
+        array: bool = False,
         **kwargs: Any,
     ) -> None:
         bad = set(kwargs) - set(self._START_KEYS) - set(self._XPR_KEYS)
@@ -221,6 +238,7 @@ class Executor(cf.Executor):
         self.progress = progress
         self.mark_processed = mark_processed
         self.partial_results = partial_results
+        self.array = bool(array)
         self._start_kw = {k: v for k, v in kwargs.items() if k in self._START_KEYS}
         self._xpr_kw = {k: v for k, v in kwargs.items() if k in self._XPR_KEYS}
 
@@ -242,20 +260,22 @@ class Executor(cf.Executor):
         (and hashed) here, so an unpicklable argument raises at once."""
         name = self.name or _fn_name(fn)
         xpr = ExPyRe(name, fn, args=list(args), kwargs=kwargs, **self._xpr_kw)
-        job = _Job(xpr, packed=False, system_name=self.system_name)
+        job = _Job(xpr, packed=False, system_name=self.system_name, array=self.array)
         fut = ExPyReFuture(self, job, None)
         job.futures.append(fut)
         self._enqueue([job])
         return fut
 
-    def map_futures(self, fn: Callable, *iterables: Iterable[Any], chunksize: int | None = None) -> list[ExPyReFuture]:
+    def map_futures(self, fn: Callable, *iterables: Iterable[Any], chunksize: int | None = None,
+                    array: bool | None = None) -> list[ExPyReFuture]:
         """Like :meth:`map`, but return the futures (one per call, in order) at once: use them
         with :func:`concurrent.futures.as_completed` to get results as elements finish."""
         chunksize = chunksize or self.chunksize
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
+        use_array = self.array if array is None else bool(array)
         name = self.name or _fn_name(fn)
-        partial = self.partial_results and config.get_system(self.system_name).shares_stage_dirs
+        partial = self.partial_results
         h = hashlib.sha256()
         _function_digest(fn, h)
         digest = h.hexdigest()
@@ -269,7 +289,10 @@ class Executor(cf.Executor):
                 kwargs={"code_digest": digest, "first_index": start, "partial": partial},
                 hash_ignore=[0], **self._xpr_kw,
             )
-            job = _Job(xpr, packed=True, system_name=self.system_name)
+            job = _Job(xpr, packed=True, system_name=self.system_name, array=use_array,
+                       rerun=xpr.recreated and _has_failed_element(xpr))
+            if job.rerun:
+                logger.info("packed job %s (%s) from an earlier run has a failed call: running it again", xpr.id, xpr.name)
             for i in range(len(chunk)):
                 f = ExPyReFuture(self, job, i)
                 job.futures.append(f)
@@ -279,15 +302,16 @@ class Executor(cf.Executor):
         return futures
 
     def map(self, fn: Callable, *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int | None = None) -> Iterator[Any]:
-        """``fn`` over the iterables, ``chunksize`` calls per job (default: the executor's).
+            chunksize: int | None = None, array: bool | None = None) -> Iterator[Any]:
+        """``fn`` over the iterables, ``chunksize`` calls per job (default: the executor's), as
+        scheduler job arrays if ``array`` (default: the executor's ``array``).
 
         Results come in order; iterating raises the first failed element's exception there (the
         others are still available from :meth:`map_futures`). ``timeout`` (seconds from this call)
         raises :class:`TimeoutError`; closing the iterator early cancels the calls not yet started.
         """
         end = None if timeout is None else time.monotonic() + timeout
-        return _MapIterator(self.map_futures(fn, *iterables, chunksize=chunksize), end)
+        return _MapIterator(self.map_futures(fn, *iterables, chunksize=chunksize, array=array), end)
 
     def _enqueue(self, jobs: list[_Job]) -> None:
         with self._lock:
@@ -422,8 +446,15 @@ class Executor(cf.Executor):
                 bar.hide()
 
     def _submit_batch(self, jobs: list[_Job]) -> None:
-        errors = ExPyRe.start_many([j.xpr for j in jobs], self.resources, self.system_name, **self._start_kw)
-        self.stats["submit_batches"] += 1
+        errors: dict[str, BaseException] = {}
+        groups: dict[tuple[bool, bool], list[_Job]] = {}
+        for j in jobs:
+            groups.setdefault((j.array, j.rerun), []).append(j)
+        for (array, rerun), group in groups.items():
+            start = ExPyRe.start_array if array else ExPyRe.start_many
+            errors.update(start([j.xpr for j in group], self.resources, self.system_name,
+                                **self._start_kw, **({"force_rerun": True} if rerun else {})))
+            self.stats["submit_batches"] += 1
         cancel_now = []
         with self._lock:
             for j in jobs:
@@ -471,7 +502,7 @@ class Executor(cf.Executor):
                             f.set_running_or_notify_cancel()
                 outcome = outcomes[j.xpr.id] or j.xpr._evaluate(poller)
                 if outcome is None:
-                    if j.packed and shared and self.partial_results:
+                    if j.packed and self.partial_results:
                         progressed |= self._partial(j)
                     continue
                 self._complete(j, outcome)
@@ -602,6 +633,19 @@ def _set(f: ExPyReFuture, value: Any, exc: BaseException | None) -> None:
             f.set_result(value)
     except cf.InvalidStateError:
         pass
+
+
+def _has_failed_element(xpr: ExPyRe) -> bool:
+    """True when the packed job ``xpr`` already has a result here and one of its calls raised."""
+    if xpr.status not in ("created", "submitted", "started", "succeeded") or xpr._check_files() != "succeeded":
+        return False
+    try:
+        with xpr._open_marker(SUCCEEDED) as f:
+            outcomes = pickle.load(f)
+    except Exception as exc:  # noqa: BLE001 - an unreadable result is not reused either
+        logger.warning("packed job %s: its earlier result cannot be read (%s); running it again", xpr.id, exc)
+        return True
+    return not isinstance(outcomes, list) or any(not (isinstance(o, tuple) and o and o[0] == "ok") for o in outcomes)
 
 
 def _listdir(path: Path) -> list[str]:

@@ -46,7 +46,7 @@ from .names import JOB_ID_RE, make_job_id
 from .progress import Waiting
 from .resources import Resources
 from .script import ARRAY_DIRS, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, RUNNER, SCRIPT, build_array_script, build_script
-from .system import System
+from .system import ELEMENT_PREFIX, System
 from .types import JobRequest, JobState, JobStatus, SchedulerCommandError, SubmitError, TransportError
 from .units import Duration
 
@@ -346,6 +346,9 @@ class _Poller:
                 statuses, markers = self.system.poll(ids, dirs)
                 timing.debug("poll %s: %d jobs in %.3f s", self.system.name, len(ids), time.monotonic() - t0)
                 done = [d for d in dirs if markers.get(d.name, set()) & {SUCCEEDED, FAILED}]
+                # a running packed job's finished calls (their outcome files) come back with them
+                done += [d for d in dirs if d not in done and any(
+                    m.startswith(ELEMENT_PREFIX) and not (d / m).exists() for m in markers.get(d.name, ()))]
                 if done:
                     self.system.stage_out(done)
             except (TransportError, SchedulerCommandError) as exc:
@@ -807,15 +810,19 @@ class ExPyRe:
         """The part of :meth:`start` before the stage directory is copied: writes the script and
         claims the submission. Returns ``(system, job)`` to stage and submit, or None."""
         row = self._refresh_row()
+        rerun = False
         if force_rerun and self.status != "created":
             self._archive_previous()
             config.db.update(self.id, force=True, status="created", remote_id=None, remote_status=None,
                              reason=None, suspect_since=None, submit_owner=None, submit_time=None)
             row = self._refresh_row()
+            rerun = True
         if self.status != "created":
             logger.info("job %s already %s; not submitting again", self.id, self.status)
             return
         system = config.get_system(system_name)
+        if rerun and not system.shares_stage_dirs:
+            self._discard_remote_results(system)
         res = Resources.from_any(resources)
         partition, alloc = res.find_nodes(system.partitions, exact_fit=exact_fit, partial_node=partial_node)
         mem = None
@@ -900,15 +907,35 @@ class ExPyRe:
         self.remote_id = remote_id
         self.status = "submitted"
 
+    def _run_outputs(self) -> list[str]:
+        """What a run left in the stage dir: the markers and logs, the per-call outcomes of a
+        packed job (``expyre.packing.PARTIAL_PREFIX``) and a job array's own output files."""
+        fixed = [f for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR) if (self.stage_dir / f).exists()]
+        extra = [n for n in os.listdir(self.stage_dir)
+                 if n.startswith("_expyre_elem_") or (n.startswith("_expyre_array_") and n.endswith((".out", ".err")))]
+        return fixed + sorted(extra)
+
     def _archive_previous(self) -> None:
         n = 1
         while (self.stage_dir / f"_expyre_prev_{n}").exists():
             n += 1
         prev = self.stage_dir / f"_expyre_prev_{n}"
         prev.mkdir(mode=0o700)
-        for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR):
-            if (self.stage_dir / f).exists():
-                os.replace(self.stage_dir / f, prev / f)
+        for f in self._run_outputs():
+            os.replace(self.stage_dir / f, prev / f)
+
+    def _discard_remote_results(self, system: System) -> None:
+        """Before a forced re-run on a host with its own copy of the stage dir: remove the earlier
+        run's markers there (the copy to the host adds files, it deletes none), so that the new
+        run is not taken for finished."""
+        from .system import remote_path
+
+        rd = remote_path(system.remote_dir(self.stage_dir))
+        names = " ".join(f"{rd}/{m}" for m in (SUCCEEDED, FAILED, STARTED))
+        result = system.transport.run(f"rm -f -- {names} {rd}/_expyre_elem_*")
+        if not result.ok:
+            raise RuntimeError(f"job {self.id}: cannot remove the earlier run's results on {system.host or system.rundir} "
+                               f"before running it again: {result.describe()}")
 
     # -- results -------------------------------------------------------------------------------
     def _check_files(self) -> str | None:

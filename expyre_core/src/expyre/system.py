@@ -41,6 +41,9 @@ T = TypeVar("T")
 
 DEFAULT_REMOTE_RUNDIR = "expyre_rundir"
 MARKERS = ("_expyre_job_succeeded", "_expyre_job_failed", "_expyre_job_started")
+#: per-call outcome files of a packed job (``expyre.packing.PARTIAL_PREFIX`` + index), listed by
+#: the poll with the markers so that finished calls can be fetched before the whole job ends
+ELEMENT_PREFIX = "_expyre_elem_"
 _SEP = "__EXPYRE_POLL_SEPARATOR__"
 
 _open_systems: "set[System]" = set()
@@ -291,7 +294,7 @@ class System:
             if not self.shares_stage_dirs:
                 for d in stage_dirs:
                     rd = Path(self.remote_dir(d))
-                    markers[Path(d).name] = {m for m in MARKERS if (rd / m).exists()}
+                    markers[Path(d).name] = {m for m in MARKERS if (rd / m).exists()} | _element_files(rd)
             return statuses, markers
 
         parts = []
@@ -300,11 +303,11 @@ class System:
         else:
             parts.append(f"printf '\\n{_SEP} 0\\n'")
         names = " ".join(shlex.quote(Path(d).name) for d in stage_dirs)
-        marks = " ".join(MARKERS)
+        marks = " ".join(f'"$d"/{m}' for m in MARKERS) + f' "$d"/{ELEMENT_PREFIX}*'
         if stage_dirs:
             parts.append(
                 f"cd -- {remote_path(self.rundir)} 2>/dev/null && for d in {names}; do for m in {marks}; do "
-                f'[ -e "$d/$m" ] && printf "%s\\n" "$d/$m"; done; done; true'
+                f'[ -e "$m" ] && printf "%s\\n" "$m"; done; done; true'
             )
 
         def once() -> tuple[dict[str, JobStatus], dict[str, set[str]]]:
@@ -318,11 +321,22 @@ class System:
             found: dict[str, set[str]] = {Path(d).name: set() for d in stage_dirs}
             for line in marker_text.splitlines():
                 d, _, m = line.strip().partition("/")
-                if d in found and m in MARKERS:
+                if d in found and (m in MARKERS or _is_element_file(m)):
                     found[d].add(m)
             return statuses, found
 
         return self._retry(once, f"{self.name}: poll")
+
+
+def _is_element_file(name: str) -> bool:
+    return name.startswith(ELEMENT_PREFIX) and name[len(ELEMENT_PREFIX):].isdigit()
+
+
+def _element_files(d: Path) -> set[str]:
+    try:
+        return {n for n in os.listdir(d) if _is_element_file(n)}
+    except OSError:
+        return set()
 
 
 def remote_path(path: str) -> str:
