@@ -1,0 +1,505 @@
+"""expyre against the original ExPyRe, submitit and the physical floor, side by side in one run.
+
+    bash bench/run.sh                      # everything, 3 repetitions (about 45 min on 2 cores)
+    bash bench/run.sh --quick              # smoke test: small N, 1 repetition (about a minute)
+    bash bench/run.sh -s local,db --reps 5 # some scenarios
+
+Scenarios: local, sweep, slurm, executor, ssh, db, bigarg. Each measurement runs in its own
+process with a fresh expyre root: expyre's with the workspace's Python, the peers' (the original
+ExPyRe = PyPI expyre-wfl, also imported as `expyre`, and submitit) with bench/.venv-peers/bin/python.
+The variants of a scenario alternate inside each repetition (rotating their order). Medians,
+ratios to the floor and the issue's targets are printed and written to bench/results/<name>.json,
+then bench/plot.py draws the PNG. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+from common import MARK  # noqa: E402
+
+XPR_PY = os.environ.get("BENCH_XPR_PYTHON", str(REPO / ".venv" / "bin" / "python"))
+PEER_PY = os.environ.get("BENCH_PEER_PYTHON", str(BENCH / ".venv-peers" / "bin" / "python"))
+SSH_HOST, SSH_PORT = "xprtest@127.0.0.1", 2222
+REMOTE_PY = "/opt/expyre-remote-venv/bin/python"
+ALL = ["local", "sweep", "slurm", "executor", "ssh", "db", "bigarg"]
+TMP = Path(os.environ.get("BENCH_TMP", "/tmp"))
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def sh(cmd: str, **kw) -> str:
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True, **kw).stdout.strip()
+
+
+def slurm_cpus() -> int:
+    m = re.search(r"CPUTot=(\d+)", sh("scontrol show node"))
+    return int(m.group(1)) if m else 0
+
+
+def machine() -> dict:
+    return {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": socket.gethostname(), "nproc": os.cpu_count(), "loadavg_start": os.getloadavg(),
+        "platform": platform.platform(), "cpu": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                                                      if l.startswith("model name")), "?"),
+        "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "slurm_node_cpus": slurm_cpus(), "slurm_version": sh("sinfo --version"),
+        "git_commit": sh(f"git -C {REPO} rev-parse --short HEAD"),
+        # the library is installed editable: uncommitted changes in the checkout are measured too
+        "git_dirty": [l[3:] for l in sh(f"git -C {REPO} status --porcelain --untracked-files=no").splitlines()],
+        "python": sh(f"{XPR_PY} -V"),
+        "versions": json.loads(sh(f"{PEER_PY} -c \"import json,importlib.metadata as m; print(json.dumps({{p: m.version(p) for p in "
+                                  f"['expyre-wfl','submitit','cloudpickle']}}))\"") or "{}")
+        | {"expyre-core": sh(f"{XPR_PY} -c 'import importlib.metadata as m; print(m.version(\"expyre-core\"))'")},
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# fresh roots and configs
+# ------------------------------------------------------------------------------------------------
+class Roots:
+    """Temporary expyre roots (ours and the original's), removed at the end."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="expyre-bench-", dir=TMP))
+        self.n = 0
+        self.wrapper = self.base / "ssh-logging"
+        self.ssh_log = self.base / "ssh.log"
+        self.wrapper.write_text("#!/bin/bash\n"
+                                f"{{ printf '%q ' \"$@\"; printf '\\n'; }} >>{shlex.quote(str(self.ssh_log))}\n"
+                                'exec ssh "$@"\n')
+        self.wrapper.chmod(0o755)
+        # the original splits remsh_cmd on blanks into rsync's own arguments (`-e ssh -p 2222 -a` makes
+        # -p rsync's flag): it gets a wrapper with the port inside
+        self.wrapper_port = self.base / f"ssh-logging-{SSH_PORT}"
+        self.wrapper_port.write_text(f"#!/bin/bash\nexec {shlex.quote(str(self.wrapper))} -p {SSH_PORT} \"$@\"\n")
+        self.wrapper_port.chmod(0o755)
+
+    def new(self, orig: bool) -> Path:
+        self.n += 1
+        root = self.base / f"r{self.n}" / "_expyre"
+        root.mkdir(parents=True, mode=0o700)
+        n = slurm_cpus() or 4
+        remsh = f"{self.wrapper} -p {SSH_PORT}"
+        if orig:
+            parts = {"debug": {"num_cores": n, "max_time": "10m", "max_mem": "20GB"}}
+            systems = {
+                "bench_slurm": {"host": None, "scheduler": "slurm", "partitions": parts},
+                "bench_ssh_slurm": {"host": SSH_HOST, "scheduler": "slurm", "remsh_cmd": str(self.wrapper_port),
+                                    "rundir": "expyre_bench_orig", "partitions": parts},
+            }
+        else:
+            parts = {"debug": {"ncores": n, "max_time": "10m"}}
+            systems = {
+                "bench_slurm": {"host": None, "scheduler": "slurm", "partitions": parts},
+                "bench_ssh_slurm": {"host": SSH_HOST, "scheduler": "slurm", "remsh_cmd": remsh,
+                                    "rundir": "expyre_bench_rundir", "python_cmd": REMOTE_PY, "partitions": parts},
+            }
+        (root / "config.json").write_text(json.dumps({"systems": systems}, indent=1))
+        return root
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def run_worker(py: str, script: str, args: list[str], root: Path | None, extra_env: dict | None = None,
+               timeout: float = 3600) -> dict:
+    env = dict(os.environ, EXPYRE_PROGRESS="0", PYTHONUNBUFFERED="1")
+    env.pop("VIRTUAL_ENV", None)
+    if root is not None:
+        env["EXPYRE_ROOT"] = str(root)
+    env.update(extra_env or {})
+    t0 = time.perf_counter()
+    p = subprocess.run([py, str(BENCH / script), *args], env=env, capture_output=True, text=True, timeout=timeout,
+                       cwd=str(root.parent) if root is not None else None)
+    wall = time.perf_counter() - t0
+    for line in reversed(p.stdout.splitlines()):
+        if line.startswith(MARK):
+            d = json.loads(line[len(MARK):])
+            d["wall"] = wall
+            return d
+    return {"available": False, "error": f"exit {p.returncode}: {(p.stderr or p.stdout).strip()[-1500:]}", "wall": wall}
+
+
+def xpr(args: list[str], root: Path, **kw) -> dict:
+    return run_worker(XPR_PY, "xpr_worker.py", args, root, **kw)
+
+
+def peer(args: list[str], root: Path, orig_python: str | None = None, **kw) -> dict:
+    env = {"BENCH_ORIG_PYTHON": orig_python or PEER_PY}
+    return run_worker(PEER_PY, "peer_worker.py", args, root, extra_env=env, **kw)
+
+
+# ------------------------------------------------------------------------------------------------
+# floors
+# ------------------------------------------------------------------------------------------------
+def floor_local(n: int) -> dict:
+    """n cold `python3 -c 'import cloudpickle'` (the jobs' interpreter), as many at a time as cores."""
+    t0 = time.perf_counter()
+    subprocess.run(f"seq {n} | xargs -P {os.cpu_count()} -I{{}} {shlex.quote(XPR_PY)} -c 'import cloudpickle'",
+                   shell=True, check=True)
+    return {"available": True, "time": time.perf_counter() - t0}
+
+
+def floor_slurm(n: int, array: bool) -> dict:
+    """A bash loop of n sbatch of a trivial script (or one sbatch --array), one squeue per second."""
+    name = f"xbfloor{os.getpid()}{int(time.time()) % 100000}"
+    sub = (f"sbatch --parsable -p debug -n1 -t 5 -J {name} -o /dev/null -e /dev/null "
+           f"{'--array=0-' + str(n - 1) + ' ' if array else ''}--wrap true >/dev/null")
+    loop = sub if array else f"for i in $(seq {n}); do {sub}; done"
+    script = f"{loop}\nwhile [ -n \"$(squeue -h -n {name} -o %i)\" ]; do sleep 1; done\n"
+    t0 = time.perf_counter()
+    subprocess.run(["bash", "-c", script], check=True)
+    return {"available": True, "time": time.perf_counter() - t0}
+
+
+# ------------------------------------------------------------------------------------------------
+# scenarios: each returns {variant: thunk}; thunks run alternately
+# ------------------------------------------------------------------------------------------------
+def sc_local(R: Roots, o) -> dict:
+    n = o.n_local
+    v = {
+        "floor": lambda: floor_local(n),
+        "expyre": lambda: xpr(["local", "--n", str(n), "--mode", "api"], R.new(False)),
+        "expyre Executor": lambda: xpr(["local", "--n", str(n), "--mode", "executor"], R.new(False)),
+        "submitit LocalExecutor": lambda: peer(["submitit_local", "--n", str(n), "--folder", str(R.new(True).parent / "sub")],
+                                               R.new(True)),
+    }
+    return v
+
+
+def sc_sweep(R: Roots, o) -> dict:
+    v = {}
+    for n in o.sweep:
+        v[f"floor N={n}"] = (lambda n=n: floor_local(n))
+        v[f"expyre N={n}"] = (lambda n=n: xpr(["local", "--n", str(n), "--mode", "api"], R.new(False)))
+        if n <= o.sweep_submitit_max:
+            v[f"submitit N={n}"] = (lambda n=n: peer(["submitit_local", "--n", str(n), "--folder",
+                                                      str(R.new(True).parent / "sub")], R.new(True)))
+    return v
+
+
+def sc_slurm(R: Roots, o) -> dict:
+    n = o.n_slurm
+    v = {
+        "floor (sbatch loop)": lambda: floor_slurm(n, False),
+        "floor (sbatch --array)": lambda: floor_slurm(n, True),
+        "expyre": lambda: xpr(["slurm", "--n", str(n), "--mode", "api"], R.new(False)),
+        "original ci=1": lambda: peer(["orig_slurm", "--n", str(n), "--check-interval", "1"], R.new(True)),
+        "original default (ci=30)": lambda: peer(["orig_slurm", "--n", str(n), "--check-interval", "30"], R.new(True)),
+        "submitit": lambda: peer(["submitit_slurm", "--n", str(n), "--folder", str(R.new(True).parent / "sub")], R.new(True)),
+    }
+    if o.submitit_array:
+        v["submitit map_array"] = lambda: peer(["submitit_slurm_array", "--n", str(n), "--folder",
+                                                str(R.new(True).parent / "sub")], R.new(True))
+    return v
+
+
+def sc_executor(R: Roots, o) -> dict:
+    n = o.n_slurm
+    return {
+        "expyre Executor packed (chunksize=50)": lambda: xpr(["slurm", "--n", str(n), "--mode", "executor", "--chunksize",
+                                                              str(max(1, n // 4))], R.new(False)),
+        "expyre Executor arrays": lambda: xpr(["slurm", "--n", str(n), "--mode", "array"], R.new(False)),
+    }
+
+
+def sc_ssh(R: Roots, o) -> dict:
+    v = {}
+    for n in sorted({1, o.n_ssh}):
+        v[f"expyre N={n}"] = (lambda n=n: xpr(["ssh", "--n", str(n), "--system", "bench_ssh_slurm", "--log", str(R.ssh_log)],
+                                              R.new(False)))
+    n = o.n_ssh
+    v[f"floor (sbatch loop) N={n}"] = lambda: floor_slurm(n, False)
+    v[f"original ci=1 N={n}"] = lambda: peer(["orig_slurm", "--n", str(n), "--check-interval", "1", "--system",
+                                               "bench_ssh_slurm", "--log", str(R.ssh_log)], R.new(True), orig_python="python3")
+    return v
+
+
+def sc_db(R: Roots, o) -> dict:
+    v = {}
+    for n in o.db_sizes:
+        v[f"expyre {n}"] = (lambda n=n: xpr(["db", "--n", str(n)], R.new(False)))
+        v[f"original {n}"] = (lambda n=n: peer(["orig_db", "--n", str(n)], R.new(True)))
+    return v
+
+
+def sc_bigarg(R: Roots, o) -> dict:
+    gb = o.gb
+    return {
+        "floor (one cloudpickle dump)": lambda: xpr(["bigarg_floor", "--gb", str(gb), "--log",
+                                                     str(R.new(False).parent / "dump.pkl")], None),
+        "expyre": lambda: xpr(["bigarg", "--gb", str(gb)], R.new(False)),
+        "original": lambda: peer(["orig_bigarg", "--gb", str(gb)], R.new(True)),
+    }
+
+
+SCENARIOS = {"local": sc_local, "sweep": sc_sweep, "slurm": sc_slurm, "executor": sc_executor, "ssh": sc_ssh,
+             "db": sc_db, "bigarg": sc_bigarg}
+
+
+# ------------------------------------------------------------------------------------------------
+def check_ssh() -> str | None:
+    """The original runs `python3` on the remote side with its own pickled script (standard pickle,
+    so only the Python stdlib is needed there), plus bash, rsync, sbatch and squeue; ours needs its
+    remote venv (scripts/ci/make-remote-python.sh). Say what is missing, or None."""
+    p = subprocess.run(["ssh", "-p", str(SSH_PORT), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", SSH_HOST,
+                        f"for c in python3 rsync sbatch squeue; do command -v $c >/dev/null || echo missing $c; done; "
+                        f"python3 -c 'import pickle' || echo 'missing python3 pickle'; "
+                        f"test -x {REMOTE_PY} || echo 'missing {REMOTE_PY} (bash scripts/ci/make-remote-python.sh)'"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        return f"ssh {SSH_HOST} -p {SSH_PORT} failed ({p.stderr.strip()[-200:]}); bring it up: bash scripts/services/up.sh sshd"
+    return p.stdout.strip() or None
+
+
+def clean_remote() -> None:
+    subprocess.run(["ssh", "-p", str(SSH_PORT), "-o", "BatchMode=yes", SSH_HOST, "rm -rf expyre_bench_orig expyre_bench_rundir"],
+                   capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def med(runs: list[dict], key: str = "time") -> float | None:
+    vals = [r[key] for r in runs if r.get("available") and r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def run_scenario(name: str, R: Roots, o) -> dict:
+    variants = SCENARIOS[name](R, o)
+    names = list(variants)
+    runs: dict[str, list[dict]] = {k: [] for k in names}
+    skip: set[str] = set()
+    for rep in range(o.reps):
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for k in order:
+            if k in skip:
+                continue
+            r = variants[k]()
+            if not r.get("available"):
+                skip.add(k)  # "not available" is not retried
+            runs[k].append(r)
+            t = r.get("time")
+            if name == "db" and r.get("available"):
+                msg = (f"lookup {r['lookup_median'] * 1e3:8.2f} ms  xpr ls -s ongoing {r['xpr_ls_ongoing']:6.3f} s  "
+                       f"add {r['add_per_job'] * 1e3:7.2f} ms/job")
+            elif t is not None:
+                msg = f"{t:9.3f} s"
+            else:
+                msg = f"not available: {(r.get('reason') or r.get('error', ''))[-300:]}"
+            log(f"{name:8s} rep {rep + 1}/{o.reps}  {k:40s} {msg}")
+        if name == "ssh":
+            clean_remote()
+    out = {}
+    for k, rs in runs.items():
+        d = {"runs": rs, "median": med(rs)}
+        if not any(r.get("available") for r in rs):
+            d["not_available"] = (rs[0].get("reason") or rs[0].get("error")) if rs else "not run"
+        out[k] = d
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# targets (issue 10), ratios within the same run
+# ------------------------------------------------------------------------------------------------
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def evaluate(res: dict) -> list[dict]:
+    T = []
+
+    def t(what, value, target, ok, note=""):
+        T.append({"what": what, "value": value, "target": target, "ok": ok, "note": note})
+
+    if "local" in res:
+        L = res["local"]
+        f, e, ex, s = (L[k]["median"] for k in ("floor", "expyre", "expyre Executor", "submitit LocalExecutor"))
+        r = ratio(e, f)
+        t("local N: expyre / spawn floor", r, "<= 2", r is not None and r <= 2)
+        r2 = ratio(ex, f)
+        t("local N: expyre Executor / spawn floor", r2, "<= 2", r2 is not None and r2 <= 2)
+        r3 = ratio(s, e)
+        t("local N: submitit LocalExecutor / expyre", r3, ">= 5", r3 is not None and r3 >= 5)
+    if "sweep" in res:
+        S = res["sweep"]
+        pts = sorted((int(k.split("=")[1]), v["median"]) for k, v in S.items() if k.startswith("expyre") and v["median"])
+        if len(pts) >= 3:
+            (n0, t0), (n1, t1) = pts[-2], pts[-1]
+            per_job_hi = (t1 - t0) / (n1 - n0)
+            fl = sorted((int(k.split("=")[1]), v["median"]) for k, v in S.items() if k.startswith("floor") and v["median"])
+            fper = (fl[-1][1] - fl[-2][1]) / (fl[-1][0] - fl[-2][0]) if len(fl) >= 2 else None
+            t("sweep: marginal cost per job at large N (s), expyre vs floor", per_job_hi, "linear, no per-job sleep",
+              fper is not None and per_job_hi <= 2 * fper, f"floor {fper:.4f} s/job" if fper else "")
+    if "slurm" in res:
+        S = res["slurm"]
+        f = S["floor (sbatch loop)"]["median"]
+        e = S["expyre"]["median"]
+        t("Slurm one job per call: expyre / sbatch-loop floor", ratio(e, f), "<= 1.2", (ratio(e, f) or 99) <= 1.2)
+        for k in ("original ci=1", "original default (ci=30)", "submitit", "submitit map_array", "floor (sbatch --array)"):
+            if k in S:
+                t(f"Slurm: {k} / sbatch-loop floor", ratio(S[k]["median"], f), "(peer)", None)
+    if "executor" in res and "slurm" in res:
+        o1 = res["slurm"]["original ci=1"]["median"]
+        for k, v in res["executor"].items():
+            if v.get("not_available"):
+                t(f"Slurm: original ci=1 / {k}", None, ">= 10", None, "not available: " + str(v["not_available"])[:200])
+            else:
+                r = ratio(o1, v["median"])
+                t(f"Slurm: original ci=1 / {k}", r, ">= 10", r is not None and r >= 10)
+    if "ssh" in res:
+        S = res["ssh"]
+        fk = next(k for k in S if k.startswith("floor"))
+        ek = max((k for k in S if k.startswith("expyre")), key=lambda k: int(k.split("=")[1]))
+        r = ratio(S[ek]["median"], S[fk]["median"])
+        t(f"ssh+Slurm: {ek} / sbatch-loop floor", r, "<= 1.3", (r or 99) <= 1.3)
+        ok = next((k for k in S if k.startswith("original")), None)
+        if ok:
+            t(f"ssh+Slurm: {ok} / sbatch-loop floor", ratio(S[ok]["median"], S[fk]["median"]), "(peer)", None)
+        for k in S:
+            if k.startswith("expyre"):
+                mx = max((r.get("ssh_per_poll_max", 0) for r in S[k]["runs"] if r.get("available")), default=None)
+                t(f"ssh: round trips per poll cycle, max ({k})", mx, "<= 2", mx is not None and mx <= 2)
+    if "db" in res:
+        D = res["db"]
+        for n in sorted({int(k.split()[-1]) for k in D}):
+            e, o_ = D.get(f"expyre {n}"), D.get(f"original {n}")
+            if not e or not o_:
+                continue
+            el, ol = med(e["runs"], "lookup_median"), med(o_["runs"], "lookup_median")
+            es, os_ = med(e["runs"], "xpr_ls_ongoing"), med(o_["runs"], "xpr_ls_ongoing")
+            ea, oa = med(e["runs"], "add_per_job"), med(o_["runs"], "add_per_job")
+            if n >= 100_000:
+                t(f"DB {n}: restart lookup (s)", el, "< 0.005", el is not None and el < 0.005)
+                t(f"DB {n}: xpr ls -s ongoing (s)", es, "< 0.5", es is not None and es < 0.5)
+            t(f"DB {n}: original / expyre, restart lookup", ratio(ol, el), ">= 10", (ratio(ol, el) or 0) >= 10)
+            t(f"DB {n}: original / expyre, xpr ls -s ongoing", ratio(os_, es), ">= 10", (ratio(os_, es) or 0) >= 10)
+            t(f"DB {n}: original / expyre, creation per job", ratio(oa, ea), "(info)", None)
+    if "bigarg" in res:
+        B = res["bigarg"]
+        f, e = B["floor (one cloudpickle dump)"]["median"], B["expyre"]["median"]
+        r = ratio(e, f)
+        t("1 GB argument: expyre construct+stage / one dump", r, "<= 1.2", (r or 99) <= 1.2)
+        p = med(B["expyre"]["runs"], "peak_over_payload")
+        t("1 GB argument: expyre peak RSS / payload", p, "<= 1.3", (p or 99) <= 1.3)
+        t("1 GB argument: original / one dump (time)", ratio(B["original"]["median"], f), "(peer)", None)
+        t("1 GB argument: original peak RSS / payload", med(B["original"]["runs"], "peak_over_payload"), "(peer)", None)
+    return T
+
+
+def report(res: dict, targets: list[dict]) -> None:
+    print("\n=== medians (s) ===")
+    for sc, V in res.items():
+        if sc in ("machine", "targets", "options", "machine_per_scenario"):
+            continue
+        floor = next((v["median"] for k, v in V.items() if k.startswith("floor") and v["median"]), None)
+        for k, v in V.items():
+            m = v["median"]
+            if sc == "db" and not v.get("not_available"):
+                rs = v["runs"]
+                print(f"{sc:9s} {k:42s} lookup {med(rs, 'lookup_median') * 1e3:9.3f} ms   xpr ls -s ongoing "
+                      f"{med(rs, 'xpr_ls_ongoing'):7.3f} s   add {med(rs, 'add_per_job') * 1e3:8.3f} ms/job")
+            elif m is None:
+                print(f"{sc:9s} {k:42s}  not available: {str(v.get('not_available'))[:150]}")
+            else:
+                r = f"{m / floor:6.2f}x floor" if floor and sc not in ("db", "sweep") else ""
+                print(f"{sc:9s} {k:42s} {m:10.3f} {r}")
+    print("\n=== targets ===")
+    for t_ in targets:
+        v = t_["value"]
+        vs = "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+        mark = {True: "PASS", False: "MISS", None: "    "}[t_["ok"]]
+        print(f"{mark}  {t_['what']:62s} {vs:>10s}  target {t_['target']}  {t_['note']}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-s", "--scenarios", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    ap.add_argument("--quick", action="store_true", help="small N, 1 repetition: a smoke test")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3; 1 with --quick)")
+    ap.add_argument("--out", default=None, help="results JSON (default bench/results/results.json, quick.json with --quick)")
+    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--update", action="store_true",
+                    help="keep the other scenarios of an existing results file (re-run only those selected)")
+    ap.add_argument("--submitit-array", action="store_true", help="also submitit's map_array on Slurm")
+    o = ap.parse_args()
+    q = o.quick
+    o.reps = o.reps or (1 if q else 3)
+    o.n_local = 20 if q else 200
+    o.sweep = [1, 10, 50] if q else [1, 10, 100, 1000]
+    o.sweep_submitit_max = 10 if q else 100
+    o.n_slurm = 8 if q else 200
+    o.n_ssh = 8 if q else 200
+    o.db_sizes = [2000] if q else [10_000, 100_000]
+    o.gb = 0.1 if q else 1.0
+    scen = [s for s in o.scenarios.split(",") if s]
+    bad = set(scen) - set(ALL)
+    if bad:
+        ap.error(f"unknown scenario(s) {sorted(bad)}; choose from {ALL}")
+    out = Path(o.out) if o.out else BENCH / "results" / ("quick.json" if q else "results.json")
+    for p in (XPR_PY, PEER_PY):
+        if not Path(p).exists():
+            sys.exit(f"{p} missing: run bench/run.sh (it makes both environments)")
+    if any(s in scen for s in ("slurm", "executor", "ssh", "bigarg")) and not shutil.which("sbatch"):
+        sys.exit("no sbatch: bring Slurm up with `bash scripts/services/up.sh slurm`")
+    if "ssh" in scen:
+        problem = check_ssh()
+        if problem:
+            sys.exit(f"ssh scenario: {problem}")
+    res: dict = {}
+    if o.update and out.exists():
+        res = json.loads(out.read_text())
+        res.setdefault("machine_per_scenario", {})
+    res.update({"machine": machine(), "options": {k: v for k, v in vars(o).items()}})
+    res.setdefault("machine_per_scenario", {})
+    res["machine"]["note"] = (f"Slurm node declares {res['machine']['slurm_node_cpus']} CPUs on a machine with "
+                              f"{res['machine']['nproc']} cores (SlurmdParameters=config_overrides); other test suites may "
+                              f"share the machine and the Slurm queue (see loadavg).")
+    log(f"machine: {res['machine']['host']} {res['machine']['nproc']} cores, load {res['machine']['loadavg_start']}, "
+        f"Slurm CPUs {res['machine']['slurm_node_cpus']}; scenarios {scen}, reps {o.reps}")
+    R = Roots()
+    try:
+        for s in scen:
+            t0 = time.perf_counter()
+            la0, d0 = os.getloadavg(), dt.datetime.now().astimezone().isoformat(timespec="seconds")
+            res[s] = run_scenario(s, R, o)
+            res["machine_per_scenario"][s] = {"date": d0, "loadavg_start": la0, "loadavg_end": os.getloadavg(),
+                                              "seconds": time.perf_counter() - t0, "reps": o.reps,
+                                              "git_commit": res["machine"]["git_commit"], "git_dirty": res["machine"]["git_dirty"]}
+            log(f"{s} done in {time.perf_counter() - t0:.0f} s")
+            res["machine"]["loadavg_end"] = os.getloadavg()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            res["targets"] = evaluate(res)
+            out.write_text(json.dumps(res, indent=1, default=str))
+    finally:
+        R.cleanup()
+    report(res, res["targets"])
+    print(f"\nresults: {out}")
+    if not o.no_plot:
+        png = out.with_suffix(".png")
+        p = subprocess.run([PEER_PY, str(BENCH / "plot.py"), str(out), str(png)])
+        if p.returncode == 0:
+            print(f"plot: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
