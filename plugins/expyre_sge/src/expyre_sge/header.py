@@ -7,7 +7,7 @@ import shlex
 
 from expyre.hookspecs import JobRequest
 
-__all__ = ["DIRECTIVE", "SHELL", "default_header", "job_env"]
+__all__ = ["DIRECTIVE", "SHELL", "default_header", "array_header", "job_env"]
 
 DIRECTIVE = "#$"
 #: all.q's default ``shell_start_mode posix_compliant`` ignores the script's shebang and runs the
@@ -43,6 +43,13 @@ def default_header(job: JobRequest) -> list[str]:
         f"{DIRECTIVE} -S {SHELL}",
     ]
     return lines
+
+
+def array_header(n: int, throttle: int | None = None) -> list[str]:
+    """``-t 1-<n>`` (task ids count from 1), and ``-tc <throttle>``: at most that many at once."""
+    if n < 1:
+        raise ValueError(f"an array job needs at least one task, got {n}")
+    return [f"{DIRECTIVE} -t 1-{n}", *([f"{DIRECTIVE} -tc {int(throttle)}"] if throttle else [])]
 
 
 # bash, run in the job after the core exported EXPYRE_* from the request. Grid Engine sets NSLOTS

@@ -28,6 +28,8 @@ __all__ = [
     "qacct_status",
     "control_failures",
     "is_grid_engine_banner",
+    "expand_tasks",
+    "parse_max_aj_tasks",
 ]
 
 # "-terse": "22" or, for an array job, "25.1-3:1"
@@ -259,3 +261,34 @@ _BANNER = re.compile(r"^\s*(?:[A-Z]*/)?[A-Z]?GE\s+\d")
 def is_grid_engine_banner(line: str) -> bool:
     """Whether ``line`` (the first line of ``qstat -help``) comes from a Grid Engine ``qstat``."""
     return bool(_BANNER.match(line))
+
+
+_TASK_RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+
+
+def expand_tasks(text: str) -> set[int]:
+    """The task ids of a ``<tasks>`` value of ``qstat -xml``: ``"3"``, ``"4-200:1"``, or a comma
+    list of those (``"1,5-9:2"``). Parts that do not parse are ignored.
+
+    >>> sorted(expand_tasks("1,5-9:2"))
+    [1, 5, 7, 9]
+    """
+    out: set[int] = set()
+    for part in text.split(","):
+        m = _TASK_RANGE.match(part.strip())
+        if not m:
+            continue
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) else first
+        step = int(m.group(3)) if m.group(3) else 1
+        out.update(range(first, last + 1, max(step, 1)))
+    return out
+
+
+_MAX_AJ_TASKS = re.compile(r"^max_aj_tasks\s+(\d+)\s*$", re.MULTILINE)
+
+
+def parse_max_aj_tasks(text: str) -> int | None:
+    """``max_aj_tasks`` from ``qconf -sconf`` (``max_aj_tasks                 75000``), or None."""
+    m = _MAX_AJ_TASKS.search(text)
+    return int(m.group(1)) if m else None

@@ -21,7 +21,7 @@ import shlex
 import threading
 from typing import Sequence
 
-from attrs import frozen
+from attrs import field, frozen, validators
 
 from expyre.hookspecs import ControlOp, Scheduler, Transport
 from expyre.types import CommandResult, JobRequest, JobState, JobStatus, SchedulerCommandError, SchedulerContext, SubmitError
@@ -29,9 +29,11 @@ from expyre.types import CommandResult, JobRequest, JobState, JobStatus, Schedul
 from . import header as _header
 from .parse import (
     control_failures,
+    expand_tasks,
     is_grid_engine_banner,
     parse_error_reasons,
     parse_job_id,
+    parse_max_aj_tasks,
     parse_qacct,
     parse_qstat_xml,
     qacct_status,
@@ -98,11 +100,16 @@ class SgeOptions:
     :param user: list this user's jobs (``qstat -u``). Default: ``id -un`` on the host.
     :param vanish_grace: seconds a vanished job without result files is given before it is
         declared died (default :attr:`SgeScheduler.vanish_grace`).
+    :param max_array_size: the most tasks of one array job (``-t 1-N``); default: the cluster's
+        ``max_aj_tasks`` from ``qconf -sconf``, else 75000 (Grid Engine's default).
+    :param array_throttle: at most this many tasks of one array job run at once (``-tc``).
     """
 
     bin_dir: str | None = None
     user: str | None = None
     vanish_grace: float | None = None
+    max_array_size: int | None = field(default=None, validator=validators.optional(validators.ge(1)))
+    array_throttle: int | None = field(default=None, validator=validators.optional(validators.ge(1)))
 
 
 class SgeScheduler(Scheduler):
@@ -115,6 +122,10 @@ class SgeScheduler(Scheduler):
     #: the grace also covers NFS attribute caches showing result files late
     vanish_grace = 10.0
     directive = _header.DIRECTIVE
+    max_array_size = 75000  # Grid Engine's default max_aj_tasks; the cluster's own is asked
+    array_index_var = "SGE_TASK_ID"
+    array_index_base = 1
+    array_output_token = "$TASK_ID"  # a pseudo variable Grid Engine expands in -o/-e paths
 
     def __init__(self, context: SchedulerContext) -> None:
         super().__init__(context)
@@ -190,6 +201,25 @@ class SgeScheduler(Scheduler):
             raise SchedulerCommandError(f"Grid Engine submission of {job.id} gave no job id: {result.describe()}", result)
         raise SubmitError(f"Grid Engine submission of {job.id} failed: {result.describe()}", result)
 
+    # -- job arrays ------------------------------------------------------------------------------
+    def array_size_limit(self, transport: Transport) -> int | None:
+        """``scheduler_options.max_array_size``, else ``max_aj_tasks`` of ``qconf -sconf`` (0 there
+        means no limit: the class default is used)."""
+        if self._options.max_array_size is not None:
+            return self._options.max_array_size
+        result = transport.run([self._cmd("qconf"), "-sconf"], timeout=60)
+        if not result.ok:
+            raise SchedulerCommandError(f"qconf -sconf failed: {result.describe()}", result)
+        value = parse_max_aj_tasks(result.stdout)
+        return value if value else self.max_array_size
+
+    def array_header(self, job: JobRequest, n: int) -> list[str]:
+        return _header.array_header(n, self._options.array_throttle)
+
+    def array_element_id(self, array_id: str, i: int) -> str:
+        """``"<job number>.<task id>"`` (task ids count from 1), as ``qdel``/``qhold`` take it."""
+        return f"{array_id}.{i + 1}"
+
     # -- find ------------------------------------------------------------------------------------
     def find_command(self, names: Sequence[str]) -> list[str]:
         return [self._cmd("qstat"), "-xml", "-u", self.user, "-s", "prsz"]
@@ -219,15 +249,25 @@ class SgeScheduler(Scheduler):
             raise SchedulerCommandError(f"Grid Engine {what} query: {exc}: {result.describe()}", result) from None
 
     def parse_status(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
+        """States of ``ids``; an array task ``"<number>.<task>"`` is found in the line of its job
+        whose ``<tasks>`` (``3``, or a pending range ``4-200:1``) holds it."""
         wanted = set(ids)
+        tasks_wanted: dict[str, set[int]] = {}
+        for i in ids:
+            number, dot, task = i.partition(".")
+            if dot and task.isdigit():
+                tasks_wanted.setdefault(number, set()).add(int(task))
         out: dict[str, JobStatus] = {}
+
+        def put(key: str, st: JobStatus) -> None:
+            out[key] = merge_states(out[key], st) if key in out else st
+
         for job in self._parse_qstat(result, "status"):
-            if job.number not in wanted:
-                continue
-            st = map_state(job.state, job.number)
-            if job.number in out:
-                st = merge_states(out[job.number], st)
-            out[job.number] = st
+            if job.number in wanted:
+                put(job.number, map_state(job.state, job.number))
+            if job.number in tasks_wanted and job.tasks:
+                for t in tasks_wanted[job.number] & expand_tasks(job.tasks):
+                    put(f"{job.number}.{t}", map_state(job.state, f"{job.number}.{t}"))
         with self._lock:
             for jid, st in out.items():
                 if st.state is JobState.NODE_FAIL and jid in self._reasons:
@@ -235,8 +275,10 @@ class SgeScheduler(Scheduler):
         return out
 
     def explain_command(self, ids: Sequence[str]) -> list[str]:
-        """``qstat -j`` for jobs in error state: it prints their ``error reason``."""
-        return [self._cmd("qstat"), "-j", ",".join(ids)]
+        """``qstat -j`` for jobs in error state: it prints their ``error reason`` (an array task's
+        is its job's)."""
+        numbers = sorted({i.partition(".")[0] for i in ids}, key=lambda n: (len(n), n))
+        return [self._cmd("qstat"), "-j", ",".join(numbers)]
 
     def explain(self, transport: Transport, statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
         """Add the ``error reason`` of jobs in error state (``Eqw``) to their status.
@@ -256,7 +298,7 @@ class SgeScheduler(Scheduler):
         reasons = parse_error_reasons(result.stdout)
         with self._lock:
             for jid in new:
-                self._reasons[jid] = reasons.get(jid) or "(qstat -j gave none)"
+                self._reasons[jid] = reasons.get(jid) or reasons.get(jid.partition(".")[0]) or "(qstat -j gave none)"
         out = dict(statuses)
         for jid in new:
             st = out[jid]
@@ -265,10 +307,12 @@ class SgeScheduler(Scheduler):
 
     # -- accounting ------------------------------------------------------------------------------
     def accounting_command(self, ids: Sequence[str]) -> list[str]:
-        """``qacct -j <id>``: qacct takes one job per call (``qacct -j 1 2`` finds nothing)."""
+        """``qacct -j <id>`` (``qacct -j <number> -t <task>`` for an array task): qacct takes one
+        job per call (``qacct -j 1 2`` finds nothing)."""
         if len(ids) != 1:
             raise ValueError(f"qacct looks up one job at a time, got {len(ids)} ids")
-        return [self._cmd("qacct"), "-j", ids[0]]
+        number, dot, task = ids[0].partition(".")
+        return [self._cmd("qacct"), "-j", number, *(["-t", task] if dot else [])]
 
     def parse_accounting(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
         text = f"{result.stdout}\n{result.stderr}"
@@ -282,6 +326,9 @@ class SgeScheduler(Scheduler):
         for rec in parse_qacct(result.stdout):
             if rec.jobnumber in wanted:
                 out[rec.jobnumber] = qacct_status(rec)
+            task = f"{rec.jobnumber}.{rec.taskid}"
+            if task in wanted:
+                out[task] = qacct_status(rec)
         return out
 
     def accounting(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
