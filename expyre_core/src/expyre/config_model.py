@@ -62,6 +62,11 @@ class Partition:
     header: tuple[str, ...] = field(default=(), validator=_check_header_lines)
 
 
+def _positive_duration(instance: Any, attribute: attrs.Attribute, value: Duration | None) -> None:
+    if value is not None and value.seconds <= 0:
+        raise ValueError(f"{attribute.name}: must be at least 1 second, got {value.seconds}")
+
+
 @frozen
 class SystemConfig:
     """One system of config.json (the seed's keys plus ``transport``, ``python_cmd`` and
@@ -81,6 +86,10 @@ class SystemConfig:
     python_cmd: str | None = None
     #: options for the scheduler backend (structured into its ``Options`` class if it has one)
     scheduler_options: dict[str, Any] = field(factory=dict)
+    #: seconds (or a duration string) a command on the host may take before it is killed and
+    #: counted as failed (status queries are then retried; a submit is looked up by name first);
+    #: also the copies' I/O inactivity limit. Default: ``expyre.system.DEFAULT_COMMAND_TIMEOUT``
+    command_timeout: Duration | None = field(default=None, validator=_positive_duration)
 
     @property
     def transport_name(self) -> str:

@@ -80,6 +80,10 @@ class Transport(abc.ABC):
 
     #: True when commands run on this machine and paths are shared with it (no copying needed).
     is_local: ClassVar[bool] = False
+    #: Seconds after which :meth:`run` kills a command given no ``timeout`` of its own (raising
+    #: :class:`TransportError` that names the host and the command), and the longest a copy may
+    #: go without progress. The core sets it from the system's ``command_timeout``; None: no limit.
+    command_timeout: float | None = None
 
     def __init__(self, host: str | None, remsh_cmd: str | None = None) -> None:
         self.host = host
@@ -101,7 +105,8 @@ class Transport(abc.ABC):
             interpreted by a shell), or a string that is a bash script run with ``bash -c``.
         :param cwd: directory to run in (absolute, or relative to the remote home).
         :param input: text fed to the command's stdin.
-        :param timeout: seconds after which the command is killed and :class:`TransportError` raised.
+        :param timeout: seconds after which the command is killed and :class:`TransportError` raised
+            (default :attr:`command_timeout`).
         :param unset_env_prefixes: environment variables with these prefixes are removed from the
             command's environment (so e.g. an enclosing job's ``SLURM_*`` do not leak into ``sbatch``).
         :raises TransportError: the command could not be run (``retry_safe`` says whether it

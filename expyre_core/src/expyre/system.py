@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_REMOTE_RUNDIR = "expyre_rundir"
+#: seconds a scheduler command (status, find, submit, cancel...) may take before it is killed and
+#: treated as failed (``command_timeout`` in config.json overrides it per system)
+DEFAULT_COMMAND_TIMEOUT = 300.0
 MARKERS = ("_expyre_job_succeeded", "_expyre_job_failed", "_expyre_job_started")
 #: per-call outcome files of a packed job (``expyre.packing.PARTIAL_PREFIX`` + index), listed by
 #: the poll with the markers so that finished calls can be fetched before the whole job ends
@@ -127,6 +130,13 @@ class System:
             return str(stage_dir)
         return f"{self.rundir.rstrip('/')}/{Path(stage_dir).name}"
 
+    @property
+    def command_timeout(self) -> float:
+        """Seconds a command on this system's host may take (``command_timeout``, default
+        :data:`DEFAULT_COMMAND_TIMEOUT`); also the copies' I/O inactivity limit."""
+        t = self.cfg.command_timeout
+        return float(t.seconds) if t is not None else DEFAULT_COMMAND_TIMEOUT
+
     def default_python(self) -> str:
         if self.cfg.python_cmd:
             return self.cfg.python_cmd
@@ -140,6 +150,7 @@ class System:
                 spec = plugins.get_transport_spec(self.cfg.transport_name)
                 remsh = self.cfg.remsh_cmd or os.environ.get("EXPYRE_RSH") or "ssh"
                 self._transport = spec.backend(self.cfg.host, remsh)
+                self._transport.command_timeout = self.command_timeout
                 with _open_lock:
                     _open_systems.add(self)
             return self._transport

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,6 +27,7 @@ class LocalTransport(Transport):
 
     def run(self, command, *, cwd=None, input=None, timeout=None, unset_env_prefixes=()):
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
+        timeout = timeout if timeout is not None else self.command_timeout
         try:
             proc = subprocess.run(
                 argv,
@@ -40,7 +42,8 @@ class LocalTransport(Transport):
         except FileNotFoundError as exc:
             raise TransportError(f"command not found: {argv[0]!r} ({exc})", retry_safe=True) from exc
         except subprocess.TimeoutExpired as exc:
-            raise TransportError(f"`{' '.join(argv)}` timed out after {timeout} s", retry_safe=False) from exc
+            raise TransportError(f"`{shlex.join(argv)[:300]}` on this machine timed out after {timeout:g} s "
+                                 f"(command_timeout); it may have done part of its work", retry_safe=False) from exc
         return CommandResult(command, proc.returncode, proc.stdout, proc.stderr)
 
     def put(self, local_dirs: Sequence[Path], remote_parent: str) -> None:

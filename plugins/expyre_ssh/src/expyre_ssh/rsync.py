@@ -37,15 +37,26 @@ def _remote_shell(ssh_argv: Sequence[str]) -> str:
     return shlex.join(ssh_argv)
 
 
-def put_argv(ssh_argv: Sequence[str], local_parent: Path, host: str, remote_parent: str) -> list[str]:
+def _io_timeout(seconds: float | None) -> list[str]:
+    # rsync's own I/O timeout: a copy with no progress for this long fails (exit 30) instead of
+    # hanging; a slow but moving copy of a large file is never cut off
+    return [f"--timeout={max(1, int(seconds))}"] if seconds else []
+
+
+def put_argv(ssh_argv: Sequence[str], local_parent: Path, host: str, remote_parent: str,
+             io_timeout: float | None = None) -> list[str]:
     """Copy the listed entries of ``local_parent`` into ``host:remote_parent``."""
-    return [*rsync_program(), *_COMMON, "-e", _remote_shell(ssh_argv), "--",
+    return [*rsync_program(), *_COMMON, *_io_timeout(io_timeout), "-e", _remote_shell(ssh_argv), "--",
             f"{os.fspath(local_parent).rstrip('/') or '/'}/", f"{host}:{_slash(remote_parent)}"]
 
 
-def get_argv(ssh_argv: Sequence[str], host: str, remote_parent: str, local_parent: Path) -> list[str]:
-    """Copy the listed entries of ``host:remote_parent`` into ``local_parent``."""
-    return [*rsync_program(), *_COMMON, "-e", _remote_shell(ssh_argv), "--",
+def get_argv(ssh_argv: Sequence[str], host: str, remote_parent: str, local_parent: Path,
+             io_timeout: float | None = None) -> list[str]:
+    """Copy the listed entries of ``host:remote_parent`` into ``local_parent``.
+
+    rsync writes each file under a temporary name and renames it into place when it is complete,
+    so an interrupted copy never leaves a partial file under a marker's name."""
+    return [*rsync_program(), *_COMMON, *_io_timeout(io_timeout), "-e", _remote_shell(ssh_argv), "--",
             f"{host}:{_slash(remote_parent)}", f"{os.fspath(local_parent).rstrip('/') or '/'}/"]
 
 

@@ -215,6 +215,7 @@ class SshTransport(Transport):
     def run(self, command, *, cwd=None, input=None, timeout=None, unset_env_prefixes=()):
         """Run ``command`` on the host in one ssh session (see :meth:`Transport.run`)."""
         script = build_script(command, cwd=cwd, unset_env_prefixes=unset_env_prefixes)
+        timeout = timeout if timeout is not None else self.command_timeout
         self.connect()
         try:
             return self._run_session(command, script, input, timeout)
@@ -237,7 +238,8 @@ class SshTransport(Transport):
                                  retry_safe=True) from exc
         except subprocess.TimeoutExpired as exc:
             raise TransportError(
-                f"ssh to {self.host}: {_describe(command)} timed out after {timeout} s; it may still be running there",
+                f"ssh to {self.host}: {_describe(command)} timed out after {timeout:g} s (command_timeout); "
+                f"it may still be running there",
                 retry_safe=False,
             ) from exc
         stdout = proc.stdout.decode(errors="replace")
@@ -299,7 +301,7 @@ class SshTransport(Transport):
         ssh = self.control.client_argv()
         try:
             for parent, names in group_by_parent(map(str, local_dirs), remote=False).items():
-                self._rsync(put_argv(ssh, Path(parent), self.host, rsync_path(remote_parent)), names,
+                self._rsync(put_argv(ssh, Path(parent), self.host, rsync_path(remote_parent), self.command_timeout), names,
                             f"to {self.host}:{remote_parent}")
         except TransportError:
             self._made_dirs.discard(remote_parent)  # recreate it on the retry, in case it was removed
@@ -314,7 +316,7 @@ class SshTransport(Transport):
         local_parent.mkdir(parents=True, exist_ok=True)
         ssh = self.control.client_argv()
         for parent, names in group_by_parent(remote_dirs, remote=True).items():
-            self._rsync(get_argv(ssh, self.host, rsync_path(parent), local_parent), names,
+            self._rsync(get_argv(ssh, self.host, rsync_path(parent), local_parent, self.command_timeout), names,
                         f"from {self.host}:{parent}")
 
     # -- first-use check --------------------------------------------------------------------------
