@@ -108,6 +108,7 @@ def _start_sshd() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_sshd_stopped_mid_run_and_restarted(xpr_root, monkeypatch) -> None:
     """sshd goes away (and our connection with it) while a job runs and another is being
     submitted; it comes back; both jobs finish, each submitted exactly once."""
