@@ -8,7 +8,7 @@ scheduler's reason, promptly (every wait has a deadline; no sleep-and-hope).
 | walltime exceeded (Slurm ``--time``, slow: ~100 s) | ``died``, reason "timeout ... DUE TO TIME LIMIT" | ``test_real_slurm.py::test_walltime_exceeded_is_died_with_timeout`` |
 | walltime exceeded (SGE ``h_rt``) | ``died``, reason from ``qacct`` (h_rt limit) | ``test_real_sge.py::test_h_rt_exceeded_is_died_with_reason`` |
 | any contract scheduler: ``cancel()`` | ``died`` promptly | ``expyre.testing.SchedulerContract.test_cancel_reports_died`` |
-| node drained (Slurm) / queue disabled (SGE) while the job is queued | stays ``submitted``, scheduler status ``queued`` with its reason (Slurm), never ``died``; runs after resume/enable | here |
+| node drained (Slurm) / queue disabled (SGE) while the job is queued | stays ``submitted``, scheduler status ``queued`` with the scheduler's reason (Slurm's pending reason; SGE's scheduling info), never ``died``; runs after resume/enable | here |
 | status command failing transiently (more times than ``EXPYRE_RETRY`` allows) | the poll fails, is logged, the next one retries; the job ends ``succeeded``, submitted once | here |
 | submit command failing transiently (ambiguous error, job not queued / queued but answer lost) | looked up by name, then resubmitted / adopted: submitted exactly once | here |
 
@@ -55,7 +55,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize(fixture, names or [None], ids=names or [f"no-{scheduler or 'slurm-or-sge'}-system"])
 
 
-def _root(tmp_path: Path, name: str | None):
+def _root(tmp_path: Path, name: str | None, **scheduler_options):
     if name is None:
         skip_or_fail("no Slurm or Grid Engine system on this machine (\"host\": null) selected "
                      f"(EXPYRE_PYTEST_SYSTEMS={os.environ.get('EXPYRE_PYTEST_SYSTEMS', '')!r})")
@@ -67,6 +67,8 @@ def _root(tmp_path: Path, name: str | None):
         ok = False
     if not ok:
         skip_or_fail(f"{sysd['scheduler']} of system {name!r} does not answer `{' '.join(probe)}`")
+    if scheduler_options:
+        sysd = {**sysd, "scheduler_options": {**sysd.get("scheduler_options", {}), **scheduler_options}}
     return isolated_root(tmp_path / "_expyre", {name: sysd})
 
 
@@ -282,27 +284,29 @@ def _qmod(flag: str, queue: str) -> None:
 
 
 def test_queue_disabled_while_queued(tmp_path, sge_system, monkeypatch):
-    """Submitted while its queue is disabled: it stays submitted/queued (qw) across polls, never
-    suspected or died; after the queue is enabled it runs and succeeds."""
+    """Submitted while its queue is disabled: it stays submitted/queued (qw) with Grid Engine's
+    scheduling info as the reason (asked every second here, every minute by default), across
+    polls, never suspected or died; after the queue is enabled it runs and succeeds."""
     if os.geteuid() != 0:
         skip_or_fail("disabling a Grid Engine queue needs root (or an SGE operator)")
     monkeypatch.chdir(tmp_path)
-    with _root(tmp_path, sge_system):
+    with _root(tmp_path, sge_system, pending_reason_interval=1):
         system = config.get_system(sge_system)
         queue = sorted(system.partitions)[0]
         xpr = ExPyRe("disabled", job_square, args=[6])
         try:
             _qmod("-d", queue)
             xpr.start(resources=RES, system_name=sge_system, partial_node=True)
-            row = wait_for(lambda: (r := _poll(xpr))["remote_status"] not in (None, "submitted") and r, 30,
-                           "Grid Engine to list the job")
-            assert row["status"] == "submitted" and row["remote_status"].startswith("queued"), row
+            row = wait_for(lambda: "dropped because it is disabled" in ((r := _poll(xpr))["remote_status"] or "") and r,
+                           30, "Grid Engine's scheduling info for the job")
+            assert row["status"] == "submitted" and row["remote_status"].startswith("queued (qw) - "), row
             with pytest.raises(ExPyReTimeoutError, match="keeps running"):
                 xpr.get_results(timeout=2.5, check_interval=0.5, quiet=True)
             row = config.db.get(xpr.id)
             assert row["status"] == "submitted" and row["suspect_since"] is None, row
-            assert row["remote_status"].startswith("queued"), row
+            assert "dropped because it is disabled" in row["remote_status"], row
         finally:
             _qmod("-e", queue)
+        logging.getLogger(__name__).info("queue %s disabled; reason seen: %s", queue, row["remote_status"])
         assert xpr.get_results(timeout=TIMEOUT, check_interval=0.5, quiet=True) == 36
         assert submissions("sge", xpr.id) == 1

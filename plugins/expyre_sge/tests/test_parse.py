@@ -19,6 +19,7 @@ from expyre_sge.parse import (
     parse_job_id,
     parse_qacct,
     parse_qstat_xml,
+    parse_scheduling_info,
     qacct_status,
     submit_failure_is_ambiguous,
 )
@@ -142,6 +143,21 @@ def test_error_reasons() -> None:
 def test_error_reasons_unknown_job() -> None:
     # Appendix A: qstat -j <unknown>
     assert parse_error_reasons("Following jobs do not exist: \n999999\n") == {}
+
+
+def test_scheduling_info_of_pending_jobs() -> None:
+    """Why a job waits: the "scheduling info" lines of qstat -j (recorded, two jobs)."""
+    info = parse_scheduling_info(data("qstat_j_error.txt"))
+    assert info["26"] == ('queue instance "all.q@vm" dropped because it is full; '
+                          "All queues dropped because of overload or full; Job is in hold state")
+    assert info["28"].endswith("Job is in error state")
+
+
+def test_scheduling_info_one_line_and_unknown_job() -> None:
+    text = "==============================================================\njob_number:                 1374\n" \
+           "script_file:                true\nscheduling info:            Job is in hold state\n"
+    assert parse_scheduling_info(text) == {"1374": "Job is in hold state"}
+    assert parse_scheduling_info("Following jobs do not exist: \n999999\n") == {}
 
 
 # -- qacct -----------------------------------------------------------------------------------------

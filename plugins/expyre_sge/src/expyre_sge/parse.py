@@ -157,6 +157,41 @@ def parse_error_reasons(text: str) -> dict[str, str]:
     return {k: "; ".join(v) for k, v in out.items()}
 
 
+_QSTAT_J_SCHEDULING = re.compile(r"^scheduling info:\s*(.*?)\s*$")
+#: what qstat -j says instead when the site set ``schedd_job_info false`` (the default)
+SCHEDULING_INFO_OFF = "Collecting of scheduler job information is turned off"
+
+
+def parse_scheduling_info(text: str) -> dict[str, str]:
+    """Job number -> its ``scheduling info`` (why it is still pending: the scheduler's messages,
+    joined with "; ") from ``qstat -j <ids>``; jobs without one are left out.
+
+    The first message follows ``scheduling info:``; further ones are on indented lines below it::
+
+        scheduling info:            queue instance "all.q@vm" dropped because it is disabled
+                                    All queues dropped because of overload or full
+    """
+    out: dict[str, list[str]] = {}
+    current = None
+    in_info = False
+    for line in text.splitlines():
+        m = _QSTAT_J_NUMBER.match(line)
+        if m:
+            current, in_info = m.group(1), False
+            continue
+        m = _QSTAT_J_SCHEDULING.match(line)
+        if m and current is not None:
+            in_info = True
+            if m.group(1):
+                out.setdefault(current, []).append(m.group(1))
+            continue
+        if in_info and current is not None and line[:1].isspace() and line.strip():
+            out.setdefault(current, []).append(line.strip())
+        else:
+            in_info = False
+    return {k: "; ".join(v) for k, v in out.items()}
+
+
 @frozen
 class QacctRecord:
     """The fields of one ``qacct -j`` record that matter here (all fields are kept in ``fields``)."""

@@ -19,6 +19,7 @@ import logging
 import posixpath
 import shlex
 import threading
+import time
 from typing import Sequence
 
 from attrs import field, frozen, validators
@@ -36,7 +37,9 @@ from .parse import (
     parse_max_aj_tasks,
     parse_qacct,
     parse_qstat_xml,
+    parse_scheduling_info,
     qacct_status,
+    SCHEDULING_INFO_OFF,
     submit_failure_is_ambiguous,
 )
 from .states import map_state, merge_states
@@ -103,6 +106,11 @@ class SgeOptions:
     :param max_array_size: the most tasks of one array job (``-t 1-N``); default: the cluster's
         ``max_aj_tasks`` from ``qconf -sconf``, else 75000 (Grid Engine's default).
     :param array_throttle: at most this many tasks of one array job run at once (``-tc``).
+    :param pending_reason_interval: while jobs wait in the queue (``qw``), ask Grid Engine why
+        (``qstat -j``: its "scheduling info", e.g. ``queue instance "all.q@vm" dropped because it
+        is disabled``) at most once per this many seconds, for at most 100 jobs; it becomes the
+        reason of their status. 0 never asks. Needs ``schedd_job_info true`` in ``qconf -ssconf``
+        (without it, asking stops after the first answer).
     """
 
     bin_dir: str | None = None
@@ -110,6 +118,7 @@ class SgeOptions:
     vanish_grace: float | None = None
     max_array_size: int | None = field(default=None, validator=validators.optional(validators.ge(1)))
     array_throttle: int | None = field(default=None, validator=validators.optional(validators.ge(1)))
+    pending_reason_interval: float = field(default=60.0, validator=validators.ge(0))
 
 
 class SgeScheduler(Scheduler):
@@ -131,6 +140,10 @@ class SgeScheduler(Scheduler):
         super().__init__(context)
         self._user: str | None = self._options.user
         self._reasons: dict[str, str] = {}
+        #: job number -> why it is pending (scheduling info), and when it was last asked
+        self._pending: dict[str, str] = {}
+        self._pending_asked = float("-inf")
+        self._pending_off = False
         self._lock = threading.Lock()
         if self._options.vanish_grace is not None:
             self.vanish_grace = float(self._options.vanish_grace)
@@ -281,11 +294,13 @@ class SgeScheduler(Scheduler):
         return [self._cmd("qstat"), "-j", ",".join(numbers)]
 
     def explain(self, transport: Transport, statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
-        """Add the ``error reason`` of jobs in error state (``Eqw``) to their status.
+        """Add the ``error reason`` of jobs in error state (``Eqw``), and why queued jobs wait
+        (:meth:`_explain_pending`), to their status.
 
         One ``qstat -j`` for all error-state jobs not explained yet; the reason is remembered, so
         later polls cost nothing extra. A failure here only leaves the reason out.
         """
+        statuses = self._explain_pending(transport, statuses)
         with self._lock:
             new = sorted(jid for jid, st in statuses.items() if st.state is JobState.NODE_FAIL and jid not in self._reasons)
         if not new:
@@ -303,6 +318,40 @@ class SgeScheduler(Scheduler):
         for jid in new:
             st = out[jid]
             out[jid] = JobStatus(st.state, reason=f"{st.reason}; error reason: {self._reasons[jid]}", raw=st.raw)
+        return out
+
+    def _explain_pending(self, transport: Transport, statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
+        """The scheduling info of queued jobs (why they wait: a disabled queue, no free slots...),
+        asked with one ``qstat -j`` at most every ``pending_reason_interval`` seconds."""
+        queued = [jid for jid, st in statuses.items() if st.state is JobState.QUEUED]
+        interval = self._options.pending_reason_interval
+        if not queued or not interval or self._pending_off:
+            return statuses
+        now = time.monotonic()
+        if now - self._pending_asked >= interval:
+            self._pending_asked = now
+            numbers = sorted({j.partition(".")[0] for j in queued}, key=lambda n: (len(n), n))[:100]
+            try:
+                result = transport.run(self.explain_command(numbers), timeout=60)
+                info = parse_scheduling_info(result.stdout)
+            except Exception as exc:  # noqa: BLE001 - the reason is a nicety; the state is known
+                logger.info("qstat -j %s failed: %s", ",".join(numbers), exc)
+                info = {}
+            if any(SCHEDULING_INFO_OFF in v for v in info.values()):
+                logger.info("%s: Grid Engine keeps no scheduling info (schedd_job_info false); queued jobs are "
+                            "reported without a reason", self.context.system_name)
+                self._pending_off = True
+                info = {}
+            with self._lock:
+                self._pending = info
+        out = dict(statuses)
+        with self._lock:
+            for jid in queued:
+                why = self._pending.get(jid.partition(".")[0])
+                if why:
+                    st = out[jid]
+                    out[jid] = JobStatus(st.state, reason=f"{st.reason}; {why}" if st.reason else why, raw=st.raw,
+                                         exit_code=st.exit_code)
         return out
 
     # -- accounting ------------------------------------------------------------------------------
