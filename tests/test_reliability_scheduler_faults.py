@@ -16,7 +16,8 @@ Faulty commands are wrappers that fail the first N matching calls, first on ``PA
 systems here run their commands on this machine, so the driver's ``PATH`` is the scheduler's).
 
 The node and the queue are shared with other users' jobs: they are drained/disabled for a few
-seconds only, and always resumed/enabled in a ``finally``. Only this test's own jobs are cancelled.
+seconds only, always resumed/enabled in a ``finally``, and those tests are marked ``serial`` (run
+alone, after the parallel phase of scripts/test.sh). Only this test's own jobs are cancelled.
 """
 
 from __future__ import annotations
@@ -243,6 +244,7 @@ def _scontrol(*args: str) -> None:
     assert r.returncode == 0, f"scontrol update {' '.join(args)}: {r.stderr}"
 
 
+@pytest.mark.serial  # drains/disables a shared service: run alone (scripts/test.sh)
 def test_node_drained_while_queued(tmp_path, slurm_system, monkeypatch):
     """Submitted while its only node is drained: it stays submitted/queued with Slurm's reason
     (across polls, never suspected or died); after RESUME it runs and succeeds."""
@@ -283,6 +285,7 @@ def _qmod(flag: str, queue: str) -> None:
     assert r.returncode == 0, f"qmod {flag} {queue}: {r.stdout}{r.stderr}"
 
 
+@pytest.mark.serial  # drains/disables a shared service: run alone (scripts/test.sh)
 def test_queue_disabled_while_queued(tmp_path, sge_system, monkeypatch):
     """Submitted while its queue is disabled: it stays submitted/queued (qw) with Grid Engine's
     scheduling info as the reason (asked every second here, every minute by default), across
