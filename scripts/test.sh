@@ -37,5 +37,21 @@ fi
 export EXPYRE_PYTEST_SYSTEMS="${EXPYRE_PYTEST_SYSTEMS:-.*}"
 export EXPYRE_PROGRESS=0
 
+# Two phases: most tests wait on schedulers rather than compute, so they run in parallel
+# (pytest-xdist, EXPYRE_TEST_WORKERS processes, default 4); the few marked `serial` disturb the
+# shared services (stop sshd, drain the node) and run alone afterwards. Exit 5 = nothing selected.
+workers="${EXPYRE_TEST_WORKERS:-4}"
+rc=0
+if [ "$workers" -gt 1 ]; then
+    step "pytest, parallel phase ($workers workers): -m 'not serial'"
+    uv run --no-sync pytest -n "$workers" -m "not serial" "$@" || rc=$?
+    [ "$rc" = 5 ] && rc=0
+    step "pytest, serial phase: -m serial"
+    rc2=0
+    uv run --no-sync pytest -p no:xdist -m serial "$@" || rc2=$?
+    [ "$rc2" = 5 ] && rc2=0
+    [ "$rc" = 0 ] && rc=$rc2
+    exit "$rc"
+fi
 step "pytest"
 exec uv run --no-sync pytest "$@"
