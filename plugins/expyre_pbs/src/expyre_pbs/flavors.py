@@ -38,6 +38,10 @@ class Detected:
 
     flavor: Flavor
     detail: str
+    #: Slurm's Torque-compatible wrappers: ``qsub -t`` becomes ``sbatch --array``, but their
+    #: ``qstat`` lists the elements by Slurm's internal job ids with no array index and jobs get no
+    #: ``PBS_ARRAYID`` (verified on slurm-wlm-torque 22.05.8), so elements cannot be followed
+    slurm_wrappers: bool = False
 
 
 class FlavorDetectionError(RuntimeError):
@@ -67,7 +71,7 @@ def detect_flavor(result: CommandResult, qstat: str = "qstat") -> Detected:
             '"scheduler_options": {"bin_dir": "/path/to/pbs/bin"} for this system'
         )
     if _SLURM_WRAPPER.search(text):
-        return Detected(Flavor.TORQUE, "Slurm's Torque-compatible wrappers (slurm-wlm-torque)")
+        return Detected(Flavor.TORQUE, "Slurm's Torque-compatible wrappers (slurm-wlm-torque)", slurm_wrappers=True)
     m = _TORQUE.search(text)
     if m and result.ok:
         return Detected(Flavor.TORQUE, f"Torque {m.group(1)}")

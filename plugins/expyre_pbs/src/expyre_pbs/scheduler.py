@@ -12,7 +12,11 @@ accounting      none (rely on ``vanish_grace``)            ``qstat -x -f -F json
 find by name    ``qstat -f``                               ``qstat -f -F json``
 cancel          ``qdel <ids>``                             same
 hold / release  ``qhold -h u <ids>`` / ``qrls -h u <ids>``  same
+job array       ``#PBS -t 0-N``, ``PBS_ARRAYID``,          ``#PBS -J 0-N``, ``PBS_ARRAY_INDEX``,
+                elements ``123[4].srv``, ``qstat -f -t``   elements ``123[4].srv``, ``qstat -f -F json -t``
 ==============  =========================================  ==========================================
+
+Job arrays are off on Slurm's Torque wrappers (see :attr:`expyre_pbs.flavors.Detected.slurm_wrappers`).
 
 ``-o``/``-e`` are given on the command line as well as in the header because Slurm's Torque
 wrappers override the ``#PBS -o/-e`` lines of the script with their own defaults.
@@ -75,6 +79,7 @@ class PbsScheduler(Scheduler):
     foreign_env_prefixes = JOB_ENV_PREFIXES
     vanish_grace = 30.0  # replaced per instance once the flavor is known
     directive = DIRECTIVE
+    max_array_size = 10000  # PBS Pro's default server max_array_size; scheduler_options overrides
 
     def __init__(self, context: SchedulerContext) -> None:
         super().__init__(context)
@@ -112,6 +117,37 @@ class PbsScheduler(Scheduler):
             self.vanish_grace = float(self.options.vanish_grace)
         else:
             self.vanish_grace = _DEFAULT_GRACE[self.flavor]
+
+    # -- job arrays ----------------------------------------------------------------------------
+    def arrays_supported(self) -> bool:
+        if self.options.arrays is not None:
+            return self.options.arrays
+        return self._detected is not None and not self._detected.slurm_wrappers
+
+    @property
+    def array_index_var(self) -> str:  # type: ignore[override]
+        return "PBS_ARRAY_INDEX" if self.flavor is Flavor.PBSPRO else "PBS_ARRAYID"
+
+    @property
+    def array_output_token(self) -> str:  # type: ignore[override]
+        # PBS Pro replaces ^array_index^ in -o/-e; Torque has no such token: its elements share
+        # the array's files (each element's own output is in its directory anyway)
+        return "^array_index^" if self.flavor is Flavor.PBSPRO else ""
+
+    def array_size_limit(self, transport: Transport) -> int | None:
+        return self.options.max_array_size or self.max_array_size
+
+    def array_header(self, job: JobRequest, n: int) -> list[str]:
+        if n < 1:
+            raise ValueError(f"a job array needs at least one element, got {n}")
+        flag = "-J" if self.flavor is Flavor.PBSPRO else "-t"
+        return [f"{DIRECTIVE} {flag} 0-{n - 1}"]
+
+    def array_element_id(self, array_id: str, i: int) -> str:
+        """``123[].srv`` -> ``123[4].srv`` (the brackets are what qsub printed for the array)."""
+        if "[]" not in array_id:
+            raise SchedulerCommandError(f"{self.describe()}: qsub printed {array_id!r} for a job array, not an id with '[]'")
+        return array_id.replace("[]", f"[{int(i)}]", 1)
 
     def cmd(self, name: str) -> str:
         """A PBS command, prefixed with ``bin_dir`` when configured."""
@@ -176,16 +212,19 @@ class PbsScheduler(Scheduler):
 
     # -- status --------------------------------------------------------------------------------
     def status_command(self, ids: Sequence[str]) -> list[str]:
+        # array elements ("123[4].srv") are listed only with -t
+        t = ["-t"] if any("[" in i for i in ids) else []
         if self.flavor is Flavor.PBSPRO:
-            return [self.cmd("qstat"), "-f", "-F", "json", *ids]
-        return [self.cmd("qstat"), "-f", *ids]
+            return [self.cmd("qstat"), "-f", "-F", "json", *t, *ids]
+        return [self.cmd("qstat"), "-f", *t, *ids]
 
     def parse_status(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
         return self._statuses(self._parse_jobs(result, "status query"), ids)
 
     def accounting_command(self, ids: Sequence[str]) -> list[str] | None:
         if self.flavor is Flavor.PBSPRO:
-            return [self.cmd("qstat"), "-x", "-f", "-F", "json", *ids]
+            t = ["-t"] if any("[" in i for i in ids) else []
+            return [self.cmd("qstat"), "-x", "-f", "-F", "json", *t, *ids]
         return None  # Torque keeps no history a user can query: the core relies on vanish_grace
 
     def parse_accounting(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
