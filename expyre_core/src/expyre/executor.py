@@ -345,11 +345,24 @@ class Executor(cf.Executor):
             else:
                 to_cancel = job.state == "submitted"
         if to_cancel:
-            try:
-                job.xpr.cancel()
-            except Exception as exc:  # noqa: BLE001 - the future is cancelled regardless
-                logger.warning("cancelling job %s: %s", job.xpr.id, exc)
+            self._cancel_job(job)
         return True
+
+    def _cancel_job(self, job: _Job) -> None:
+        """Cancel the job of calls that were all cancelled before it started. Once the scheduler
+        accepted the cancel, the job is recorded as died (it never started) and no longer waited
+        for, so that a ``with`` block ends without waiting out the scheduler's grace period."""
+        try:
+            job.xpr.cancel()
+        except Exception as exc:  # noqa: BLE001 - the futures are cancelled regardless
+            logger.warning("cancelling job %s: %s", job.xpr.id, exc)
+            return
+        row = config.db.get(job.xpr.id)
+        if row is not None and row["status"] == "submitted":
+            config.db.update(job.xpr.id, status="died")
+            with self._lock:
+                job.state = "finished"
+                job.done = True
 
     # -- shutdown ----------------------------------------------------------------------------------
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -470,10 +483,7 @@ class Executor(cf.Executor):
                 if j.cancel_requested:
                     cancel_now.append(j)
         for j in cancel_now:
-            try:
-                j.xpr.cancel()
-            except Exception as exc:  # noqa: BLE001
-                logger.warning("cancelling job %s: %s", j.xpr.id, exc)
+            self._cancel_job(j)
 
     def _tick(self, active: list[_Job]) -> bool:
         """One round: one shared poll per system, then every job's files. True if anything ended."""

@@ -745,24 +745,32 @@ class ExPyRe:
             if p is not None:
                 pending.append((x, p[1]))
         arrays: list[tuple[JobRequest, list[ExPyRe]]] = []
+        singles: list[tuple[ExPyRe, JobRequest]] = []
         for k in range(0, len(pending), limit):
             group = pending[k : k + limit]
+            if len(group) == 1:  # an array of one is a plain job (PBS Pro refuses -J 0-0)
+                singles.append(group[0])
+                continue
             try:
                 arrays.append(ExPyRe._prepare_array(system, group, start_kw.get("header_extra", ())))
             except Exception as exc:  # noqa: BLE001 - every element of this array gets the error
                 for x, _ in group:
                     config.db.update(x.id, submit_owner=None)
                     errors[x.id] = exc
-        if not arrays:
+        if not arrays and not singles:
             return errors
         try:
-            system.stage_in([x.stage_dir for _, elems in arrays for x in elems])
+            system.stage_in([x.stage_dir for _, elems in arrays for x in elems] + [x.stage_dir for x, _ in singles])
         except Exception as exc:  # noqa: BLE001 - every job of the batch gets the error
-            for _, elems in arrays:
-                for x in elems:
-                    config.db.update(x.id, submit_owner=None)
-                    errors[x.id] = exc
+            for x in [x for _, elems in arrays for x in elems] + [x for x, _ in singles]:
+                config.db.update(x.id, submit_owner=None)
+                errors[x.id] = exc
             return errors
+        for x, job in singles:
+            try:
+                x._start_submit(system, job)
+            except Exception as exc:  # noqa: BLE001 - reported per job
+                errors[x.id] = exc
         for array_job, elems in arrays:
             try:
                 array_id = system.submit(array_job)
