@@ -243,3 +243,97 @@ def test_partial_results_over_ssh(kind, tmp_path, monkeypatch):
             assert config.db.get(fs[0].job_id)["status"] in ("submitted", "started")  # the chunk still runs
             _touch(name, flag)
             assert fs[2].result(timeout=TIMEOUT) == 2
+
+
+ARRAY_KINDS = ["slurm", "sge", "ssh_slurm"]
+
+
+@pytest.fixture(params=ARRAY_KINDS)
+def array_system(request, tmp_path, monkeypatch):
+    name = _pick(request.param)
+    if name is None:
+        skip_or_fail(f"no {KINDS[request.param][0]} system over {KINDS[request.param][1]} selected")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPYRE_PROGRESS", "0")
+    with isolated_root(tmp_path / "_expyre", {name: available_systems()[name]}):
+        yield name, request.param
+
+
+def _array_name(xpr) -> str:
+    import json
+
+    return json.loads((xpr.stage_dir / "_expyre_array_ref.json").read_text())["array"]
+
+
+def _submissions_named(name: str, kind: str, array_name: str) -> set[str]:
+    """The scheduler ids of the jobs named ``array_name`` (an array counts once)."""
+    system = config.get_system(name)
+    if kind == "sge":
+        r = system.transport.run(["qacct", "-j", array_name])
+        return {line.split()[1] for line in r.stdout.splitlines() if line.startswith("jobnumber")}
+    r = system.transport.run(["sacct", "-X", "-n", "-P", "-o", "JobID", f"--name={array_name}", "-S", "now-1hours"])
+    assert r.ok, r.describe()
+    return {i.split("_")[0] for i in r.stdout.split()}
+
+
+DRIVER_CRASH = """
+import sys
+sys.path.insert(0, {here!r})
+import executor_real_funcs as funcs
+from expyre.func import ExPyRe
+xprs = [ExPyRe(f"crash_{{i}}", funcs.square, args=[i]) for i in range(5)]
+ExPyRe.start_array(xprs, {res!r}, {name!r}, partial_node=True)
+print("not killed", flush=True)
+"""
+
+
+def test_array_submit_killed_after_sbatch_is_adopted(array_system, tmp_path):
+    """The driver is killed (kill -9) just after the scheduler accepted the array and before the
+    jobs DB knew it; running the same calls again finds the array by its name and adopts its
+    elements: one array in the scheduler, results right."""
+    from expyre.func import ExPyRe
+
+    name, kind = array_system
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER_CRASH.format(here=str(HERE), name=name, res=RES))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=TIMEOUT,
+                       env={**os.environ, "EXPYRE_FAULT_POINT": "start_submitted"})
+    assert r.returncode == -9 and "not killed" not in r.stdout, (r.returncode, r.stdout, r.stderr)
+    xprs = [ExPyRe(f"crash_{i}", funcs.square, args=[i]) for i in range(5)]
+    assert all(x.recreated and x.status == "created" for x in xprs)  # the DB never heard of the submission
+    array_name = _array_name(xprs[0])
+    assert ExPyRe.start_array(xprs, RES, name, partial_node=True) == {}
+    assert [x.get_results(timeout=TIMEOUT, check_interval=1) for x in xprs] == [i * i for i in range(5)]
+    ids = {_array_of(kind, x.remote_id) for x in xprs}
+    assert len(ids) == 1
+    assert wait_for(lambda: _submissions_named(name, kind, array_name), 60, "the scheduler's records") == ids
+
+
+def test_array_submit_with_lost_answer_is_looked_up(array_system, monkeypatch):
+    """The submit command ran but its answer was lost (the connection dropped): the core looks
+    the array up by name instead of submitting it again."""
+    from expyre.func import ExPyRe
+    from expyre.types import TransportError
+
+    name, kind = array_system
+    system = config.get_system(name)
+    transport = system.transport
+    original = transport.run
+    lost = []
+
+    def run(command, **kw):
+        result = original(command, **kw)
+        text = command if isinstance(command, str) else " ".join(command)
+        if not lost and ("sbatch" in text or "qsub" in text):
+            lost.append(result)
+            raise TransportError("connection lost after the command was sent (test)")
+        return result
+
+    monkeypatch.setattr(transport, "run", run)
+    xprs = [ExPyRe(f"lost_{i}", funcs.square, args=[i]) for i in range(4)]
+    assert ExPyRe.start_array(xprs, RES, name, partial_node=True) == {}
+    assert lost and lost[0].ok  # the array really was submitted once
+    assert [x.get_results(timeout=TIMEOUT, check_interval=1) for x in xprs] == [i * i for i in range(4)]
+    ids = {_array_of(kind, x.remote_id) for x in xprs}
+    assert len(ids) == 1
+    assert wait_for(lambda: _submissions_named(name, kind, _array_name(xprs[0])), 60, "the scheduler's records") == ids

@@ -803,7 +803,6 @@ class ExPyRe:
         _atomic_text(first_x.stage_dir / ARRAY_SCRIPT, text)
         for i, (x, _) in enumerate(group):
             _atomic_text(x.stage_dir / ARRAY_REF, json.dumps({"array": array_name, "index": i}))
-        _faults.point("start_array_written")
         return array_job, [x for x, _ in group]
 
     def _array_ref(self) -> dict | None:
