@@ -55,7 +55,7 @@ DRIVER = textwrap.dedent("""
     calls = [ExPyRe(f"crash_{tag}_nap", nap, args=[1.0]), ExPyRe(f"crash_{tag}_add", add, args=[20, 22])]
     for x in calls:
         x.start(resources=res, system_name=system, partial_node=True)
-    print(json.dumps([x.get_results(timeout=150, check_interval=0.5, quiet=True) for x in calls]))
+    print(json.dumps([x.get_results(timeout=400, check_interval=0.5, quiet=True) for x in calls]))
 """)
 EXPECTED = [1.0, 42]
 
@@ -111,7 +111,7 @@ def run_driver(root: Path, script: Path, tag: str, system: str, fault: str | Non
         env["EXPYRE_FAULT_POINT"] = fault
     argv = [sys.executable, str(script), tag, system, json.dumps(RES)]
     if kill_after is None:
-        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240)
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)  # shared node: jobs may queue
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=kill_after)
