@@ -266,11 +266,17 @@ class SshTransport(Transport):
     def _rsync(self, argv: list[str], names: Sequence[str], what: str) -> None:
         self.stats["rsync"] += 1
         t0 = time.monotonic()
-        try:
-            proc = subprocess.run(argv, input=files_from(names), capture_output=True)
-        except FileNotFoundError as exc:
-            raise TransportError(f"rsync not found here ({argv[0]!r}); install rsync", retry_safe=True) from exc
-        stderr = proc.stderr.decode(errors="replace")
+        # output to files, not pipes: if rsync is killed (OOM killer, a signal), its ssh child may
+        # live on for a while and would hold pipes open, keeping us from seeing rsync's end
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.run(argv, input=files_from(names), stdout=out, stderr=err)
+            except FileNotFoundError as exc:
+                raise TransportError(f"rsync not found here ({argv[0]!r}); install rsync", retry_safe=True) from exc
+            out.seek(0)
+            err.seek(0)
+            stdout_b, stderr_b = out.read(), err.read()
+        stderr = stderr_b.decode(errors="replace")
         logger.debug("rsync %s (%d dirs) -> %d in %.3f s", what, len(names), proc.returncode, time.monotonic() - t0)
         if proc.returncode == VANISHED:
             logger.debug("rsync %s: some files vanished while copying (exit 24), ignored: %s", what, stderr.strip()[-500:])
@@ -280,7 +286,7 @@ class SshTransport(Transport):
                 f"rsync {what} ({len(names)} dir(s)) failed with exit {proc.returncode}"
                 + (f": {stderr.strip()[-1500:]}" if stderr.strip() else ""),
                 retry_safe=False,
-                result=CommandResult(argv, proc.returncode, proc.stdout.decode(errors="replace"), stderr),
+                result=CommandResult(argv, proc.returncode, stdout_b.decode(errors="replace"), stderr),
             )
 
     def _make_remote_dir(self, remote_parent: str) -> None:
