@@ -9,6 +9,7 @@ scheduler's reason, promptly (every wait has a deadline; no sleep-and-hope).
 | walltime exceeded (SGE ``h_rt``) | ``died``, reason from ``qacct`` (h_rt limit) | ``test_real_sge.py::test_h_rt_exceeded_is_died_with_reason`` |
 | any contract scheduler: ``cancel()`` | ``died`` promptly | ``expyre.testing.SchedulerContract.test_cancel_reports_died`` |
 | node drained (Slurm) / queue disabled (SGE) while the job is queued | stays ``submitted``, scheduler status ``queued`` with the scheduler's reason (Slurm's pending reason; SGE's scheduling info), never ``died``; runs after resume/enable | here |
+| status command hanging | killed after the system's ``command_timeout``, retried; the job succeeds | here |
 | status command failing transiently (more times than ``EXPYRE_RETRY`` allows) | the poll fails, is logged, the next one retries; the job ends ``succeeded``, submitted once | here |
 | submit command failing transiently (ambiguous error, job not queued / queued but answer lost) | looked up by name, then resubmitted / adopted: submitted exactly once | here |
 
@@ -56,7 +57,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize(fixture, names or [None], ids=names or [f"no-{scheduler or 'slurm-or-sge'}-system"])
 
 
-def _root(tmp_path: Path, name: str | None, **scheduler_options):
+def _root(tmp_path: Path, name: str | None, system_keys: dict | None = None, **scheduler_options):
     if name is None:
         skip_or_fail("no Slurm or Grid Engine system on this machine (\"host\": null) selected "
                      f"(EXPYRE_PYTEST_SYSTEMS={os.environ.get('EXPYRE_PYTEST_SYSTEMS', '')!r})")
@@ -70,7 +71,7 @@ def _root(tmp_path: Path, name: str | None, **scheduler_options):
         skip_or_fail(f"{sysd['scheduler']} of system {name!r} does not answer `{' '.join(probe)}`")
     if scheduler_options:
         sysd = {**sysd, "scheduler_options": {**sysd.get("scheduler_options", {}), **scheduler_options}}
-    return isolated_root(tmp_path / "_expyre", {name: sysd})
+    return isolated_root(tmp_path / "_expyre", {name: {**sysd, **(system_keys or {})}})
 
 
 @pytest.fixture
@@ -103,12 +104,14 @@ def submissions(scheduler: str, name: str) -> int:
 # -- commands that fail the first N times --------------------------------------------------------
 WRAPPER = """#!/bin/bash
 # test wrapper: the first {fails} calls whose arguments match {match} fail with {message}
-# ({mode}: "refuse" = nothing ran; "lose" = the real command ran, its answer is lost)
+# ({mode}: "refuse" = nothing ran; "lose" = the real command ran, its answer is lost;
+#  "hang" = it never answers)
 state={state}
 if [[ " $* " == *{match}* ]]; then
     n=$(( $(cat "$state.n" 2>/dev/null || echo 0) + 1 ))
     echo "$n" > "$state.n"
     if (( n <= {fails} )); then
+        if [[ {mode} == hang ]]; then exec sleep 600; fi
         if [[ {mode} == lose ]]; then {real} "$@" >>"$state.lost" 2>&1; fi
         echo {message} >&2
         exit 1
@@ -201,6 +204,26 @@ def test_status_outage_longer_than_the_limit_fails_clearly(fault_root, fault_sys
     failing.add(command, fails=0, message=message, match=match)  # the scheduler answers again
     assert xpr.get_results(timeout=TIMEOUT, check_interval=0.5, quiet=True) == 144
     assert submissions(scheduler, xpr.id) == 1
+
+
+def test_hanging_status_command_is_killed_and_retried(tmp_path, fault_system, failing, monkeypatch, caplog):
+    """The status command hangs (twice): the system's command_timeout (2 s here) kills it, the
+    warning names the command and the timeout, the next try works, the job succeeds."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPYRE_RETRY", "3 0.2")
+    with _root(tmp_path, fault_system, system_keys={"command_timeout": 2}):
+        scheduler = config.get_system(fault_system).cfg.scheduler
+        command, match, _ = STATUS_FAILURE[scheduler]
+        failing.add(command, fails=2, message="", match=match, mode="hang")
+        xpr = ExPyRe("hung_status", job_square, args=[8])
+        xpr.start(resources=RES, system_name=fault_system, partial_node=True)
+        with caplog.at_level(logging.WARNING):
+            assert xpr.get_results(timeout=TIMEOUT, check_interval=0.5, quiet=True) == 64
+        assert failing.calls(command) >= 3
+        text = "\n".join(r.getMessage() for r in caplog.records)
+        assert re.search(rf"{fault_system}: (status query|poll) failed \(try 1 of 3\).*`{command} .*` on this machine "
+                         rf"timed out after 2 s \(command_timeout\)", text), text
+        assert submissions(scheduler, xpr.id) == 1
 
 
 @pytest.mark.parametrize("mode", ["refuse", "lose"])
