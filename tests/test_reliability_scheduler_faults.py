@@ -11,6 +11,7 @@ scheduler's reason, promptly (every wait has a deadline; no sleep-and-hope).
 | node drained (Slurm) / queue disabled (SGE) while the job is queued | stays ``submitted``, scheduler status ``queued`` with the scheduler's reason (Slurm's pending reason; SGE's scheduling info), never ``died``; runs after resume/enable | here |
 | status command hanging | killed after the system's ``command_timeout``, retried; the job succeeds | here |
 | status command failing transiently (more times than ``EXPYRE_RETRY`` allows) | the poll fails, is logged, the next one retries; the job ends ``succeeded``, submitted once | here |
+| ``xpr sync`` while the status command fails | the error names job, system and command; non-zero exit | here |
 | submit command failing transiently (ambiguous error, job not queued / queued but answer lost) | looked up by name, then resubmitted / adopted: submitted exactly once | here |
 
 Faulty commands are wrappers that fail the first N matching calls, first on ``PATH`` (the
@@ -29,6 +30,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -224,6 +226,25 @@ def test_hanging_status_command_is_killed_and_retried(tmp_path, fault_system, fa
         assert re.search(rf"{fault_system}: (status query|poll) failed \(try 1 of 3\).*`{command} .*` on this machine "
                          rf"timed out after 2 s \(command_timeout\)", text), text
         assert submissions(scheduler, xpr.id) == 1
+
+
+def test_xpr_sync_reports_a_failing_status_query(fault_root, fault_system, failing):
+    """``xpr sync`` does not tolerate a failed poll silently (as a waiting driver does): it names
+    the job, the system and the failing command, and exits non-zero; then, with the command
+    working again, it syncs the job."""
+    scheduler = config.get_system(fault_system).cfg.scheduler
+    command, match, message = STATUS_FAILURE[scheduler]
+    xpr = ExPyRe("sync_flaky", job_sleep, args=[1.0])
+    xpr.start(resources=RES, system_name=fault_system, partial_node=True)
+    failing.add(command, fails=10**6, message=message, match=match)
+    env = {**os.environ, "EXPYRE_ROOT": str(fault_root), "EXPYRE_PROGRESS": "0"}  # PATH has the wrapper
+    argv = [sys.executable, "-m", "expyre.cli", "sync", "-i", xpr.id]
+    bad = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0, bad
+    assert re.search(rf"{xpr.id}: polling {fault_system} failed: .*{re.escape(command)}.*exited 1", bad.stderr), bad.stderr
+    failing.add(command, fails=0, message=message, match=match)
+    wait_for(lambda: subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120).returncode == 0
+             and config.db.get(xpr.id)["status"] == "succeeded", TIMEOUT, "xpr sync to collect the job")
 
 
 @pytest.mark.parametrize("mode", ["refuse", "lose"])

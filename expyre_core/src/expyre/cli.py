@@ -543,11 +543,11 @@ def sync_cmd(ids, name, status, system, as_json) -> None:
                 sysobj = config.get_system(sysname)
                 poller = _Poller.get(sysobj, db)
                 _seed_suspects(poller, group)
-                poller.refresh(0)
+                poller.refresh(0, tolerate_failure=False)
                 if _new_suspects(poller, group) and sysobj.scheduler.vanish_grace <= 1 and sysobj.scheduler.min_poll_interval <= 1:
                     # a scheduler whose view is definitive (e.g. local): confirm with a second poll now
                     time.sleep(max(sysobj.scheduler.vanish_grace, sysobj.scheduler.min_poll_interval, 0.05))
-                    poller.refresh(0)
+                    poller.refresh(0, tolerate_failure=False)
             except Exception as exc:  # noqa: BLE001 - report and go on with other systems
                 for r in group:
                     errors.append(f"{r['id']}: polling {sysname} failed: {_one_line(exc)}")

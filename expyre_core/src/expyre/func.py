@@ -330,9 +330,10 @@ class _Poller:
                 p = cls._registry[key] = _Poller(system, db)
             return p
 
-    def refresh(self, max_age: float, force: bool = False) -> None:
+    def refresh(self, max_age: float, force: bool = False, tolerate_failure: bool = True) -> None:
         """Poll unless the last poll is younger than ``max_age`` (never more often than the
-        scheduler's ``min_poll_interval`` unless ``force``)."""
+        scheduler's ``min_poll_interval`` unless ``force``). A failed poll is logged and
+        tolerated (see :meth:`_failed`) unless ``not tolerate_failure``: then it raises."""
         with self.lock:
             if not force:
                 max_age = max(max_age, self.system.scheduler.min_poll_interval)
@@ -352,6 +353,8 @@ class _Poller:
                 if done:
                     self.system.stage_out(done)
             except (TransportError, SchedulerCommandError) as exc:
+                if not tolerate_failure:
+                    raise
                 self._failed(exc, len(ids))
                 return
             if self.failing_since is not None:
