@@ -15,10 +15,12 @@ Exit status: 0 if the function returned, 1 if it raised (or the call could not b
 
 import os
 import pickle
-import socket
 import sys
 import time
-import traceback
+
+# Only what every job needs is imported up front (a job's start-up is the floor of every call):
+# cloudpickle is imported by pickle itself when the call needs it (functions pickled by value),
+# traceback only on failure, and the host name comes from uname.
 
 TASK = "_expyre_task.pkl"
 STARTED = "_expyre_job_started"
@@ -74,13 +76,31 @@ class _Redirect:
         return False
 
 
+def _hostname():
+    return os.uname().nodename
+
+
+def _format_exc():
+    import traceback
+
+    return traceback.format_exc()
+
+
 def _dump(obj, f):
+    """Plain pickle when it can (most values: no cloudpickle import in the job), else cloudpickle
+    (lambdas, classes and functions defined by value); ``f`` is a fresh file or buffer."""
+    try:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        return
+    except Exception:  # noqa: BLE001 - e.g. a function or class that only cloudpickle can pickle
+        f.seek(0)
+        f.truncate()
     try:
         import cloudpickle
-
-        cloudpickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
     except ImportError:
         pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    else:
+        cloudpickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _fail(exc, tb_text, stage):
@@ -89,7 +109,7 @@ def _fail(exc, tb_text, stage):
         "message": str(exc),
         "traceback": tb_text,
         "stage": stage,
-        "host": socket.gethostname(),
+        "host": _hostname(),
         "exception": None,
     }
     try:
@@ -109,30 +129,31 @@ def _dumps(obj):
 
 
 def main():
-    stamp = f"host={socket.gethostname()} pid={os.getpid()} time={time.time():.3f}\n".encode()
+    stamp = f"host={_hostname()} pid={os.getpid()} time={time.time():.3f}\n".encode()
     _atomic_write(STARTED, lambda f: f.write(stamp))
     try:
         try:
-            import cloudpickle  # noqa: F401  (needed to load functions pickled by value)
+            function, args, kwargs = _load_task()  # imports cloudpickle if the pickle needs it
         except ImportError as exc:
+            if exc.name != "cloudpickle":
+                raise
             raise ImportError(
-                f"cloudpickle is not installed for {sys.executable} on {socket.gethostname()}: "
+                f"cloudpickle is not installed for {sys.executable} on {_hostname()}: "
                 f"install it there (pip install cloudpickle) or set python_cmd"
             ) from exc
-        function, args, kwargs = _load_task()
     except BaseException as exc:
-        _fail(exc, traceback.format_exc(), "loading the call")
+        _fail(exc, _format_exc(), "loading the call")
         return 1
     try:
         with _Redirect():
             result = function(*args, **kwargs)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are results too
-        _fail(exc, traceback.format_exc(), "running the function")
+        _fail(exc, _format_exc(), "running the function")
         return 1
     try:
         _atomic_write(SUCCEEDED, lambda f: _dump(result, f))
     except BaseException as exc:
-        _fail(exc, traceback.format_exc(), "pickling the return value")
+        _fail(exc, _format_exc(), "pickling the return value")
         return 1
     return 0
 
