@@ -32,4 +32,11 @@ def wait_for_file(x, flag, quick=()):
     return x
 
 
+def fail_unless_file(x, bad, flag):
+    """Raise for ``x == bad`` unless ``flag`` (relative to the job's directory) exists."""
+    if x == bad and not os.path.exists(flag):
+        raise ValueError(f"element {x} raised: {flag} is missing")
+    return x
+
+
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -337,3 +337,32 @@ def test_array_submit_with_lost_answer_is_looked_up(array_system, monkeypatch):
     ids = {_array_of(kind, x.remote_id) for x in xprs}
     assert len(ids) == 1
     assert wait_for(lambda: _submissions_named(name, kind, _array_name(xprs[0])), 60, "the scheduler's records") == ids
+
+
+@pytest.mark.parametrize("kind", ["ssh_local", "ssh_slurm"])
+def test_restart_reruns_a_failed_chunk_over_ssh(kind, tmp_path, monkeypatch):
+    """A finished chunk holding a raising call is run again on restart, also when it ran on a
+    remote host (whose copy of the old result markers must go first); the other chunks are reused."""
+    scheduler = "local" if kind == "ssh_local" else "slurm"
+    names = sorted(selected_systems(scheduler, "ssh"))
+    if not names:
+        skip_or_fail(f"no {scheduler} system over ssh selected")
+    name = names[0]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPYRE_PROGRESS", "0")
+    flag = f"fixed_{secrets.token_hex(4)}"
+    args = (range(6), [4] * 6, [f"../{flag}"] * 6)
+    with isolated_root(tmp_path / "_expyre", {name: available_systems()[name]}):
+        with pytest.raises(KeyboardInterrupt):
+            with _executor(name) as ex:
+                fs = ex.map_futures(funcs.fail_unless_file, *args, chunksize=3)
+                cf.wait(fs, timeout=TIMEOUT)
+                assert isinstance(fs[4].exception(), ValueError)
+                raise KeyboardInterrupt  # the driver dies: nothing is marked processed
+        before = {r["name"]: r["remote_id"] for r in config.db.jobs(name="fail_unless_file_.*")}
+        _touch(name, flag)
+        with _executor(name) as ex:
+            assert list(ex.map(funcs.fail_unless_file, *args, chunksize=3)) == list(range(6))
+        after = {r["name"]: r["remote_id"] for r in config.db.jobs(name="fail_unless_file_.*")}
+    assert after["fail_unless_file_0"] == before["fail_unless_file_0"]  # reused
+    assert after["fail_unless_file_1"] != before["fail_unless_file_1"]  # run again
