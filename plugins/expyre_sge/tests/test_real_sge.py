@@ -241,6 +241,18 @@ def test_find_by_name_with_sanitised_id(sge_root: Path, sge_name: str) -> None:
     assert xpr.system.find([xpr.id]) == {xpr.id: xpr.remote_id}
 
 
+def test_find_finished_job_from_accounting(sge_root: Path, sge_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished job that ``qstat -s z`` no longer lists (it keeps only the cluster's last 100)
+    is still found by name, in ``qacct``: an interrupted submission is never repeated."""
+    xpr = ExPyRe("rolled_out", job_square, args=[5])
+    xpr.start(resources=SMALL, system_name=sge_name, partial_node=True)
+    assert xpr.get_results(timeout=TIMEOUT, check_interval=1) == 25
+    sched = xpr.system.scheduler
+    monkeypatch.setattr(sched, "parse_find", lambda result, names: {})  # as if rolled out of qstat -s z
+    wait_for(lambda: xpr.system.find([xpr.id, "no_such_job_name"]) == {xpr.id: xpr.remote_id}, 60,
+             "qacct to list the finished job")
+
+
 ENCLOSING_JOB = {
     "JOB_ID": "4242",
     "JOB_NAME": "enclosing",

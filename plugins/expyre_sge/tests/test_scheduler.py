@@ -170,6 +170,31 @@ def test_find_by_name_includes_finished() -> None:
     assert found["rec_held"] == "26" and found["rec_error"] == "28"
 
 
+def test_find_falls_back_to_qacct_for_names_qstat_no_longer_lists() -> None:
+    """A job that finished and rolled out of ``qstat -s z`` (the cluster's last 100) is found in
+    the accounting records, so an interrupted submission is never repeated."""
+    s = sched(SgeOptions(user="root"))
+
+    def respond(cmd):
+        if cmd[0] == "qstat":
+            return res(cmd, 0, (DATA / "qstat_xml_find.xml").read_text())
+        if cmd[-1] == "rec_ok_rolled":
+            return res(cmd, 0, (DATA / "qacct_ok.txt").read_text().replace("rec_ok ", "rec_ok_rolled "))
+        return res(cmd, 1, "", (DATA / "qacct_unknown.txt").read_text().replace("job id 9999999", f"job name {cmd[-1]}"))
+
+    t = FakeTransport(respond)
+    assert s.find(t, ["rec_held", "rec_ok_rolled", "never_submitted"]) == {"rec_held": "26", "rec_ok_rolled": "18"}
+    assert [c for c, _ in t.calls][1:] == [["qacct", "-o", "root", "-d", "7", "-j", "rec_ok_rolled"],
+                                           ["qacct", "-o", "root", "-d", "7", "-j", "never_submitted"]]
+
+
+def test_find_qacct_failure_raises() -> None:
+    t = FakeTransport(lambda cmd: res(cmd, 0, "<job_info></job_info>") if cmd[0] == "qstat"
+                      else res(cmd, 1, "", "error: can't open accounting file"))
+    with pytest.raises(SchedulerCommandError, match="qacct could not look up job x"):
+        sched(SgeOptions(user="root")).find(t, ["x"])
+
+
 def test_find_failure_raises() -> None:
     with pytest.raises(SchedulerCommandError):
         sched().parse_find(res(["qstat"], 1, "", "error: commlib error"), ["x"])

@@ -7,7 +7,8 @@ lines, and the parsing of what they print.
 * A job in error state (``Eqw``) is reported as ``node_fail``; :meth:`SgeScheduler.explain` adds
   its ``error reason`` from ``qstat -j`` (one extra query, only while such a job is new).
 * Look-up by name after an ambiguous submission: ``qstat -xml -u <user> -s prsz`` lists
-  ``JB_name`` of pending, running, suspended and recently finished jobs.
+  ``JB_name`` of pending, running, suspended and recently finished jobs; a name it does not
+  list is looked up in ``qacct`` (``qstat -s z`` keeps only the cluster's last 100 finished jobs).
 * The commands must be Grid Engine's: :meth:`SgeScheduler.setup` checks that ``qstat -help``
   says so (Slurm's Torque-style wrappers also install ``qsub``/``qstat``), and finds the user.
 """
@@ -247,6 +248,32 @@ class SgeScheduler(Scheduler):
                     if int(job.number) < int(found[job.name]):
                         continue
                 found[job.name] = job.number
+        return found
+
+    #: how far back (days of job start) ``qacct`` looks for a job by name
+    find_days = 7
+
+    def find_accounting_command(self, name: str) -> list[str]:
+        """``qacct -o USER -d 7 -j NAME``: this user's finished jobs of that name. ``qstat -s z``
+        lists only the cluster's last ``finished_jobs`` (default 100) finished jobs, so on a busy
+        cluster a job that ended during a driver's crash may be gone from it."""
+        return [self._cmd("qacct"), "-o", self.user, "-d", str(self.find_days), "-j", name]
+
+    def find(self, transport: Transport, names: Sequence[str]) -> dict[str, str] | None:
+        """Jobs by name: ``qstat -s prsz`` for all, then ``qacct`` for each name it does not list
+        (one call per name: qacct takes one; after an ambiguous submit there is one)."""
+        found = self.parse_find(transport.run(self.find_command(names)), names)
+        for name in [n for n in names if n not in found]:
+            result = transport.run(self.find_accounting_command(name), timeout=300)
+            if not result.ok:
+                if "not found" in f"{result.stdout}\n{result.stderr}":
+                    continue
+                raise SchedulerCommandError(f"qacct could not look up job {name}: {result.describe()}", result)
+            numbers = {rec.jobnumber for rec in parse_qacct(result.stdout) if rec.jobname == name}
+            if numbers:
+                found[name] = max(numbers, key=int)
+                if len(numbers) > 1:
+                    logger.warning("several Grid Engine jobs are named %s (%s); using the newest", name, ", ".join(sorted(numbers)))
         return found
 
     # -- status ----------------------------------------------------------------------------------
