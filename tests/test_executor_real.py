@@ -22,7 +22,7 @@ import pytest
 from expyre import Executor, config
 from expyre.func import ExPyReRemoteTraceback
 from expyre.system import remote_path
-from expyre.testing import available_systems, isolated_root, selected_systems, skip_or_fail, wait_for
+from expyre.testing import available_systems, isolated_root, make_root, selected_systems, skip_or_fail, wait_for
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -83,9 +83,9 @@ def test_map_200_as_arrays(real):
     """200 calls as array elements: 20 packed chunks of 10 (an array of 20, elements one core
     each); on schedulers with arrays, split at a site limit of 8 into arrays of 8 + 8 + 4."""
     name, kind = real
-    system = config.get_system(name)
-    if _arrays_here(name):
-        system._array_limit = 8  # as scheduler_options.max_array_size = 8 would
+    sysd = dict(available_systems()[name])
+    sysd["scheduler_options"] = {**(sysd.get("scheduler_options") or {}), "max_array_size": 8}  # the site's limit
+    make_root(Path(os.environ["EXPYRE_ROOT"]), {name: sysd})
     with _executor(name, name="arr", array=True) as ex:
         assert list(ex.map(funcs.square, range(200), chunksize=10)) == [i * i for i in range(200)]
     rows = config.db.jobs(name="arr_.*")
@@ -94,6 +94,7 @@ def test_map_200_as_arrays(real):
     if kind == "pbs":  # Slurm's Torque wrappers: no arrays, one job each
         assert not _arrays_here(name) and len(set(ids)) == 20
         return
+    assert config.get_system(name).array_limit() == 8
     arrays = {_array_of(kind, i) for i in ids}
     assert len(arrays) == 3, ids  # 8 + 8 + 4 elements: three submissions for 20 jobs
     assert sorted(_array_of(kind, i) for i in ids).count(sorted(arrays)[0]) in (4, 8)
