@@ -217,14 +217,17 @@ def test_30_jobs_batched_status(sge_root: Path, sge_name: str) -> None:
     assert results == [i * i for i in range(n)]
     polls = _Poller.get(system, config.db).count - polls_before
     status_calls = counter.count(lambda c: "qstat -xml" in text(c))
-    other_qstat = counter.count(lambda c: "qstat" in text(c) and "qstat -xml" not in text(c))
+    # why long-waiting jobs wait (scheduling info): one `qstat -j` at most per pending_reason_interval
+    why_calls = counter.count(lambda c: "qstat -j" in text(c))
+    other_qstat = counter.count(lambda c: "qstat" in text(c) and "qstat -xml" not in text(c)) - why_calls
     qacct_calls = counter.count(lambda c: "qacct" in text(c))
     # one query per poll, the same for any number of jobs (no ids in it), and nothing else while waiting
     assert status_calls == polls, (status_calls, polls)
     # (over ssh each poll is one bash script: the status query plus the listing of result markers)
     status_text = shlex.join(system.scheduler.status_command([]))
-    assert all(text(c).count("qstat") == 1 and status_text in text(c) for c in counter.calls), counter.calls
+    assert all(text(c).count("qstat") == 1 and status_text in text(c) for c in counter.calls if "qstat -j" not in text(c)), counter.calls
     assert other_qstat == 0 and qacct_calls == 0
+    assert why_calls <= 1 + t_all / system.scheduler._options.pending_reason_interval, why_calls
     logger.info(f"{n} jobs on {sge_name}: submitted in {t_submit:.2f} s, all results after {t_all:.2f} s, "
           f"{polls} polls = {status_calls} qstat -xml calls, {len(counter.calls)} commands in all")
 

@@ -107,10 +107,10 @@ class SgeOptions:
     :param max_array_size: the most tasks of one array job (``-t 1-N``); default: the cluster's
         ``max_aj_tasks`` from ``qconf -sconf``, else 75000 (Grid Engine's default).
     :param array_throttle: at most this many tasks of one array job run at once (``-tc``).
-    :param pending_reason_interval: while jobs wait in the queue (``qw``), ask Grid Engine why
-        (``qstat -j``: its "scheduling info", e.g. ``queue instance "all.q@vm" dropped because it
-        is disabled``) at most once per this many seconds, for at most 100 jobs; it becomes the
-        reason of their status. 0 never asks. Needs ``schedd_job_info true`` in ``qconf -ssconf``
+    :param pending_reason_interval: for jobs that have waited in the queue (``qw``) this many
+        seconds, ask Grid Engine why (``qstat -j``: its "scheduling info", e.g. ``queue instance
+        "all.q@vm" dropped because it is disabled``), at most once per this many seconds, for at
+        most 100 jobs; it becomes the reason of their status. 0 never asks. Needs ``schedd_job_info true`` in ``qconf -ssconf``
         (without it, asking stops after the first answer).
     """
 
@@ -145,6 +145,7 @@ class SgeScheduler(Scheduler):
         self._pending: dict[str, str] = {}
         self._pending_asked = float("-inf")
         self._pending_off = False
+        self._queued_since: dict[str, float] = {}
         self._lock = threading.Lock()
         if self._options.vanish_grace is not None:
             self.vanish_grace = float(self._options.vanish_grace)
@@ -352,12 +353,16 @@ class SgeScheduler(Scheduler):
         asked with one ``qstat -j`` at most every ``pending_reason_interval`` seconds."""
         queued = [jid for jid, st in statuses.items() if st.state is JobState.QUEUED]
         interval = self._options.pending_reason_interval
-        if not queued or not interval or self._pending_off:
-            return statuses
         now = time.monotonic()
+        with self._lock:
+            self._queued_since = {j: self._queued_since.get(j, now) for j in queued}
+            # only jobs that have waited a while need explaining (a job queued for a second does not)
+            waiting = [j for j in queued if now - self._queued_since[j] >= interval]
+        if not waiting or not interval or self._pending_off:
+            return statuses
         if now - self._pending_asked >= interval:
             self._pending_asked = now
-            numbers = sorted({j.partition(".")[0] for j in queued}, key=lambda n: (len(n), n))[:100]
+            numbers = sorted({j.partition(".")[0] for j in waiting}, key=lambda n: (len(n), n))[:100]
             try:
                 result = transport.run(self.explain_command(numbers), timeout=60)
                 info = parse_scheduling_info(result.stdout)
