@@ -1,7 +1,11 @@
 """A complete third-party scheduler plugin, outside the expyre source tree: jobs are background
-bash processes tracked by pid. It uses only the public contract (expyre.hookimpl, expyre.hookspecs)."""
+bash processes tracked by pid. It uses only the public contract (expyre.hookimpl, expyre.hookspecs),
+including the optional job-array members: an "array" of n elements is n background processes
+started by one submit command, which prints their pids; element i's id is the i-th pid."""
 
 from __future__ import annotations
+
+import shlex
 
 import expyre
 from expyre.hookspecs import Scheduler, SchedulerSpec
@@ -11,17 +15,40 @@ from expyre.types import JobState, JobStatus
 class ShellQ(Scheduler):
     name = "shellq"
     vanish_grace = 0.5
+    # job arrays
+    max_array_size = 100
+    array_index_var = "SHELLQ_INDEX"
+    array_output_token = "INDEX"
 
     def header(self, job):
         return [f"# shellq job {job.id}"]
 
+    def array_header(self, job, n):
+        return [f"# shellq array of {n}"]
+
+    def array_element_id(self, array_id, i):
+        return array_id.split(",")[i]
+
     def submit_command(self, job):
-        return ["bash", "-c", f"setsid nohup bash {job.script} > {job.stdout} 2> {job.stderr} < /dev/null & echo $!"]
+        script, out, err = (shlex.quote(x) for x in (job.script, job.stdout, job.stderr))
+        return ["bash", "-c", f"""
+n=$(sed -n 's/^# shellq array of \\([0-9]*\\)$/\\1/p' {script})
+if [ -z "$n" ]; then
+    setsid nohup bash {script} > {out} 2> {err} < /dev/null & echo $!
+else
+    o={out}; e={err}; pids=
+    for i in $(seq 0 $((n - 1))); do
+        SHELLQ_INDEX=$i setsid nohup bash {script} > "${{o//INDEX/$i}}" 2> "${{e//INDEX/$i}}" < /dev/null &
+        pids="$pids${{pids:+,}}$!"
+    done
+    echo "$pids"
+fi"""]
 
     def parse_submit(self, result, job):
-        if not result.ok or not result.stdout.strip().isdigit():
+        text = result.stdout.strip()
+        if not result.ok or not text.replace(",", "").isdigit():
             raise self.submit_failed(result, "shellq")
-        return result.stdout.strip()
+        return text
 
     def status_command(self, ids):
         return ["ps", "-o", "pid=,stat=", "-p", ",".join(ids)]
