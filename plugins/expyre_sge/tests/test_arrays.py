@@ -94,3 +94,13 @@ def test_array_size_limit():
     assert sched().array_size_limit(t) == 75000 and t.calls == [["qconf", "-sconf"]]
     assert sched().array_size_limit(Fake(lambda c: (0, "max_aj_tasks 0\n", ""))) == SgeScheduler.max_array_size
     assert sched(max_array_size=10).array_size_limit(Fake(lambda c: pytest.fail("not asked"))) == 10
+
+
+def test_control_of_one_task():
+    # recorded 2026-11-24 (SGE 8.1.9 here): qrls / qhold / qdel of task 2 of array job 2108
+    s = sched(user="root")
+    assert s.control_command("hold", ["2108.2"]) == ["qhold", "2108.2"]
+    for op, out in [("release", "modified hold of job-array task 2108.2\n"),
+                    ("hold", "modified hold of job-array task 2108.2\n"),
+                    ("cancel", "root has registered the job-array task 2108.2 for deletion\n")]:
+        s.check_control(op, CommandResult([op], 0, out, ""), ["2108.2"])  # no error
