@@ -30,8 +30,11 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from local_schedulers import require_answering  # noqa: E402
+
 from expyre import _faults
-from expyre.testing import available_systems, selected_systems, skip_or_fail
+from expyre.testing import selected_systems
 
 pytestmark = pytest.mark.real_scheduler
 
@@ -149,17 +152,7 @@ def check_consistent(root: Path, system: str, scheduler: str, final: bool) -> li
 
 @pytest.fixture
 def crash_env(crash_system, tmp_path, monkeypatch):
-    if crash_system is None:
-        skip_or_fail("no Slurm or Grid Engine system on this machine (\"host\": null) selected "
-                     f"(EXPYRE_PYTEST_SYSTEMS={os.environ.get('EXPYRE_PYTEST_SYSTEMS', '')!r})")
-    sysd = available_systems()[crash_system]
-    probe = ["sinfo", "-h"] if sysd["scheduler"] == "slurm" else ["qstat", "-help"]
-    try:
-        ok = subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        ok = False
-    if not ok:
-        skip_or_fail(f"{sysd['scheduler']} of system {crash_system!r} does not answer `{' '.join(probe)}`")
+    sysd = require_answering(crash_system)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "_expyre"

@@ -36,9 +36,12 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from local_schedulers import require_answering  # noqa: E402
+
 from expyre import config
 from expyre.func import ExPyRe, ExPyReTimeoutError, _Poller
-from expyre.testing import available_systems, isolated_root, job_sleep, job_square, selected_systems, skip_or_fail, wait_for
+from expyre.testing import isolated_root, job_sleep, job_square, selected_systems, skip_or_fail, wait_for
 
 pytestmark = pytest.mark.real_scheduler
 
@@ -60,17 +63,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _root(tmp_path: Path, name: str | None, system_keys: dict | None = None, **scheduler_options):
-    if name is None:
-        skip_or_fail("no Slurm or Grid Engine system on this machine (\"host\": null) selected "
-                     f"(EXPYRE_PYTEST_SYSTEMS={os.environ.get('EXPYRE_PYTEST_SYSTEMS', '')!r})")
-    sysd = available_systems()[name]
-    probe = ["sinfo", "-h"] if sysd["scheduler"] == "slurm" else ["qstat", "-help"]
-    try:
-        ok = subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        ok = False
-    if not ok:
-        skip_or_fail(f"{sysd['scheduler']} of system {name!r} does not answer `{' '.join(probe)}`")
+    sysd = require_answering(name)
     if scheduler_options:
         sysd = {**sysd, "scheduler_options": {**sysd.get("scheduler_options", {}), **scheduler_options}}
     return isolated_root(tmp_path / "_expyre", {name: {**sysd, **(system_keys or {})}})
