@@ -150,6 +150,15 @@ def submitit_calls(kind: str, n: int, folder: str, array: bool = False) -> dict:
 
 
 def main() -> None:
+    try:
+        _main()
+    except Exception:  # noqa: BLE001 - the peer failed: say how (its stderr is silenced)
+        import traceback
+
+        emit({"available": False, "error": traceback.format_exc()[-2000:]})
+
+
+def _main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["orig_slurm", "orig_db", "orig_bigarg", "submitit_local", "submitit_slurm",
                                      "submitit_slurm_array"])

@@ -24,6 +24,28 @@ sys.path.insert(0, str(BENCH))
 from common import LOCAL_RES, SLURM_RES, emit  # noqa: E402
 
 
+_ru0 = resource.getrusage(resource.RUSAGE_SELF)
+CPU0 = _ru0.ru_utime + _ru0.ru_stime  # interpreter start, before expyre is imported
+
+
+def _daemon_cpu(root: str) -> float | None:
+    """CPU seconds used so far by the local queue daemon(s) of this root (not our children)."""
+    tot, found = 0.0, False
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"daemon" in cmd and any(root.encode() in c for c in cmd):
+                f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                tot += (int(f[11]) + int(f[12])) / tick
+                found = True
+        except OSError:
+            continue
+    return tot if found else None
+
+
 def _square_calls(n: int):
     return list(range(n)), [2] * n
 
@@ -52,10 +74,19 @@ def array_support() -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
+def power(x, y):
+    """pow, but defined here in __main__: pickled by value, so the job must import cloudpickle."""
+    return x ** y
+
+
 def run_calls(system: str, n: int, mode: str, resources: dict, chunksize: int = 1) -> dict:
-    """n calls pow(i, 2) on `system`; returns timings. mode: api | executor | array."""
+    """n calls pow(i, 2) on `system`; returns timings. mode: api | api_byvalue | executor | array."""
     from expyre import Executor
     from expyre.func import ExPyRe
+
+    fn = pow
+    if mode == "api_byvalue":
+        mode, fn = "api", power
 
     xs, ys = _square_calls(n)
     extra: dict = {}
@@ -63,7 +94,7 @@ def run_calls(system: str, n: int, mode: str, resources: dict, chunksize: int = 
     if mode == "api":
         xprs = []
         for x, y in zip(xs, ys):
-            xpr = ExPyRe("sq", pow, args=[x, y])
+            xpr = ExPyRe("sq", fn, args=[x, y])
             xpr.start(resources=resources, system_name=system, partial_node=True)
             xprs.append(xpr)
         t_sub = time.perf_counter()
@@ -93,6 +124,9 @@ def run_calls(system: str, n: int, mode: str, resources: dict, chunksize: int = 
             extra["array_how"] = how["how"]
     t1 = time.perf_counter()
     assert out == [x ** 2 for x in xs], "wrong results"
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    extra["driver_cpu"] = ru.ru_utime + ru.ru_stime - CPU0
+    extra["localq_daemon_cpu"] = _daemon_cpu(os.environ["EXPYRE_ROOT"])
     from expyre import config
 
     rows = list(config.db.jobs())
