@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from expyre.testing import make_root, selected_systems, skip_or_fail
+from expyre.testing import make_root, selected_systems, skip_or_fail, wait_for
 
 DRIVER = textwrap.dedent("""
     import json, operator, os, sys, time
@@ -142,7 +142,9 @@ def test_four_processes_real_slurm(system, tmp_path, monkeypatch):
         outs = run_drivers(root, tmp_path, n_procs=4, n_jobs=6, n_shared=3, system=system,
                            res={"max_time": "5m", "n": (1, "tasks")})
         ids = {i for o in outs for i in o["ids"]}
-        time.sleep(2)  # slurmdbd records lag a little
+        # slurmdbd records lag (seconds on a busy node): wait until every job is in accounting,
+        # then count; a second submission of a name would be recorded alongside the first
+        wait_for(lambda: set(sacct_submissions(ids, since)) == ids, 120, "slurmdbd to record every job")
         check_outcome(root, outs, 6, 3, sacct_submissions(ids, since))
     finally:
         from expyre.system import close_all
