@@ -89,7 +89,7 @@ def main() -> None:
             if k.startswith("expyre"):
                 mx = max((r.get("ssh_per_poll_max", 0) for r in v["runs"] if r.get("available")), default=None)
                 notes.append(f"{k}: <= {mx} ssh round trips per poll")
-        ax.text(0.98, 0.02, "\n".join(notes), transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
+        ax.text(0.98, 0.98, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=7)
         i += 1
     if "db" in res:
         items = []
@@ -107,7 +107,7 @@ def main() -> None:
     for ax in axes[i:]:
         ax.set_visible(False)
     fig.suptitle(f"expyre benchmarks, {m['date']}, {m['host']}: {m['nproc']} cores ({m['cpu']}), {m['mem_gb']} GB, "
-                 f"Slurm node {m['slurm_node_cpus']} CPUs, load {m['loadavg_start'][0]:.1f}; "
+                 f"Slurm node {m['slurm_node_cpus']} CPUs (shared with other test suites; per-scenario load in the JSON); "
                  f"{res['options']['reps']} reps, medians; expyre {m['versions'].get('expyre-core')} @ {m['git_commit']}, "
                  f"expyre-wfl {m['versions'].get('expyre-wfl')}, submitit {m['versions'].get('submitit')}", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
