@@ -359,6 +359,8 @@ def test_restart_reruns_a_failed_chunk_over_ssh(kind, tmp_path, monkeypatch):
                 fs = ex.map_futures(funcs.fail_unless_file, *args, chunksize=3)
                 cf.wait(fs, timeout=TIMEOUT)
                 assert isinstance(fs[4].exception(), ValueError)
+                for x in {f.job_id: f.xpr for f in fs}.values():  # the chunks' rows reach their final state
+                    x.get_results(timeout=TIMEOUT, quiet=True)
                 raise KeyboardInterrupt  # the driver dies: nothing is marked processed
         before = {r["name"]: r["remote_id"] for r in config.db.jobs(name="fail_unless_file_.*")}
         _touch(name, flag)

@@ -68,6 +68,8 @@ def test_executor_array_and_restart_of_a_failed_element(shellq_root, tmp_path):
         with Executor(system_name="bg", resources=RES, check_interval=1, array=True) as ex:
             fs = ex.map_futures(funcs.fail_until_file, range(16), [flag] * 16, chunksize=4)
             assert [f.exception(timeout=60) is None for f in fs] == [i != 13 for i in range(16)]
+            for x in {f.job_id: f.xpr for f in fs}.values():  # the chunks' rows reach their final state
+                x.get_results(timeout=60, quiet=True)
             raise KeyboardInterrupt  # nothing is marked processed
     before = {r["name"]: r["remote_id"] for r in config.db.jobs(name="fail_until_file_.*")}
     assert len(before) == 4
