@@ -695,22 +695,12 @@ class ExPyRe:
             other jobs are submitted regardless.
         """
         errors: dict[str, BaseException] = {}
-        pending = []
-        for x in xprs:
-            try:
-                p = x._start_prepare(resources, system_name, **start_kw)
-            except Exception as exc:  # noqa: BLE001 - reported per job
-                errors[x.id] = exc
-                continue
-            if p is not None:
-                pending.append((x, p))
+        pending = ExPyRe._prepare_each(xprs, resources, system_name, start_kw, errors)
         if pending:
             try:
                 pending[0][1][0].stage_in([x.stage_dir for x, _ in pending])
             except Exception as exc:  # noqa: BLE001 - every job of the batch gets the error
-                for x, _ in pending:
-                    config.db.update(x.id, submit_owner=None)
-                    errors[x.id] = exc
+                ExPyRe._release_claims([x for x, _ in pending], exc, errors)
                 return errors
         for x, p in pending:
             try:
@@ -738,15 +728,7 @@ class ExPyRe:
                         system.name, system.cfg.scheduler, len(xprs))
             return ExPyRe.start_many(xprs, resources, system.name, **start_kw)
         errors: dict[str, BaseException] = {}
-        pending: list[tuple[ExPyRe, JobRequest]] = []
-        for x in xprs:
-            try:
-                p = x._start_prepare(resources, system.name, **start_kw)
-            except Exception as exc:  # noqa: BLE001 - reported per job
-                errors[x.id] = exc
-                continue
-            if p is not None:
-                pending.append((x, p[1]))
+        pending = [(x, p[1]) for x, p in ExPyRe._prepare_each(xprs, resources, system.name, start_kw, errors)]
         arrays: list[tuple[JobRequest, list[ExPyRe]]] = []
         singles: list[tuple[ExPyRe, JobRequest]] = []
         for k in range(0, len(pending), limit):
@@ -757,17 +739,13 @@ class ExPyRe:
             try:
                 arrays.append(ExPyRe._prepare_array(system, group, start_kw.get("header_extra", ())))
             except Exception as exc:  # noqa: BLE001 - every element of this array gets the error
-                for x, _ in group:
-                    config.db.update(x.id, submit_owner=None)
-                    errors[x.id] = exc
+                ExPyRe._release_claims([x for x, _ in group], exc, errors)
         if not arrays and not singles:
             return errors
         try:
             system.stage_in([x.stage_dir for _, elems in arrays for x in elems] + [x.stage_dir for x, _ in singles])
         except Exception as exc:  # noqa: BLE001 - every job of the batch gets the error
-            for x in [x for _, elems in arrays for x in elems] + [x for x, _ in singles]:
-                config.db.update(x.id, submit_owner=None)
-                errors[x.id] = exc
+            ExPyRe._release_claims([x for _, elems in arrays for x in elems] + [x for x, _ in singles], exc, errors)
             return errors
         for x, job in singles:
             try:
@@ -778,9 +756,7 @@ class ExPyRe:
             try:
                 array_id = system.submit(array_job)
             except SubmitError as exc:  # refused: nothing was queued
-                for x in elems:
-                    config.db.update(x.id, submit_owner=None)
-                    errors[x.id] = exc
+                ExPyRe._release_claims(elems, exc, errors)
                 continue
             except Exception as exc:  # noqa: BLE001 - claims kept: the next start() looks the array up
                 for x in elems:
@@ -790,6 +766,30 @@ class ExPyRe:
             for i, x in enumerate(elems):
                 x._mark_submitted(system.scheduler.array_element_id(array_id, i))
         return errors
+
+    @staticmethod
+    def _prepare_each(xprs: Sequence["ExPyRe"], resources: Resources | Mapping[str, Any], system_name: str | None,
+                      start_kw: Mapping[str, Any], errors: dict[str, BaseException]) -> list[tuple["ExPyRe", tuple]]:
+        """:meth:`_start_prepare` of each job: ``(job, (system, request))`` for those to stage and
+        submit; a job whose preparation fails gets its exception in ``errors``."""
+        pending = []
+        for x in xprs:
+            try:
+                p = x._start_prepare(resources, system_name, **start_kw)
+            except Exception as exc:  # noqa: BLE001 - reported per job
+                errors[x.id] = exc
+                continue
+            if p is not None:
+                pending.append((x, p))
+        return pending
+
+    @staticmethod
+    def _release_claims(xprs: Iterable["ExPyRe"], exc: BaseException, errors: dict[str, BaseException]) -> None:
+        """Nothing of these jobs was queued: drop their submission claims (the next start()
+        submits them) and report ``exc`` for each."""
+        for x in xprs:
+            config.db.update(x.id, submit_owner=None)
+            errors[x.id] = exc
 
     @staticmethod
     def _prepare_array(system: System, group: Sequence[tuple["ExPyRe", JobRequest]], header_extra: Sequence[str]):
@@ -922,7 +922,7 @@ class ExPyRe:
         packed job (``expyre.packing.PARTIAL_PREFIX``) and a job array's own output files."""
         fixed = [f for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR) if (self.stage_dir / f).exists()]
         extra = [n for n in os.listdir(self.stage_dir)
-                 if n.startswith("_expyre_elem_") or (n.startswith("_expyre_array_") and n.endswith((".out", ".err")))]
+                 if n.startswith(ELEMENT_PREFIX) or (n.startswith("_expyre_array_") and n.endswith((".out", ".err")))]
         return fixed + sorted(extra)
 
     def _archive_previous(self) -> None:
@@ -942,7 +942,7 @@ class ExPyRe:
 
         rd = remote_path(system.remote_dir(self.stage_dir))
         names = " ".join(f"{rd}/{m}" for m in (SUCCEEDED, FAILED, STARTED))
-        result = system.transport.run(f"rm -f -- {names} {rd}/_expyre_elem_*")
+        result = system.transport.run(f"rm -f -- {names} {rd}/{ELEMENT_PREFIX}*")
         if not result.ok:
             raise RuntimeError(f"job {self.id}: cannot remove the earlier run's results on {system.host or system.rundir} "
                                f"before running it again: {result.describe()}")

@@ -24,6 +24,7 @@ from typing import Callable, Sequence, TypeVar
 from . import _faults, plugins
 from .config_model import Partition, SystemConfig, converter
 from .hookspecs import ControlOp, Scheduler, Transport
+from .packing import PARTIAL_PREFIX
 from .types import (
     CommandResult,
     JobRequest,
@@ -44,9 +45,9 @@ DEFAULT_REMOTE_RUNDIR = "expyre_rundir"
 #: treated as failed (``command_timeout`` in config.json overrides it per system)
 DEFAULT_COMMAND_TIMEOUT = 300.0
 MARKERS = ("_expyre_job_succeeded", "_expyre_job_failed", "_expyre_job_started")
-#: per-call outcome files of a packed job (``expyre.packing.PARTIAL_PREFIX`` + index), listed by
-#: the poll with the markers so that finished calls can be fetched before the whole job ends
-ELEMENT_PREFIX = "_expyre_elem_"
+#: per-call outcome files of a packed job (prefix + index), listed by the poll with the markers
+#: so that finished calls can be fetched before the whole job ends
+ELEMENT_PREFIX = PARTIAL_PREFIX
 _SEP = "__EXPYRE_POLL_SEPARATOR__"
 
 _open_systems: "set[System]" = set()
