@@ -45,7 +45,7 @@ def timed(root: Path, args: list[str], repeat: int) -> tuple[float, int]:
     best, lines = float("inf"), 0
     for _ in range(repeat):
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "expyre.cli", *args], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-m", "expyre", *args], env=env, capture_output=True, text=True, check=True)
         best = min(best, time.perf_counter() - t0)
         lines = out.stdout.count("\n")
     return best, lines

@@ -35,7 +35,7 @@ def real_root(request, tmp_path, monkeypatch):
 
 def xpr(root: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "EXPYRE_ROOT": str(root), "EXPYRE_PROGRESS": "0"}
-    return subprocess.run([sys.executable, "-m", "expyre.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "expyre", *args], env=env, capture_output=True, text=True,
                           input=input, timeout=300)
 
 

@@ -24,7 +24,7 @@ def test_every_workspace_plugin_is_discovered():
 
 
 def test_disable_switch_across_plugins(monkeypatch):
-    out = subprocess.run([sys.executable, "-m", "expyre.cli", "plugins", "--json"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "expyre", "plugins", "--json"], capture_output=True, text=True,
                          env={**os.environ, "EXPYRE_DISABLE_PLUGINS": "pbs,sge"}, check=True).stdout
     import json
 

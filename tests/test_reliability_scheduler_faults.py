@@ -231,7 +231,7 @@ def test_xpr_sync_reports_a_failing_status_query(fault_root, fault_system, faili
     xpr.start(resources=RES, system_name=fault_system, partial_node=True)
     failing.add(command, fails=10**6, message=message, match=match)
     env = {**os.environ, "EXPYRE_ROOT": str(fault_root), "EXPYRE_PROGRESS": "0"}  # PATH has the wrapper
-    argv = [sys.executable, "-m", "expyre.cli", "sync", "-i", xpr.id]
+    argv = [sys.executable, "-m", "expyre", "sync", "-i", xpr.id]
     bad = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0, bad
     assert re.search(rf"{xpr.id}: polling {fault_system} failed: .*{re.escape(command)}.*exited 1", bad.stderr), bad.stderr

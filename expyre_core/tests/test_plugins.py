@@ -93,7 +93,7 @@ def test_third_party_scheduler_runs_a_job_without_core_change(site, tmp_path, mo
 
 def test_xpr_plugins_json_lists_failures(site):
     env = {"PYTHONPATH": str(DATA / "site"), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "expyre.cli", "plugins", "--json"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "expyre", "plugins", "--json"], capture_output=True, text=True,
                          env=env, check=True).stdout
     data = json.loads(out)
     status = {p["name"]: p["status"] for p in data["plugins"]}

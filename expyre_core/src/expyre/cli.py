@@ -17,12 +17,23 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import click
 
-from . import config, plugins
-from .jobsdb import STATUS_GROUPS, STATUSES, JobsDB
+from .config_files import ConfigError, find_config_files
+from .cli_ls import ALL_OPTIONS as ALL_LS_OPTIONS
+from .cli_ls import list_jobs, show
+from .cli_output import STATUS_STYLE
+from .cli_output import console as _console
+from .cli_output import first_line as _first_line
+from .cli_output import isatty as _isatty
+from .cli_output import json_out as _json_out
+from .cli_output import status_style as _status_style
+from .cli_output import table as _table
+from .cli_output import when as _when
+from .cli_select import FILTER_OPTIONS, Option, light_db, select
+from .jobsdb import STATUS_GROUPS, JobsDB
 
 __all__ = ["main", "cli"]
 
@@ -43,7 +54,7 @@ class XprError(click.ClickException):
 
 
 def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, config.ConfigError):
+    if isinstance(exc, ConfigError):
         return f"{exc.source}: " + "; ".join(f"{p}: {m}" if p else m for p, m in exc.problems)
     text = str(exc).strip() or type(exc).__name__
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -65,7 +76,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
-        except config.ConfigError as exc:
+        except ConfigError as exc:
             err = XprError(_one_line(exc))
             err.exit_code = 2
             raise err from exc
@@ -79,162 +90,32 @@ class _Group(click.Group):
 # output helpers
 # ---------------------------------------------------------------------------------------------
 
-_STATUS_STYLE = {
-    "created": "cyan",
-    "submitted": "yellow",
-    "started": "bold yellow",
-    "succeeded": "green",
-    "failed": "bold red",
-    "died": "red",
-    "processed": "dim green",
-    "cleaned": "dim",
-}
+def _click_options(options: Sequence[Option]):
+    """Decorate a command with click options built from their one description (:mod:`expyre.cli_select`)."""
+
+    def decorate(f):
+        for o in reversed(options):  # click lists options in decorator order, innermost last
+            names = [*o.flags, o.dest]
+            if o.kind == "multi":
+                f = click.option(*names, multiple=True, metavar=o.metavar, help=o.help)(f)
+            elif o.kind == "flag":
+                f = click.option(*names, is_flag=True, help=o.help)(f)
+            elif o.kind == "choice":
+                f = click.option(*names, type=click.Choice(list(o.choices)), default=o.default, show_default=True,
+                                 help=o.help)(f)
+            else:
+                f = click.option(*names, type=click.IntRange(min=1), default=o.default, help=o.help)(f)
+        return f
+
+    return decorate
 
 
-def _isatty(stream=None) -> bool:
-    stream = stream or sys.stdout
+_filters = _click_options(FILTER_OPTIONS)
+
+
+def _select(db, ids, name, status, system, order: str = "creation_time") -> list[dict[str, Any]]:
     try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: Callable[[int, int, str], str | None] | None = None,
-           wrap: bool = False) -> None:
-    """A rich table on a terminal; plain columns separated by two spaces when piped (never cut)."""
-    if _isatty():
-        from rich.table import Table
-
-        table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
-        for h in headers:
-            table.add_column(h, overflow="fold" if wrap else "ellipsis", no_wrap=not wrap)
-        for i, r in enumerate(rows):
-            cells = []
-            for j, c in enumerate(r):
-                style = styles(i, j, c) if styles else None
-                cells.append(f"[{style}]{_escape(c)}[/]" if style else _escape(c))
-            table.add_row(*cells)
-        _console().print(table)
-        return
-    widths = [len(h) for h in headers]
-    for r in rows:
-        for j, c in enumerate(r):
-            if len(c) > widths[j]:
-                widths[j] = len(c)
-    last = len(headers) - 1
-    out = ["  ".join(h if j == last else h.ljust(widths[j]) for j, h in enumerate(headers)).rstrip()]
-    out.extend("  ".join(c if j == last else c.ljust(widths[j]) for j, c in enumerate(r)).rstrip() for r in rows)
-    sys.stdout.write("\n".join(out) + "\n")
-    sys.stdout.flush()
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
-
-
-def _status_style(i: int, j: int, cell: str, col: int = 2) -> str | None:
-    return _STATUS_STYLE.get(cell) if j == col else None
-
-
-_TFMT = "%Y-%m-%d %H:%M:%S"
-
-
-def _when(t: float | None) -> str:
-    return time.strftime(_TFMT, time.localtime(t)) if t else "-"
-
-
-def _ago(t: float | None, now: float) -> str:
-    if not t:
-        return "-"
-    s = max(0, int(now - t))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
-
-
-def _first_line(text: str | None, n: int = 120) -> str:
-    if not text:
-        return ""
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= n else line[: n - 3] + "..."
-
-
-def _json_out(data: Any) -> None:
-    click.echo(json.dumps(data, indent=1, default=str))
-
-
-# ---------------------------------------------------------------------------------------------
-# selecting jobs
-# ---------------------------------------------------------------------------------------------
-
-_STATUS_WORDS = tuple(STATUSES) + tuple(STATUS_GROUPS)
-
-
-def _expand_status_filters(values: Iterable[str]) -> list[str]:
-    """Status filters (regexps or group names) as the exact statuses they match: the statuses are
-    a closed set, so the query becomes an indexed ``IN`` instead of a regexp scan of every row.
-    A filter that can match nothing is a typo: say so instead of 'no jobs'."""
-    import difflib
-
-    out: list[str] = []
-    for v in values:
-        try:
-            rx = re.compile(v)
-        except re.error as exc:
-            _fail(f"invalid status regexp {v!r}: {exc}")
-        matched = [s for s in STATUSES if rx.fullmatch(s)]
-        for group, members in STATUS_GROUPS.items():
-            if rx.fullmatch(group):
-                matched.extend(members)
-        if not matched:
-            close = difflib.get_close_matches(v, _STATUS_WORDS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            _fail(f"status {v!r} matches no status{hint}; statuses: {', '.join(STATUSES)}; groups: {', '.join(STATUS_GROUPS)}")
-        out.extend(s for s in matched if s not in out)
-    return out
-
-
-def _filters(f):
-    f = click.option("-S", "--system", multiple=True, metavar="REGEXP", help="system name regexp (repeatable)")(f)
-    f = click.option("-s", "--status", multiple=True, metavar="STATUS",
-                     help="status or group regexp, e.g. 'ongoing', 'failed|died' (repeatable); groups: "
-                          + ", ".join(STATUS_GROUPS))(f)
-    f = click.option("-n", "--name", multiple=True, metavar="REGEXP", help="job name regexp (repeatable)")(f)
-    f = click.option("-i", "--id", "ids", multiple=True, metavar="REGEXP", help="job id regexp (repeatable)")(f)
-    return f
-
-
-def _light_db() -> JobsDB | None:
-    """The jobs database without loading plugins or validating config.json (fast, and works with a
-    broken config). None when there is no database yet."""
-    if config._loaded:  # already initialised in this process (tests, library use)
-        return config.db
-    root, _ = config.find_config_files()
-    path = root.absolute() / "jobs.db"
-    if not path.exists():
-        return None
-    return JobsDB(path)
-
-
-def _select(db: JobsDB | None, ids, name, status, system, order: str = "creation_time") -> list[dict[str, Any]]:
-    statuses = _expand_status_filters(status)
-    if db is None:
-        return []
-    try:
-        return db.jobs(id=list(ids) or None, name=list(name) or None, status=statuses or None,
-                       system=list(system) or None, order=order)
+        return select(db, ids, name, status, system, order=order)
     except ValueError as exc:
         _fail(str(exc))
         raise  # unreachable
@@ -277,17 +158,8 @@ def cli() -> None:
 # ls
 # ---------------------------------------------------------------------------------------------
 
-_SORT = {"created": "creation_time", "updated": "status_time", "name": "name", "status": "status",
-         "id": "id", "system": "system"}
-
-
 @cli.command("ls")
-@_filters
-@click.option("-l", "--long", "long_", is_flag=True, help="also show system, remote id and status, hash, stage dir, reason")
-@click.option("--sort", "sort", type=click.Choice(sorted(_SORT)), default="created", show_default=True, help="sort key")
-@click.option("-r", "--reverse", is_flag=True, help="reverse the order (newest first for --sort created)")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="show at most this many jobs (after sorting)")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output (all fields, times in epoch seconds)")
+@_click_options(ALL_LS_OPTIONS)
 def ls_cmd(ids, name, status, system, long_, sort, reverse, limit, as_json) -> None:
     """List jobs (oldest first).
 
@@ -297,45 +169,11 @@ def ls_cmd(ids, name, status, system, long_, sort, reverse, limit, as_json) -> N
       xpr ls -n 'relax_.*' -s 'failed|died' --sort updated -r --limit 20
       xpr ls -s unprocessed --json | jq -r '.[].id'
     """
-    rows = _select(_light_db(), ids, name, status, system, order=_SORT[sort])
-    if reverse:
-        rows.reverse()
-    if limit is not None:
-        rows = rows[:limit]
-    if as_json:
-        for r in rows:
-            if isinstance(r.get("resources"), str):
-                try:
-                    r["resources"] = json.loads(r["resources"])
-                except ValueError:
-                    pass
-        _json_out(rows)
-        return
-    if not rows:
-        click.echo("no jobs match", err=True)
-        return
-    now = time.time()
-    headers = ["id", "name", "status", "created", "updated", "age"]
-    if long_:
-        headers += ["system", "remote id", "remote status", "hash", "stage dir", "reason"]
-    cache: dict[float, str] = {}
-
-    def when(t):
-        if not t:
-            return "-"
-        s = cache.get(int(t))
-        if s is None:
-            s = cache[int(t)] = time.strftime(_TFMT, time.localtime(t))
-        return s
-
-    table = []
-    for r in rows:
-        cells = [r["id"], r["name"], r["status"], when(r["creation_time"]), when(r["status_time"]), _ago(r["creation_time"], now)]
-        if long_:
-            cells += [r["system"] or "-", r["remote_id"] or "-", r["remote_status"] or "-", (r["hash"] or "-")[:12],
-                      r["from_dir"], _first_line(r["reason"])]
-        table.append(cells)
-    _table(headers, table, styles=_status_style, wrap=long_)
+    try:
+        rows = list_jobs(ids, name, status, system, sort, reverse, limit)
+    except ValueError as exc:
+        _fail(str(exc))
+    show(rows, long_, as_json)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,6 +183,8 @@ def ls_cmd(ids, name, status, system, long_, sort, reverse, limit, as_json) -> N
 
 def _inside_root(path: Path) -> bool:
     """Only ``<root>/run_*`` directories (not through a symlink) are expyre's to delete."""
+    from . import config
+
     root = Path(config.root).resolve()
     try:
         if path.is_symlink():
@@ -357,6 +197,8 @@ def _inside_root(path: Path) -> bool:
 
 def _cancel_rows(rows: Sequence[dict], errors: list[str]) -> list[str]:
     """Cancel the queued/running ``rows``, batched per system; returns the ids cancelled."""
+    from . import config
+
     db = config.db
     done = []
     for r in rows:
@@ -398,6 +240,8 @@ def rm_cmd(ids, name, status, system, yes, clean, cancel, dry_run) -> None:
       xpr rm -s 'failed|died' -n 'relax_.*' --clean -y
       xpr rm -i 'fit_ab12.*' --cancel --clean
     """
+    from . import config
+
     _require_filter(ids, name, status, system, "delete")
     rows = _select(config.db, ids, name, status, system)
     if not rows:
@@ -476,7 +320,7 @@ def db_unlock_cmd(force) -> None:
     \b
     Example:  xpr db_unlock && xpr db_unlock --force
     """
-    root, _ = config.find_config_files()
+    root, _ = find_config_files()
     path = root.absolute() / "jobs.db"
     if not path.exists():
         _fail(f"no jobs database at {path}")
@@ -521,6 +365,7 @@ def sync_cmd(ids, name, status, system, as_json) -> None:
       xpr sync
       xpr sync -S archer2 -n 'relax_.*' --json
     """
+    from . import config
     from .func import ExPyRe, _Poller
 
     db = config.db
@@ -584,7 +429,7 @@ def sync_cmd(ids, name, status, system, as_json) -> None:
     else:
         _table(["id", "name", "was", "status", "remote status", "note"],
                [[x["id"], x["name"], x["before"], x["status"], x["remote_status"] or "-", x["note"]] for x in results],
-               styles=lambda i, j, c: _STATUS_STYLE.get(c) if j in (2, 3) else None)
+               styles=lambda i, j, c: STATUS_STYLE.get(c) if j in (2, 3) else None)
         changed = sum(1 for x in results if x["status"] != x["before"])
         click.echo(f"{len(todo)} job(s) polled, {changed} changed status", err=True)
     _report_errors(errors)
@@ -610,6 +455,8 @@ def _new_suspects(poller, rows: Sequence[dict]) -> bool:
 
 def _control_cmd(op: str, ids, name, status, system, yes: bool, as_json: bool) -> None:
     _require_filter(ids, name, status, system, op)
+    from . import config
+
     rows = _select(config.db, ids, name, status, system)
     if not rows:
         _fail("no jobs match the filters")
@@ -701,6 +548,8 @@ def plugins_cmd(as_json) -> None:
       xpr plugins
       EXPYRE_DISABLE_PLUGINS=pbs xpr plugins --json
     """
+    from . import plugins
+
     infos = plugins.plugin_infos()
     data = {
         "plugins": [
@@ -780,6 +629,8 @@ def _fmt_kb(kb: int | None) -> str:
 
 
 def _load_selected(systems: Sequence[str]):
+    from . import config
+
     loaded = config.load_config()
     names = sorted(loaded.config.systems)
     if systems:
@@ -804,6 +655,7 @@ def config_show_cmd(system, as_json) -> None:
     \b
     Example:  xpr config show -S archer2
     """
+    from . import plugins
     from .config_model import unstructure_config
 
     loaded, names = _load_selected(system)
@@ -953,7 +805,7 @@ def config_check_cmd(system, timeout, as_json) -> None:
     """
     try:
         loaded, names = _load_selected(system)
-    except config.ConfigError as exc:
+    except ConfigError as exc:
         if as_json:
             _json_out({"config": {"ok": False, "error": _one_line(exc)}, "systems": {}})
             sys.exit(1)
@@ -1087,7 +939,7 @@ def why_cmd(name, regexp, as_json) -> None:
     \b
     Example:  xpr why relax_structure
     """
-    db = _light_db()
+    db = light_db()
     rows = []
     if db is not None:
         try:
@@ -1107,7 +959,7 @@ def why_cmd(name, regexp, as_json) -> None:
         click.echo(f"job name {n!r}: {len(rep['jobs'])} recorded job(s), newest first")
         _table(["id", "status", "created", "hash", "reusable", "why"],
                [[j["id"], j["status"], _when(j["created"]), (j["hash"] or "-")[:12], "yes" if j["reusable"] else "no", j["why"]]
-                for j in rep["jobs"]], styles=lambda i, j, c: _STATUS_STYLE.get(c) if j == 1 else None, wrap=True)
+                for j in rep["jobs"]], styles=lambda i, j, c: STATUS_STYLE.get(c) if j == 1 else None, wrap=True)
         newest = rep["jobs"][0]
         for j in rep["jobs"][1:]:
             if "changed_since" not in j:
@@ -1122,10 +974,19 @@ def why_cmd(name, regexp, as_json) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def main() -> None:
+def _is_setup_error(exc: BaseException) -> bool:
+    """A broken config.json or a plugin that cannot load (plugins is only imported if it was used)."""
+    plugins = sys.modules.get("expyre.plugins")
+    return isinstance(exc, ConfigError) or (plugins is not None and isinstance(exc, plugins.PluginLoadError))
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """The click application (``xpr`` goes through :func:`expyre.xpr.main` first)."""
     try:
-        cli(standalone_mode=True, prog_name="xpr")
-    except (config.ConfigError, plugins.PluginLoadError) as exc:
+        cli(args=None if args is None else list(args), standalone_mode=True, prog_name="xpr")
+    except Exception as exc:  # noqa: BLE001 - only setup errors, re-raised otherwise
+        if not _is_setup_error(exc):
+            raise
         click.echo(f"xpr: {_one_line(exc)}", err=True)
         sys.exit(2)
 

@@ -25,14 +25,14 @@ Search and merge rules (the seed's):
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from .config_model import Config, ConfigError, SystemConfig, structure_config
+from .config_files import ConfigError, find_config_files, read_config_file
+from .config_model import Config, SystemConfig, structure_config
 
 __all__ = ["init", "load_config", "find_config_files", "default_local_system", "LoadedConfig", "ConfigError"]
 
@@ -83,47 +83,6 @@ class LoadedConfig:
         self.origins = origins
 
 
-def find_config_files(cwd: Path | None = None) -> tuple[Path, list[Path]]:
-    """Return (root, config files lowest-precedence first) by the seed's rules."""
-    env_root = os.environ.get("EXPYRE_ROOT")
-    if env_root:
-        root = Path(env_root).expanduser()
-        return root, [root / "config.json"]
-    home_root = Path.home() / ".expyre"
-    files = [home_root / "config.json"]
-    cwd = (cwd or Path.cwd()).absolute()
-    project_dirs = [d / "_expyre" for d in (cwd, *cwd.parents) if (d / "_expyre").is_dir()]
-    project_dirs = [d for d in project_dirs if d.absolute() != home_root.absolute()]
-    root = project_dirs[0] if project_dirs else home_root
-    files += [d / "config.json" for d in reversed(project_dirs)]
-    return root, files
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(str(path), [("", f"cannot read: {exc}")]) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(str(path), [("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]) from None
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), [("", f"top level must be an object with a 'systems' key, got {type(data).__name__}")])
-    extra = sorted(set(data) - {"systems"})
-    if extra:
-        raise ConfigError(str(path), [(k, f"unknown key {k!r}; the top level has only 'systems'") for k in extra])
-    systems = data.get("systems", {})
-    if not isinstance(systems, dict):
-        raise ConfigError(str(path), [("systems", f"expected an object of systems, got {type(systems).__name__}")])
-    for name, value in systems.items():
-        if value is not None and not isinstance(value, dict):
-            raise ConfigError(str(path), [(f"systems.{name}", f"expected an object or null, got {type(value).__name__}")])
-    return data
-
-
 def load_config(cwd: Path | None = None) -> LoadedConfig:
     """Find, read, merge and validate the configuration."""
     root, files = find_config_files(cwd)
@@ -132,7 +91,7 @@ def load_config(cwd: Path | None = None) -> LoadedConfig:
     key_origin: dict[tuple[str, str], Path] = {}
     sources = []
     for path in files:
-        data = _read_json(path)
+        data = read_config_file(path)
         if data is None:
             continue
         sources.append(path)

@@ -16,6 +16,7 @@ from attrs import field, frozen
 from cattrs import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.preconf.json import make_converter
 
+from .config_files import ConfigError
 from .units import Duration, Memory
 
 __all__ = ["Partition", "SystemConfig", "Config", "ConfigError", "converter", "structure_config", "HEADER_KEYS"]
@@ -99,17 +100,6 @@ class SystemConfig:
 @frozen
 class Config:
     systems: dict[str, SystemConfig] = field(factory=dict)
-
-
-class ConfigError(ValueError):
-    """config.json is invalid. ``problems`` is a list of ``(key.path, message)`` pairs."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: {len(problems)} problem(s)"]
-        lines += [f"  {path}: {msg}" if path else f"  {msg}" for path, msg in problems]
-        super().__init__("\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,20 +12,20 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
-import shutil
 import sqlite3
 import threading
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+
+TYPE_CHECKING = False  # no runtime import of typing: `xpr ls` imports this module (see cli_ls)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Iterator, Sequence
 
 __all__ = ["JobsDB", "STATUSES", "STATUS_GROUPS"]
 
-logger = logging.getLogger(__name__)
 
 STATUSES = ("created", "submitted", "started", "succeeded", "failed", "died", "processed", "cleaned")
 STATUS_GROUPS = {
@@ -122,7 +122,9 @@ class JobsDB:
             con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
-                logger.warning("jobs database %s: WAL mode unavailable (journal_mode=%s)", self.path, mode)
+                import logging
+
+                logging.getLogger(__name__).warning("jobs database %s: WAL mode unavailable (journal_mode=%s)", self.path, mode)
             con.execute("PRAGMA synchronous=NORMAL")
             con.create_function("REGEXP", 2, _regexp, deterministic=True)
             con.row_factory = sqlite3.Row
@@ -334,6 +336,8 @@ class JobsDB:
             src.close()
             dst.close()
         kept = self.path.with_name(self.path.name + f".locked-{stamp}")
+        import shutil
+
         shutil.copy2(self.path, kept)
         os.replace(fresh, self.path)
         for suffix in ("-wal", "-shm"):

@@ -1,0 +1,98 @@
+"""How ``xpr`` job commands select jobs, without click: the filter options (defined once here, as
+data, and turned into click options by :mod:`expyre.cli`), status filters expanded to the exact
+statuses they match, and the query on the jobs database (opened without reading config.json or
+loading plugins)."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+TYPE_CHECKING = False  # no runtime typing import on the click-free `xpr ls` path
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Sequence
+
+from .config_files import find_config_files
+from .jobsdb import STATUS_GROUPS, STATUSES, JobsDB
+
+__all__ = ["Option", "FILTER_OPTIONS", "expand_status_filters", "light_db", "select"]
+
+
+class Option:
+    """One command-line option, described once for click and for the click-free ``xpr ls``.
+
+    ``kind``: ``multi`` (a repeatable string), ``flag``, ``choice`` (one of ``choices``) or
+    ``count`` (an integer >= 1)."""
+
+    __slots__ = ("flags", "dest", "kind", "help", "metavar", "choices", "default")
+
+    def __init__(self, flags: tuple[str, ...], dest: str, kind: str, help: str, metavar: str | None = None,
+                 choices: tuple[str, ...] = (), default: Any = None):
+        if kind not in ("multi", "flag", "choice", "count"):
+            raise ValueError(f"option {flags}: unknown kind {kind!r}")
+        self.flags, self.dest, self.kind, self.help = flags, dest, kind, help
+        self.metavar, self.choices, self.default = metavar, choices, default
+
+    def __repr__(self) -> str:
+        return f"Option({'/'.join(self.flags)}, dest={self.dest!r}, kind={self.kind!r})"
+
+
+FILTER_OPTIONS: tuple[Option, ...] = (
+    Option(("-i", "--id"), "ids", "multi", "job id regexp (repeatable)", "REGEXP"),
+    Option(("-n", "--name"), "name", "multi", "job name regexp (repeatable)", "REGEXP"),
+    Option(("-s", "--status"), "status", "multi",
+           "status or group regexp, e.g. 'ongoing', 'failed|died' (repeatable); groups: " + ", ".join(STATUS_GROUPS),
+           "STATUS"),
+    Option(("-S", "--system"), "system", "multi", "system name regexp (repeatable)", "REGEXP"),
+)
+
+_STATUS_WORDS = tuple(STATUSES) + tuple(STATUS_GROUPS)
+
+
+def expand_status_filters(values: Iterable[str]) -> list[str]:
+    """Status filters (regexps or group names) as the exact statuses they match: the statuses are
+    a closed set, so the query becomes an indexed ``IN`` instead of a regexp scan of every row.
+    A filter that can match nothing is a typo: :class:`ValueError` says so instead of 'no jobs'."""
+    out: list[str] = []
+    for v in values:
+        try:
+            rx = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid status regexp {v!r}: {exc}") from None
+        matched = [s for s in STATUSES if rx.fullmatch(s)]
+        for group, members in STATUS_GROUPS.items():
+            if rx.fullmatch(group):
+                matched.extend(members)
+        if not matched:
+            import difflib
+
+            close = difflib.get_close_matches(v, _STATUS_WORDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"status {v!r} matches no status{hint}; statuses: {', '.join(STATUSES)}; "
+                             f"groups: {', '.join(STATUS_GROUPS)}")
+        out.extend(s for s in matched if s not in out)
+    return out
+
+
+def light_db() -> JobsDB | None:
+    """The jobs database without loading plugins or validating config.json (fast, and works with a
+    broken config). None when there is no database yet."""
+    config = sys.modules.get("expyre.config")  # imported only if this process already used expyre
+    if config is not None and config._loaded:  # initialised in this process (tests, library use)
+        return config.db
+    root, _ = find_config_files()
+    path = root.absolute() / "jobs.db"
+    if not path.exists():
+        return None
+    return JobsDB(path)
+
+
+def select(db: JobsDB | None, ids: Sequence[str], name: Sequence[str], status: Sequence[str], system: Sequence[str],
+           order: str = "creation_time") -> list[dict[str, Any]]:
+    """The jobs matching every given filter (each a list of regexps, any of which matches), as
+    dicts, ordered by ``order``. :class:`ValueError` for an invalid filter."""
+    statuses = expand_status_filters(status)
+    if db is None:
+        return []
+    return db.jobs(id=list(ids) or None, name=list(name) or None, status=statuses or None,
+                   system=list(system) or None, order=order)
