@@ -1,6 +1,6 @@
 """expyre against the original ExPyRe, submitit and the physical floor, side by side in one run.
 
-    bash bench/run.sh                      # everything, 3 repetitions (about 45 min on 2 cores)
+    bash bench/run.sh                      # everything, 3 repetitions (about 70 min on 2 cores)
     bash bench/run.sh --quick              # smoke test: small N, 1 repetition (about a minute)
     bash bench/run.sh -s local,db --reps 5 # some scenarios
 
@@ -455,13 +455,25 @@ def evaluate(res: dict) -> list[dict]:
                 t(f"Slurm: {k}: Slurm's last job end / all results in hand (s)",
                   f"{med(S[k]['runs'], 'slurm_last_end'):.1f} / +{med(S[k]['runs'], 'after_last_end'):.1f}", "(info)", None)
     if "executor" in res and "slurm" in res:
+        # the issue's target is for the Executor "packed or as an array": met if either is; each is
+        # shown, and arrays beside their own floor (one `sbatch --array` of trivial jobs), which
+        # bounds them whatever the library does
         o1 = res["slurm"]["original ci=1"]["median"]
+        best = None
         for k, v in res["executor"].items():
             if v.get("not_available"):
-                t(f"Slurm: original ci=1 / {k}", None, ">= 10", None, "not available: " + str(v["not_available"])[:200])
-            else:
-                r = ratio(o1, v["median"])
-                t(f"Slurm: original ci=1 / {k}", r, ">= 10", r is not None and r >= 10)
+                t(f"Slurm: original ci=1 / {k}", None, "(info)", None, "not available: " + str(v["not_available"])[:200])
+                continue
+            r = ratio(o1, v["median"])
+            t(f"Slurm: original ci=1 / {k}", r, "(info)", None)
+            if r is not None and (best is None or r > best[1]):
+                best = (k, r)
+        t("Slurm: original ci=1 / expyre Executor, packed or as an array (the better)", best and best[1], ">= 10",
+          best is not None and best[1] >= 10, best[0] if best else "")
+        fa = res["slurm"].get("floor (sbatch --array)", {}).get("median")
+        ea = res["executor"].get("expyre Executor arrays", {}).get("median")
+        if fa and ea:
+            t("Slurm: expyre Executor arrays / floor (sbatch --array)", ratio(ea, fa), "(info)", None)
     if "ssh" in res:
         S = res["ssh"]
         fk = next(k for k in S if k.startswith("floor"))
@@ -487,8 +499,14 @@ def evaluate(res: dict) -> list[dict]:
             if n >= 100_000:
                 t(f"DB {n}: restart lookup (s)", el, "< 0.005", el is not None and el < 0.005)
                 t(f"DB {n}: xpr ls -s ongoing (s)", es, "< 0.5", es is not None and es < 0.5)
-            t(f"DB {n}: original / expyre, restart lookup", ratio(ol, el), ">= 10", (ratio(ol, el) or 0) >= 10)
-            t(f"DB {n}: original / expyre, xpr ls -s ongoing", ratio(os_, es), ">= 10", (ratio(os_, es) or 0) >= 10)
+            # the issue sets the ratio targets at 100k jobs; at 10k they are shown for information
+            # (the original's own cost is smaller there, expyre's ~50 ms `xpr ls` is interpreter
+            # start-up, imports and the same 1000 rows at either size)
+            at_target = n >= 100_000
+            for what, a, b in (("restart lookup", ol, el), ("xpr ls -s ongoing", os_, es)):
+                r = ratio(a, b)
+                t(f"DB {n}: original / expyre, {what}", r, ">= 10" if at_target else "(info: >= 10 at 100k)",
+                  (r or 0) >= 10 if at_target else None)
             t(f"DB {n}: original / expyre, creation per job", ratio(oa, ea), "(info)", None)
     if "bigarg" in res:
         B = res["bigarg"]
@@ -537,7 +555,8 @@ def main() -> int:
     ap.add_argument("--reevaluate", metavar="JSON", help="only recompute the targets of a results file, report and plot it")
     ap.add_argument("--update", action="store_true",
                     help="keep the other scenarios of an existing results file (re-run only those selected)")
-    ap.add_argument("--submitit-array", action="store_true", help="also submitit's map_array on Slurm")
+    ap.add_argument("--no-submitit-array", dest="submitit_array", action="store_false",
+                    help="skip submitit's map_array on Slurm (measured by default, except with --quick)")
     ap.add_argument("--quiet-wait", type=float, default=300,
                     help="before each Slurm measurement wait up to this many s for an empty queue and an up node")
     o = ap.parse_args()
@@ -553,7 +572,9 @@ def main() -> int:
     o.reps = o.reps or (1 if q else 3)
     o.n_local = 20 if q else 200
     o.sweep = [1, 10, 50] if q else [1, 10, 100, 1000]
-    o.sweep_submitit_max = 10 if q else 100
+    o.sweep_submitit_max = 10 if q else 1000  # submitit's LocalExecutor over the whole sweep (~5 min at N=1000)
+    if q:
+        o.submitit_array = False
     o.n_slurm = 8 if q else 200
     o.n_ssh = 8 if q else 200
     o.db_sizes = [2000] if q else [10_000, 100_000]
