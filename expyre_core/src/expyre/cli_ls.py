@@ -12,7 +12,6 @@ are compared option by option in the tests.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -121,6 +120,8 @@ def list_jobs(ids, name, status, system, sort: str, reverse: bool, limit: int | 
 def show(rows: list[dict[str, Any]], long_: bool, as_json: bool) -> None:
     """Print the rows: a table (rich on a terminal, plain text when piped) or JSON."""
     if as_json:
+        import json
+
         for r in rows:
             if isinstance(r.get("resources"), str):
                 try:

@@ -3,7 +3,6 @@ piped), times and ages, JSON. rich is imported only when the output is a termina
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -103,5 +102,7 @@ def first_line(text: str | None, n: int = 120) -> str:
 
 
 def json_out(data: Any) -> None:
+    import json
+
     sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
     sys.stdout.flush()

@@ -7,7 +7,6 @@ quick commands such as ``xpr ls`` find the expyre root without importing either.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -53,6 +52,8 @@ def read_config_file(path: Path) -> dict[str, Any] | None:
         return None
     except OSError as exc:
         raise ConfigError(str(path), [("", f"cannot read: {exc}")]) from None
+    import json  # imported here: `xpr ls` finds the root without it
+
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
