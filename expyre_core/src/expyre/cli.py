@@ -87,8 +87,9 @@ class _Group(click.Group):
 
 
 # ---------------------------------------------------------------------------------------------
-# output helpers
+# options (described once in cli_select / cli_ls)
 # ---------------------------------------------------------------------------------------------
+
 
 def _click_options(options: Sequence[Option]):
     """Decorate a command with click options built from their one description (:mod:`expyre.cli_select`)."""

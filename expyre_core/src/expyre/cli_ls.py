@@ -19,7 +19,7 @@ TYPE_CHECKING = False  # see cli_select
 if TYPE_CHECKING:
     from typing import Any
 
-from .cli_output import TIME_FORMAT, ago, first_line, json_out, status_style, table
+from .cli_output import ago, first_line, json_out, status_style, table, when
 from .cli_select import FILTER_OPTIONS, Option, light_db, select
 
 __all__ = ["SORT", "LS_OPTIONS", "ALL_OPTIONS", "parse_fast", "list_jobs", "show", "run_fast"]
@@ -137,16 +137,6 @@ def show(rows: list[dict[str, Any]], long_: bool, as_json: bool) -> None:
     headers = ["id", "name", "status", "created", "updated", "age"]
     if long_:
         headers += ["system", "remote id", "remote status", "hash", "stage dir", "reason"]
-    cache: dict[int, str] = {}
-
-    def when(t):
-        if not t:
-            return "-"
-        s = cache.get(int(t))
-        if s is None:
-            s = cache[int(t)] = time.strftime(TIME_FORMAT, time.localtime(t))
-        return s
-
     out = []
     for r in rows:
         cells = [r["id"], r["name"], r["status"], when(r["creation_time"]), when(r["status_time"]), ago(r["creation_time"], now)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import lru_cache
 
 TYPE_CHECKING = False  # see cli_select
 if TYPE_CHECKING:
@@ -78,7 +79,13 @@ def status_style(i: int, j: int, cell: str, col: int = 2) -> str | None:
 
 
 def when(t: float | None) -> str:
-    return time.strftime(TIME_FORMAT, time.localtime(t)) if t else "-"
+    """A time as local ``YYYY-mm-dd HH:MM:SS`` ("-" for none); cached per second (tables repeat them)."""
+    return _local_second(int(t)) if t else "-"
+
+
+@lru_cache(maxsize=4096)
+def _local_second(t: int) -> str:
+    return time.strftime(TIME_FORMAT, time.localtime(t))
 
 
 def ago(t: float | None, now: float) -> str:

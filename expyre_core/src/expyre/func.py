@@ -45,8 +45,8 @@ from .jobsdb import STATUS_GROUPS, JobsDB
 from .names import JOB_ID_RE, make_job_id
 from .progress import Waiting
 from .resources import Resources
-from .script import ARRAY_DIRS, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, RUNNER, SCRIPT, build_array_script, build_script
-from .system import ELEMENT_PREFIX, System
+from .script import ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, RUNNER, SCRIPT, build_array_script, build_script
+from .system import ELEMENT_PREFIX, System, remote_path
 from .types import JobRequest, JobState, JobStatus, SchedulerCommandError, SubmitError, TransportError
 from .units import Duration
 
@@ -799,7 +799,7 @@ class ExPyRe:
         array_name = make_job_id(f"xa_{first_x.name}")
         token = system.scheduler.array_output_token
         array_job = attrs.evolve(first_job, id=array_name, script=ARRAY_SCRIPT,
-                                 stdout=f"_expyre_array_{token}.out", stderr=f"_expyre_array_{token}.err")
+                                 stdout=f"{ARRAY_OUTPUT_PREFIX}{token}.out", stderr=f"{ARRAY_OUTPUT_PREFIX}{token}.err")
         names = [x.stage_dir.name for x, _ in group]
         text = build_array_script(system, array_job, names, header_extra=header_extra)
         _atomic_text(first_x.stage_dir / ARRAY_DIRS, "".join(f"{n}\n" for n in names))
@@ -864,9 +864,7 @@ class ExPyRe:
             pre_run_commands=meta["pre_run_commands"],
             post_run_commands=meta["post_run_commands"],
         )
-        tmp = self.stage_dir / f".{SCRIPT}.tmp.{os.getpid()}.{threading.get_ident()}"  # concurrent start()s
-        tmp.write_text(text)
-        os.replace(tmp, self.stage_dir / SCRIPT)
+        _atomic_text(self.stage_dir / SCRIPT, text)  # a private temporary name: concurrent start()s
         _faults.point("start_script_written")
 
         # intent before side effects: claim the submission, then look before submitting again
@@ -922,7 +920,7 @@ class ExPyRe:
         packed job (``expyre.packing.PARTIAL_PREFIX``) and a job array's own output files."""
         fixed = [f for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR) if (self.stage_dir / f).exists()]
         extra = [n for n in os.listdir(self.stage_dir)
-                 if n.startswith(ELEMENT_PREFIX) or (n.startswith("_expyre_array_") and n.endswith((".out", ".err")))]
+                 if n.startswith(ELEMENT_PREFIX) or (n.startswith(ARRAY_OUTPUT_PREFIX) and n.endswith((".out", ".err")))]
         return fixed + sorted(extra)
 
     def _archive_previous(self) -> None:
@@ -938,8 +936,6 @@ class ExPyRe:
         """Before a forced re-run on a host with its own copy of the stage dir: remove the earlier
         run's markers there (the copy to the host adds files, it deletes none), so that the new
         run is not taken for finished."""
-        from .system import remote_path
-
         rd = remote_path(system.remote_dir(self.stage_dir))
         names = " ".join(f"{rd}/{m}" for m in (SUCCEEDED, FAILED, STARTED))
         result = system.transport.run(f"rm -f -- {names} {rd}/{ELEMENT_PREFIX}*")
@@ -1177,8 +1173,6 @@ class ExPyRe:
         if dry_run:
             return report
         if remote and system is not None:
-            from .system import remote_path
-
             result = system.transport.run("rm -rf -- " + " ".join(remote_path(r) for r in remote))
             if not result.ok:
                 logger.warning("job %s: removing remote files failed: %s", self.id, result.describe())

@@ -12,7 +12,7 @@ from .system import System, remote_path
 from .types import JobRequest
 
 __all__ = ["build_script", "build_array_script", "expyre_env", "SCRIPT", "JOB_STDOUT", "JOB_STDERR", "RUNNER",
-           "ARRAY_SCRIPT", "ARRAY_DIRS"]
+           "ARRAY_SCRIPT", "ARRAY_DIRS", "ARRAY_OUTPUT_PREFIX"]
 
 SCRIPT = "_expyre_script.sh"
 JOB_STDOUT = "_expyre_job.out"
@@ -21,6 +21,9 @@ RUNNER = "_expyre_runner.py"
 #: a job array's shared script and its list of element directories (in the first element's directory)
 ARRAY_SCRIPT = "_expyre_array.sh"
 ARRAY_DIRS = "_expyre_array_dirs"
+#: a job array's own stdout/stderr files (in its first element's directory) are named
+#: ``<ARRAY_OUTPUT_PREFIX><scheduler's element token>.out``/``.err``
+ARRAY_OUTPUT_PREFIX = "_expyre_array_"
 
 
 def expyre_env(job: JobRequest) -> dict[str, str]:

@@ -211,9 +211,13 @@ class PbsScheduler(Scheduler):
         return found
 
     # -- status --------------------------------------------------------------------------------
+    @staticmethod
+    def _array_flag(ids: Sequence[str]) -> list[str]:
+        """``-t`` when ``ids`` include array elements ("123[4].srv"): qstat lists them only with it."""
+        return ["-t"] if any("[" in i for i in ids) else []
+
     def status_command(self, ids: Sequence[str]) -> list[str]:
-        # array elements ("123[4].srv") are listed only with -t
-        t = ["-t"] if any("[" in i for i in ids) else []
+        t = self._array_flag(ids)
         if self.flavor is Flavor.PBSPRO:
             return [self.cmd("qstat"), "-f", "-F", "json", *t, *ids]
         return [self.cmd("qstat"), "-f", *t, *ids]
@@ -223,8 +227,7 @@ class PbsScheduler(Scheduler):
 
     def accounting_command(self, ids: Sequence[str]) -> list[str] | None:
         if self.flavor is Flavor.PBSPRO:
-            t = ["-t"] if any("[" in i for i in ids) else []
-            return [self.cmd("qstat"), "-x", "-f", "-F", "json", *t, *ids]
+            return [self.cmd("qstat"), "-x", "-f", "-F", "json", *self._array_flag(ids), *ids]
         return None  # Torque keeps no history a user can query: the core relies on vanish_grace
 
     def parse_accounting(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
