@@ -46,7 +46,8 @@ from .names import JOB_ID_RE, make_job_id
 from .progress import Waiting
 from .resources import Resources
 from .script import ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, RUNNER, SCRIPT, build_array_script, build_script
-from .system import ELEMENT_PREFIX, System, remote_path
+from .shell import remote_path
+from .system import ELEMENT_PREFIX, System
 from .types import JobRequest, JobState, JobStatus, SchedulerCommandError, SubmitError, TransportError
 from .units import Duration
 

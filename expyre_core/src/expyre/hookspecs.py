@@ -37,12 +37,12 @@ in-process when it runs on this machine).
 from __future__ import annotations
 
 import abc
-import shlex
 from pathlib import Path
 from typing import ClassVar, Iterable, Literal, Sequence
 
 from attrs import frozen
 
+from . import shell as _shell
 from ._markers import hookspec
 from .types import (
     CommandResult,
@@ -372,8 +372,8 @@ class Scheduler(abc.ABC):
     # -- helpers for subclasses -----------------------------------------------------------------
     @staticmethod
     def quote(value: object) -> str:
-        """Shell-quote one value for a directive line (the one quoting function to use)."""
-        return shlex.quote(str(value))
+        """Shell-quote one value for a directive line (:func:`expyre.shell.quote`)."""
+        return _shell.quote(value)
 
     @staticmethod
     def submit_failed(result: CommandResult, what: str) -> SubmitError:

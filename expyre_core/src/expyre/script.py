@@ -8,7 +8,8 @@ import shlex
 from typing import Sequence
 
 from . import plugins
-from .system import System, remote_path
+from .shell import remote_path
+from .system import System
 from .types import JobRequest
 
 __all__ = ["build_script", "build_array_script", "expyre_env", "SCRIPT", "JOB_STDOUT", "JOB_STDERR", "RUNNER",

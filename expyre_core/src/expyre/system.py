@@ -25,6 +25,7 @@ from . import _faults, plugins
 from .config_model import Partition, SystemConfig, converter
 from .hookspecs import ControlOp, Scheduler, Transport
 from .packing import PARTIAL_PREFIX
+from .shell import remote_path
 from .types import (
     CommandResult,
     JobRequest,
@@ -349,13 +350,4 @@ def _element_files(d: Path) -> set[str]:
         return {n for n in os.listdir(d) if _is_element_file(n)}
     except OSError:
         return set()
-
-
-def remote_path(path: str) -> str:
-    """Quote a remote path; a relative one is relative to the remote home."""
-    if path.startswith("/"):
-        return shlex.quote(path)
-    if path.startswith("~/"):
-        path = path[2:]
-    return '"$HOME"/' + shlex.quote(path)
 

@@ -102,7 +102,7 @@ def test_input_and_output_files_round_trip(scheduler: str, xpr_root, tmp_path: P
     assert (out_dir / "out dir 'y'" / "inner out.txt").read_text() == "inner"
     # the input directory travelled too
     rd = config.get_system(name).remote_dir(xpr.stage_dir)
-    from expyre.system import remote_path
+    from expyre.shell import remote_path
 
     r = config.get_system(name).transport.run(f"cat -- {remote_path(rd)}/'data dir'/'nested $(x).txt'")
     assert r.stdout == "nested"
@@ -190,7 +190,7 @@ def test_round_trips_per_poll_do_not_grow_with_jobs(njobs: int, xpr_root, counti
 
 def _wait_all_finished(system, xprs, timeout: float) -> None:
     """Wait (not counted) until every job has a result marker on the remote host."""
-    from expyre.system import remote_path
+    from expyre.shell import remote_path
 
     deadline = time.monotonic() + timeout
     dirs = " ".join(remote_path(system.remote_dir(x.stage_dir)) for x in xprs)
@@ -224,7 +224,7 @@ def test_netns_remote_host(xpr_root) -> None:
 
 def test_shlex_quoting_helper_is_used_for_remote_paths() -> None:
     # the core's quoting of remote paths, which the transport shares for cwd
-    from expyre.system import remote_path
+    from expyre.shell import remote_path
 
     assert remote_path("a b/'c'") == "\"$HOME\"/" + shlex.quote("a b/'c'")
     assert remote_path("/abs/x y") == shlex.quote("/abs/x y")

@@ -39,7 +39,7 @@ def _local_system() -> tuple[str, dict]:
 def _submissions(system, job_id: str) -> int:
     """How many times the remote local queue received a job named ``job_id``."""
     q = f"{system.rundir}/_expyre_localq"
-    from expyre.system import remote_path
+    from expyre.shell import remote_path
 
     needle = shlex.quote(f'"name": "{job_id}"')
     r = system.transport.run(f"cat {remote_path(q)}/jobs/*.json {remote_path(q)}/done/*.json 2>/dev/null "

@@ -17,7 +17,7 @@ import re
 import shlex
 from typing import Sequence
 
-from expyre.system import remote_path
+from expyre.shell import remote_path
 
 __all__ = ["REMOTE_COMMAND", "TRAILER", "build_script", "encode_stdin", "split_trailer", "rsync_path"]
 

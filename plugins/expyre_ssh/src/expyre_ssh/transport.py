@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from expyre.hookspecs import Transport
-from expyre.system import remote_path
+from expyre.shell import remote_path
 from expyre.types import CommandResult, TransportError
 
 from . import probe as _probe
