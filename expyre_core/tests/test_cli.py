@@ -19,6 +19,7 @@ from expyre import cli as xcli
 from expyre import config
 from expyre.func import ExPyRe
 from expyre.testing import wait_for
+from expyre.why import diff_hashes
 
 RES = {"max_time": "5m", "n": (1, "tasks")}
 
@@ -310,18 +311,6 @@ def test_config_check_scheduler_and_partitions(root, monkeypatch):
     assert "not on this machine: gpu" in r.stdout and "cl: FAIL" in r.stdout
 
 
-def test_partition_listing_parsers():
-    assert xcli._parse_sinfo("debug*\nlong\n\n") == {"debug", "long"}
-    assert xcli._parse_lines("all.q\nbig.q\n") == {"all.q", "big.q"}
-    qstat_q = (
-        "Queue              Max    Tot   Ena   Str   Que   Run   Hld   Wat   Trn   Ext T   Cpt\n"
-        "----------------  -----  ----  ----  ----  ----  ----  ----  ----  ----  ---- -   ---\n"
-        "workq                 0     0   yes   yes     0     0     0     0     0     0 E     0\n"
-        "bigmem                0     0   yes   yes     0     0     0     0     0     0 E     0\n"
-    )
-    assert xcli._parse_qstat_q(qstat_q) == {"workq", "bigmem"}
-
-
 def test_why_explains_reuse(root):
     a = ExPyRe("task", jobfuncs.add, args=[1, 2])
     assert run(a) == 3
@@ -500,5 +489,5 @@ def test_why_says_what_changed_between_calls(root, tmp_path):
                                            "input file in.txt contents"]
     text = xpr("why", "calc").stdout
     assert f"{c.id} vs {a.id}: changed: function xpr_core_jobfuncs.add -> xpr_core_jobfuncs.sleep; argument 1; input file in.txt contents" in text
-    assert xcli._diff_hashes(json.loads((b.stage_dir / "_expyre_hashes.json").read_text()), digests) == [
+    assert diff_hashes(json.loads((b.stage_dir / "_expyre_hashes.json").read_text()), digests) == [
         "argument 1", "input file in.txt contents"]

@@ -146,7 +146,7 @@ def _check_backends(cfg: Config, origins: dict[str, list[Path]]) -> None:
         except plugins.UnknownBackendError as exc:
             problems.setdefault(src, []).append((f"systems.{name}.scheduler", str(exc)))
             continue
-        if not system.partitions and not getattr(spec.backend, "default_partitions", None):
+        if not system.partitions and spec.backend.default_partitions() is None:
             problems.setdefault(src, []).append(
                 (f"systems.{name}.partitions", f"required for scheduler {system.scheduler!r}: give at least one partition")
             )

@@ -23,6 +23,10 @@ cancel, hold, release  :meth:`Scheduler.control_command` + :meth:`Scheduler.chec
 job arrays (optional)  :attr:`Scheduler.max_array_size`, :attr:`Scheduler.array_index_var`,
                        :meth:`Scheduler.array_header`, :meth:`Scheduler.array_element_id`
                        (default: no arrays; the core submits the jobs one by one)
+describe, check        :meth:`Scheduler.default_partitions`, :meth:`Scheduler.probe_command`,
+(optional)             :meth:`Scheduler.partitions_command` + :meth:`Scheduler.parse_partitions`,
+                       :meth:`Scheduler.explain_command` + :meth:`Scheduler.parse_explain`
+                       (``xpr config show/check``, ``xpr why``; default: not available)
 transport              :meth:`Transport.run`, :meth:`Transport.put`, :meth:`Transport.get`
 =====================  ==============================================================
 
@@ -38,7 +42,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import ClassVar, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, ClassVar, Iterable, Literal, Sequence
 
 from attrs import frozen
 
@@ -64,6 +68,9 @@ __all__ = [
     "expyre_register_transports",
     "expyre_modify_header",
 ]
+
+if TYPE_CHECKING:
+    from .config_model import Partition
 
 ControlOp = Literal["cancel", "hold", "release"]
 
@@ -338,6 +345,82 @@ class Scheduler(abc.ABC):
         """
         raise NotImplementedError(f"scheduler {self.name!r} does not submit job arrays")
 
+    # -- describing and checking a system (optional: the defaults mean "not available") ---------
+    @classmethod
+    def default_partitions(cls) -> "dict[str, Partition] | None":
+        """The partitions of a system whose config.json gives none, or None (the default) when this
+        scheduler has no defaults: a system must then list its partitions (``xpr config check``
+        and the config loader say so). ``xpr config show`` prints them as "scheduler default".
+
+        Returns: partition name -> :class:`~expyre.config_model.Partition`, or None.
+
+        Example (the built-in ``local`` scheduler)::
+
+            @classmethod
+            def default_partitions(cls):
+                return {"local": Partition(ncores=os.cpu_count(), max_time=None)}
+        """
+        return None
+
+    def probe_command(self) -> list[str] | str | None:
+        """A command that shows this scheduler's commands exist on the host and answer, for
+        ``xpr config check``: it must exit 0 and print one line that describes them (a path, a
+        version). None (the default): not available; the check then only looks that the program of
+        :meth:`status_command` is on the host's ``PATH``. Must not need :meth:`setup` first.
+
+        Returns: an argv list, a bash script string, or None.
+
+        Example (Slurm): ``probe_command() == "command -v squeue"``
+        """
+        return None
+
+    def partitions_command(self) -> list[str] | str | None:
+        """A command that lists the partitions (queues) that exist on the host, so that
+        ``xpr config check`` can compare them with the configured ones; None (the default): not
+        available (the configured partitions are then not checked). Its result goes to
+        :meth:`parse_partitions`. Must not need :meth:`setup` first.
+
+        Returns: an argv list, a bash script string, or None.
+
+        Example (Grid Engine): ``partitions_command() == ["qconf", "-sql"]``
+        """
+        return None
+
+    def parse_partitions(self, result: CommandResult) -> set[str]:
+        """The partition names in the result of :meth:`partitions_command`.
+
+        :param result: the command's result (a non-zero exit has already raised).
+        Returns: the set of names. Default: empty.
+
+        Example (Slurm, ``sinfo -h -o %P``): ``"debug*\nlong\n"`` gives ``{"debug", "long"}``.
+        """
+        return set()
+
+    def explain_command(self, ids: Sequence[str]) -> list[str] | None:
+        """A detail query that says why queued jobs wait (or why a job is in error), one command for
+        all of ``ids``; its result goes to :meth:`parse_explain`. ``xpr why`` asks it about the
+        queued jobs it reports; a backend may also use it in :meth:`explain`. None (the default):
+        not available. It is never counted as a status query.
+
+        :param ids: the scheduler's job ids.
+        Returns: an argv list, or None.
+
+        Example (Grid Engine): ``explain_command(["12", "13"]) == ["qstat", "-j", "12,13"]``
+        """
+        return None
+
+    def parse_explain(self, result: CommandResult, ids: Sequence[str]) -> dict[str, str]:
+        """Why each job of ``ids`` waits, from the result of :meth:`explain_command`; ids the
+        scheduler says nothing about are left out (never raise for one job).
+
+        :param result: the command's result.
+        :param ids: the ids that were asked about.
+        Returns: job id -> one line of explanation. Default: empty.
+
+        Example (Grid Engine): ``{"12": "queue instance \"all.q@vm\" dropped because it is disabled"}``
+        """
+        return {}
+
     # -- composed operations (the core calls these; override only to bypass commands) ----------
     def submit(self, transport: Transport, job: JobRequest) -> str:
         """Submit ``job`` and return its id. Not retried by the default implementation."""
@@ -368,6 +451,41 @@ class Scheduler(abc.ABC):
     def control(self, transport: Transport, op: ControlOp, ids: Sequence[str]) -> None:
         if ids:
             self.check_control(op, transport.run(self.control_command(op, ids)), ids)
+
+    def probe(self, transport: Transport, timeout: float | None = None) -> str | None:
+        """Run :meth:`probe_command`: its first line of output, or None when not available.
+
+        :raises SchedulerCommandError: the command failed or printed nothing (the message quotes it).
+        """
+        cmd = self.probe_command()
+        if cmd is None:
+            return None
+        result = transport.run(cmd, timeout=timeout)
+        lines = result.stdout.strip().splitlines()
+        if not result.ok or not lines:
+            text = cmd if isinstance(cmd, str) else " ".join(cmd)
+            raise SchedulerCommandError(f"`{text}` found nothing: {result.describe()}", result)
+        return lines[0].strip()
+
+    def list_partitions(self, transport: Transport, timeout: float | None = None) -> set[str] | None:
+        """Run :meth:`partitions_command`: the partitions that exist, or None when not available.
+
+        :raises SchedulerCommandError: the listing failed.
+        """
+        cmd = self.partitions_command()
+        if cmd is None:
+            return None
+        result = transport.run(cmd, timeout=timeout)
+        if not result.ok:
+            raise SchedulerCommandError(f"listing partitions failed: {result.describe()}", result)
+        return self.parse_partitions(result)
+
+    def explain_queued(self, transport: Transport, ids: Sequence[str], timeout: float | None = None) -> dict[str, str]:
+        """Run :meth:`explain_command` for ``ids``: job id -> why it waits ({} when not available)."""
+        cmd = self.explain_command(ids) if ids else None
+        if cmd is None:
+            return {}
+        return self.parse_explain(transport.run(cmd, timeout=timeout), ids)
 
     # -- helpers for subclasses -----------------------------------------------------------------
     @staticmethod

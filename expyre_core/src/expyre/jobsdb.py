@@ -312,6 +312,24 @@ class JobsDB:
         return iter(self.jobs())
 
     # -- maintenance ---------------------------------------------------------------------------
+    @classmethod
+    def unlock_file(cls, path: str | os.PathLike, force: bool = False) -> str:
+        """:meth:`unlock` of the database file ``path`` without opening it as usual first (that
+        runs the schema script, which would wait on the very lock). Returns the one-line report;
+        it contains ``": locked ("`` when the database stays locked.
+
+        :raises FileNotFoundError: there is no database at ``path``.
+
+        Example: ``JobsDB.unlock_file(Path("_expyre/jobs.db"), force=True)``
+        """
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no jobs database at {path}")
+        db = cls.__new__(cls)
+        db.path = path
+        db._local = threading.local()
+        return db.unlock(force=force)
+
     def unlock(self, force: bool = False) -> str:
         """Release a stuck database. sqlite's own locks die with their process; what can remain
         is a lock held by a hung process or a stale lock on a network file system. This first

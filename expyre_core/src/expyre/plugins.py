@@ -17,7 +17,7 @@ import importlib.metadata
 import logging
 import os
 import threading
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pluggy
 from attrs import frozen
@@ -25,6 +25,9 @@ from attrs import frozen
 from . import hookspecs
 from ._markers import PROJECT
 from .hookspecs import Scheduler, SchedulerSpec, Transport, TransportSpec
+
+if TYPE_CHECKING:
+    from .config_model import Partition
 
 __all__ = [
     "PluginInfo",
@@ -36,6 +39,7 @@ __all__ = [
     "transports",
     "get_scheduler_spec",
     "get_transport_spec",
+    "default_partitions",
     "plugin_infos",
     "failed_plugins",
     "reset",
@@ -249,3 +253,12 @@ def get_transport_spec(name: str) -> TransportSpec:
         return state.transports[name][0]
     except KeyError:
         raise _unknown("transport", name, state.transports) from None
+
+
+def default_partitions(scheduler: str) -> "dict[str, Partition] | None":
+    """The partitions the scheduler backend named ``scheduler`` offers to a system that lists none
+    (:meth:`Scheduler.default_partitions`), or None when it has no defaults.
+
+    :raises UnknownBackendError: no installed plugin provides that scheduler.
+    """
+    return get_scheduler_spec(scheduler).backend.default_partitions()

@@ -109,9 +109,7 @@ class System:
     def partitions(self) -> dict[str, Partition]:
         if self.cfg.partitions:
             return self.cfg.partitions
-        backend = plugins.get_scheduler_spec(self.cfg.scheduler).backend
-        default = getattr(backend, "default_partitions", None)
-        return default() if default else {}
+        return plugins.default_partitions(self.cfg.scheduler) or {}
 
     @property
     def shares_stage_dirs(self) -> bool:
@@ -293,6 +291,12 @@ class System:
     def control(self, op: ControlOp, ids: Sequence[str]) -> None:
         sched, trans = self._ready()
         self._retry(lambda: sched.control(trans, op, ids), f"{self.name}: {op}")
+
+    def explain_queued(self, ids: Sequence[str]) -> dict[str, str]:
+        """Why the queued jobs ``ids`` wait, as far as the scheduler can say
+        (:meth:`Scheduler.explain_queued`; {} when it cannot)."""
+        sched, trans = self._ready()
+        return self._retry(lambda: sched.explain_queued(trans, ids), f"{self.name}: asking why jobs wait")
 
     def poll(self, ids: Sequence[str], stage_dirs: Sequence[Path]) -> tuple[dict[str, JobStatus], dict[str, set[str]]]:
         """One status query for ``ids`` plus the marker files of ``stage_dirs`` on the executing host.

@@ -369,8 +369,8 @@ class SchedulerContract:
         assert results == [i * i for i in range(self.many)]
         polls = _poll_count(system) - polls_before
         # (a backend's occasional detail query, e.g. SGE's `qstat -j` of long-waiting jobs, is no status query)
-        explain = getattr(system.scheduler, "explain_command", None)
-        exclude = [" ".join(explain(["1"])[:-1])] if explain else []
+        explain = system.scheduler.explain_command(["1"])
+        exclude = [" ".join(explain[:-1])] if explain else []
         status_calls = counter.count(lambda c: _is_status_call(c, status_argv, exclude))
         # every status query covered all jobs: never one query per job
         assert status_calls <= polls, (status_calls, polls)

@@ -142,6 +142,10 @@ class LocalScheduler(Scheduler):
     def control_command(self, op, ids):
         return [*self._helper(), "control", self.queue_dir, op, *ids]
 
+    def probe_command(self) -> str:
+        """``command -v <python>``: the Python that runs the queue helper on a remote host."""
+        return f"command -v {shlex.quote(shlex.split(self._options.python)[0])}"
+
     @staticmethod
     def _to_status(raw: dict[str, dict]) -> dict[str, JobStatus]:
         out = {}
@@ -173,6 +177,11 @@ class LocalScheduler(Scheduler):
         if not transport.is_local:
             return super().find(transport, names)
         return localq.find(self.queue_dir, list(names))
+
+    def probe(self, transport: Transport, timeout: float | None = None) -> str | None:
+        if not transport.is_local:
+            return super().probe(transport, timeout)
+        return "built-in local queue"
 
     def control(self, transport: Transport, op, ids: Sequence[str]) -> None:
         if not transport.is_local:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 from typing import Any, Sequence
 
 from expyre.hookspecs import ControlOp, Scheduler, Transport
@@ -154,6 +155,23 @@ class PbsScheduler(Scheduler):
         if self.options.bin_dir:
             return f"{self.options.bin_dir.rstrip('/')}/{name}"
         return name
+
+    # -- describing and checking a system ------------------------------------------------------
+    def probe_command(self) -> str:
+        """``command -v qstat`` (in ``bin_dir`` when set): where the PBS commands are."""
+        return f"command -v {shlex.quote(self.cmd('qstat'))}"
+
+    def partitions_command(self) -> list[str]:
+        """``qstat -Q``: the queues, a table (Torque and PBS Pro alike)."""
+        return [self.cmd("qstat"), "-Q"]
+
+    def parse_partitions(self, result: CommandResult) -> set[str]:
+        """The first column of ``qstat -Q``'s table, below its header and dashed line."""
+        lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
+        dash = next((i for i, ln in enumerate(lines) if set(ln.replace(" ", "")) <= {"-"}), None)
+        body = lines[dash + 1:] if dash is not None else [
+            ln for ln in lines if ln.split()[0].lower() not in ("queue", "server:")]
+        return {ln.split()[0] for ln in body}
 
     # -- header --------------------------------------------------------------------------------
     def header(self, job: JobRequest) -> list[str]:

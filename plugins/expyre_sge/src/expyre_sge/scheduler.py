@@ -277,6 +277,18 @@ class SgeScheduler(Scheduler):
                     logger.warning("several Grid Engine jobs are named %s (%s); using the newest", name, ", ".join(sorted(numbers)))
         return found
 
+    # -- describing and checking a system ------------------------------------------------------
+    def probe_command(self) -> str:
+        """``command -v qstat`` (in ``bin_dir`` when set): where Grid Engine's commands are."""
+        return f"command -v {shlex.quote(self._cmd('qstat'))}"
+
+    def partitions_command(self) -> list[str]:
+        """``qconf -sql``: the cluster queues, one a line."""
+        return [self._cmd("qconf"), "-sql"]
+
+    def parse_partitions(self, result: CommandResult) -> set[str]:
+        return {ln.strip() for ln in result.stdout.splitlines() if ln.strip()}
+
     # -- status ----------------------------------------------------------------------------------
     def status_command(self, ids: Sequence[str]) -> list[str]:
         return [self._cmd("qstat"), "-xml", "-u", self.user]
@@ -320,6 +332,19 @@ class SgeScheduler(Scheduler):
         is its job's)."""
         numbers = sorted({i.partition(".")[0] for i in ids}, key=lambda n: (len(n), n))
         return [self._cmd("qstat"), "-j", ",".join(numbers)]
+
+    def parse_explain(self, result: CommandResult, ids: Sequence[str]) -> dict[str, str]:
+        """The scheduling info (why a job waits) or, for a job in error state, its error reason
+        from ``qstat -j``; an array task gets its job's."""
+        info = parse_scheduling_info(result.stdout)
+        errors = parse_error_reasons(result.stdout)
+        out: dict[str, str] = {}
+        for jid in ids:
+            number = jid.partition(".")[0]
+            text = "; ".join(t for t in (errors.get(jid) or errors.get(number), info.get(number)) if t)
+            if text:
+                out[jid] = text
+        return out
 
     def explain(self, transport: Transport, statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
         """Add the ``error reason`` of jobs in error state (``Eqw``), and why queued jobs wait

@@ -223,6 +223,18 @@ class SlurmScheduler(Scheduler):
     def array_element_id(self, array_id: str, i: int) -> str:
         return f"{array_id}_{i}"
 
+    # -- describing and checking a system ------------------------------------------------------
+    def probe_command(self) -> str:
+        """``command -v squeue``: prints where Slurm's commands are, fails without them."""
+        return "command -v squeue"
+
+    def partitions_command(self) -> list[str]:
+        return ["sinfo", "-h", "-o", "%P"]
+
+    def parse_partitions(self, result: CommandResult) -> set[str]:
+        """``sinfo -h -o %P`` prints one partition a line, the default one marked ``*``."""
+        return {ln.strip().rstrip("*") for ln in result.stdout.splitlines() if ln.strip()}
+
     # -- status ----------------------------------------------------------------------------------
     def status_command(self, ids: Sequence[str]) -> list[str]:
         # all of this user's jobs, in every state, in one RPC; the ids are picked out by parse_status.
