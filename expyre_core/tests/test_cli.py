@@ -491,3 +491,57 @@ def test_why_says_what_changed_between_calls(root, tmp_path):
     assert f"{c.id} vs {a.id}: changed: function xpr_core_jobfuncs.add -> xpr_core_jobfuncs.sleep; argument 1; input file in.txt contents" in text
     assert diff_hashes(json.loads((b.stage_dir / "_expyre_hashes.json").read_text()), digests) == [
         "argument 1", "input file in.txt contents"]
+
+
+# -- a third-party scheduler that implements none of the optional members ------------------------
+
+
+@pytest.fixture
+def shellq_root(tmp_path, monkeypatch, fresh_plugins):
+    from expyre import plugins
+    from expyre.testing import make_root
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "data" / "site"))
+    plugins.reset()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPYRE_ROOT", str(tmp_path / "_expyre"))
+    return make_root(tmp_path / "_expyre", {"bg": {"scheduler": "shellq", "host": None,
+                                                   "partitions": {"any": {"ncores": 1}}}})
+
+
+def test_cli_works_with_a_scheduler_without_the_optional_members(shellq_root):
+    from expyre import plugins
+    from expyre.hookspecs import Scheduler
+
+    backend = plugins.get_scheduler_spec("shellq").backend
+    for member in ("default_partitions", "probe_command", "partitions_command", "parse_partitions",
+                   "explain_command", "parse_explain", "probe", "list_partitions", "explain_queued"):
+        assert not any(member in vars(c) for c in backend.__mro__ if c is not Scheduler and issubclass(c, Scheduler)), member
+    assert plugins.default_partitions("shellq") is None
+
+    data = json.loads(xpr("config", "check", "-S", "bg", "--json").stdout)
+    checks = {c["check"]: c for c in data["systems"]["bg"]["checks"]}
+    assert data["systems"]["bg"]["ok"], checks
+    assert checks["scheduler"]["detail"].startswith("shellq: /")  # the status command's program, found on PATH
+    assert "any" in checks["partitions"]["detail"] and "lists none" in checks["partitions"]["detail"]
+    assert "any " in xpr("config", "show", "-S", "bg").stdout
+
+    x = ExPyRe("bg_sleep", jobfuncs.sleep, args=[60])
+    x.start(resources=RES, system_name="bg", partial_node=True)
+    config.db.update(x.id, remote_status="queued")  # as a scheduler would say: why asks it, shellq cannot tell
+    r = xpr("why", "bg_sleep", "--json")
+    assert r.exit_code == 0, r.stderr
+    (job,) = json.loads(r.stdout)["bg_sleep"]["jobs"]
+    assert job["id"] == x.id and "waiting" not in job
+    r = xpr("hold", "-n", "bg_sleep", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["done"], r.stdout + r.stderr
+    assert xpr("release", "-n", "bg_sleep").exit_code == 0
+    r = xpr("cancel", "-n", "bg_sleep", "-y")
+    assert r.exit_code == 0, r.stderr
+    assert config.db.get(x.id)["reason"] == "cancel requested by user (xpr)"
+
+
+def test_config_without_partitions_needs_a_scheduler_with_defaults(shellq_root):
+    (shellq_root / "config.json").write_text(json.dumps({"systems": {"bg": {"scheduler": "shellq", "host": None}}}))
+    r = xpr("config", "check")
+    assert r.exit_code == 1 and "systems.bg.partitions" in r.stdout and "shellq" in r.stdout

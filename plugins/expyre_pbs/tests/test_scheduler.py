@@ -343,3 +343,23 @@ def test_detected_flavor_is_used_for_decoding():
     s.set_flavor(Detected(Flavor.PBSPRO, "test"))
     st = s.parse_status(CommandResult(["qstat"], 0, '{"Jobs": {"1.a": {"job_state": "F", "Exit_status": -29}}}', ""), ["1.a"])
     assert st["1.a"].state is JobState.TIMEOUT
+
+
+# -- describing and checking a system (xpr config check) ------------------------------------------
+
+
+def test_probe_and_partition_listing():
+    s = make(bin_dir="/opt/pbs/bin")
+    assert s.probe_command() == "command -v /opt/pbs/bin/qstat"
+    assert s.partitions_command() == ["/opt/pbs/bin/qstat", "-Q"]
+    assert make().partitions_command() == ["qstat", "-Q"]
+    qstat_q = (
+        "Queue              Max    Tot   Ena   Str   Que   Run   Hld   Wat   Trn   Ext T   Cpt\n"
+        "----------------  -----  ----  ----  ----  ----  ----  ----  ----  ----  ---- -   ---\n"
+        "workq                 0     0   yes   yes     0     0     0     0     0     0 E     0\n"
+        "bigmem                0     0   yes   yes     0     0     0     0     0     0 E     0\n"
+    )
+    assert s.parse_partitions(CommandResult(["qstat", "-Q"], 0, qstat_q)) == {"workq", "bigmem"}
+    torque = "Queue            Max   Tot Ena Str   Que   Run   Hld   Wat   Trn   Ext T\nbatch 0 0 yes yes 0 0 0 0 0 0 E\n"
+    assert s.parse_partitions(CommandResult(["qstat", "-Q"], 0, torque)) == {"batch"}
+    assert PbsScheduler.default_partitions() is None and s.explain_command(["1"]) is None

@@ -356,3 +356,28 @@ def test_control_silent_failure_raises() -> None:
 def test_hold_of_held_job_prints_nothing_and_is_fine() -> None:
     # recorded: qhold of jobs already held prints nothing and exits 0
     sched().check_control("hold", res(["qhold", "14", "15"], 0, ""), ["14", "15"])
+
+
+# -- describing and checking a system (xpr config check, xpr why) ---------------------------------
+
+
+def test_probe_and_partition_listing_use_bin_dir() -> None:
+    s = sched(SgeOptions(bin_dir="/opt/sge bin"))
+    assert s.probe_command() == "command -v '/opt/sge bin/qstat'"
+    assert s.partitions_command() == ["/opt/sge bin/qconf", "-sql"]
+    assert s.parse_partitions(res(["qconf"], out="all.q\nbig.q\n")) == {"all.q", "big.q"}
+    assert sched().probe_command() == "command -v qstat"
+    assert SgeScheduler.default_partitions() is None
+
+
+def test_explain_queued_gives_scheduling_info_and_error_reasons() -> None:
+    text = (DATA / "qstat_j_error.txt").read_text()
+    s = sched()
+    assert s.explain_command(["26", "28.3"]) == ["qstat", "-j", "26,28"]
+    out = s.parse_explain(res(["qstat"], out=text), ["26", "28.3", "99"])
+    assert out["26"].endswith("Job is in hold state") and "all.q@vm" in out["26"]
+    assert "can't open output file" in out["28.3"] and out["28.3"].endswith("Job is in error state")
+    assert "99" not in out
+    t = FakeTransport(lambda cmd: res(cmd, out=text))
+    assert s.explain_queued(t, ["26"]) == {"26": out["26"]}
+    assert t.calls[0][0] == ["qstat", "-j", "26"]

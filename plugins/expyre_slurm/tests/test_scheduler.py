@@ -307,3 +307,23 @@ def test_status_queries_are_spaced(monkeypatch):
     s.status(t, ["5"])
     assert len(t.calls) == 3
     assert _sched(min_status_interval=0).options.min_status_interval == 0
+
+
+# -- describing and checking a system (xpr config check) ------------------------------------------
+
+def test_probe_and_partition_listing():
+    s = _sched()
+    assert s.probe_command() == "command -v squeue"
+    assert s.partitions_command() == ["sinfo", "-h", "-o", "%P"]
+    assert s.parse_partitions(_res(0, "debug*\nlong\n\n")) == {"debug", "long"}
+    t = Replay(lambda argv: (0, "/usr/bin/squeue\n", "") if argv[0] == "bash" else (0, "debug*\ngpu\n", ""))
+    assert s.probe(t) == "/usr/bin/squeue"
+    assert s.list_partitions(t) == {"debug", "gpu"}
+    missing = Replay(lambda argv: (1, "", ""))
+    with pytest.raises(SchedulerCommandError, match="command -v squeue"):
+        s.probe(missing)
+    with pytest.raises(SchedulerCommandError, match="listing partitions failed"):
+        s.list_partitions(missing)
+    # what Slurm does not offer keeps the contract's "not available"
+    assert SlurmScheduler.default_partitions() is None
+    assert s.explain_command(["12"]) is None and s.explain_queued(t, ["12"]) == {}
