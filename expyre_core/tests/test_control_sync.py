@@ -152,3 +152,28 @@ def test_local_scheduler_optional_members(tmp_path):
     t = Remote(None)
     assert remote.probe(t) == "/opt/py/bin/python3" and t.seen == "command -v /opt/py/bin/python3"
     assert remote.list_partitions(t) is None
+
+
+def test_the_click_application_imports_no_plugin_machinery():
+    """Every xpr command starts without pluggy, attrs or rich: they load only when a command uses them."""
+    probe = "import sys, expyre.cli; print(sorted({'pluggy', 'attrs', 'cattrs', 'rich'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_remove_cleans_only_expyre_stage_dirs_and_cancels_first(root):
+    from expyre.remove import remove
+
+    done = ExPyRe("done", jobfuncs.add, args=[1, 2])
+    done.start(resources=RES, system_name="local", partial_node=True)
+    assert done.get_results(timeout=60) == 3
+    running = ExPyRe("running", jobfuncs.sleep, args=[60])
+    running.start(resources=RES, system_name="local", partial_node=True)
+    report = remove([done.id, running.id], clean=True)
+    assert report.deleted == [done.id] and not done.stage_dir.exists()
+    assert [(jid, exc) for jid, _, exc in report.errors] == [(running.id, None)]
+    assert "use --cancel" in report.errors[0][1] and running.stage_dir.exists()
+    report = remove([running.id], clean=True, cancel=True, by="test")
+    assert report.cancelled == [running.id] and report.deleted == [running.id] and not report.errors
+    assert config.db.get(running.id) is None and not running.stage_dir.exists()

@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-from .hookspecs import ControlOp
 from .jobsdb import STATUS_GROUPS, JobsDB
+
+if TYPE_CHECKING:  # the contract (attrs, pluggy) is not needed to import this: xpr starts faster
+    from .hookspecs import ControlOp
 
 __all__ = ["ControlError", "JobOutcome", "ControlReport", "control", "OPERATIONS", "ONGOING_REMOTE"]
 
@@ -86,7 +88,7 @@ class ControlReport:
         return {o.id: o.note for o in self.outcomes if not o.done and not o.failed}
 
 
-def control(op: ControlOp, ids: Iterable[str], *, by: str | None = None, strict: bool = False,
+def control(op: "ControlOp", ids: Iterable[str], *, by: str | None = None, strict: bool = False,
             db: JobsDB | None = None) -> ControlReport:
     """Cancel, hold or release the jobs ``ids`` in their schedulers.
 
@@ -99,10 +101,10 @@ def control(op: ControlOp, ids: Iterable[str], *, by: str | None = None, strict:
     :param op: ``"cancel"``, ``"hold"`` or ``"release"``.
     :param ids: job ids (``ExPyRe.id``, the ``id`` of ``xpr ls``).
     :param by: who asks, appended to the recorded reason (``"xpr"`` gives ``"... (xpr)"``).
-    :param strict: raise instead of reporting: the scheduler's own exception when its command
-        failed, else :class:`ControlError` (for a job not in the database, not submitted yet, or,
-        for hold and release, already ended). A cancel of a job that already ended is never an
-        error.
+    :param strict: raise instead of reporting (as ``ExPyRe.cancel``/``hold``/``release`` do): the
+        scheduler's own exception when its command failed, else :class:`ControlError` for a job not
+        in the database or, for hold and release, a job not submitted yet or already ended. A
+        cancel of a job that already ended, or that has no scheduler id yet, is no error.
     :param db: the jobs database (default: the configured one).
     :return: a :class:`ControlReport`.
     :raises ValueError: ``op`` is not one of :data:`OPERATIONS`.
@@ -163,7 +165,7 @@ def _raise_first(report: ControlReport) -> None:
             continue
         if out.error is not None:
             raise out.error
-        if out.failed or report.op != "cancel":
+        if report.op != "cancel" or out.status is None:
             past = {"cancel": "cancelled", "hold": "held", "release": "released"}[report.op]
             raise ControlError(f"job {out.id}: {out.note}; only a submitted job can be {past}"
                                if out.status is not None else f"job {out.id}: {out.note}")
