@@ -545,3 +545,25 @@ def test_config_without_partitions_needs_a_scheduler_with_defaults(shellq_root):
     (shellq_root / "config.json").write_text(json.dumps({"systems": {"bg": {"scheduler": "shellq", "host": None}}}))
     r = xpr("config", "check")
     assert r.exit_code == 1 and "systems.bg.partitions" in r.stdout and "shellq" in r.stdout
+
+
+def test_why_says_why_a_queued_job_waits(root, monkeypatch):
+    from expyre.builtin.local_scheduler import LocalScheduler
+
+    x = ExPyRe("waiter", jobfuncs.sleep, args=[60])
+    x.start(resources=RES, system_name="local", partial_node=True)
+    config.db.update(x.id, status="submitted", remote_status="queued (Resources)")
+    asked = []
+
+    def explain_queued(self, transport, ids, timeout=None):
+        asked.append(list(ids))
+        return {i: "waits for 4 free cores" for i in ids}
+
+    monkeypatch.setattr(LocalScheduler, "explain_queued", explain_queued)
+    r = xpr("why", "waiter")
+    assert r.exit_code == 0, r.stderr
+    assert asked == [[x.remote_id]]
+    assert f"{x.id} waits in the queue: waits for 4 free cores" in r.stdout
+    (job,) = json.loads(xpr("why", "waiter", "--json").stdout)["waiter"]["jobs"]
+    assert job["waiting"] == "waits for 4 free cores"
+    xpr("cancel", "-i", x.id, "-y")

@@ -177,3 +177,25 @@ def test_remove_cleans_only_expyre_stage_dirs_and_cancels_first(root):
     report = remove([running.id], clean=True, cancel=True, by="test")
     assert report.cancelled == [running.id] and report.deleted == [running.id] and not report.errors
     assert config.db.get(running.id) is None and not running.stage_dir.exists()
+
+
+def test_the_optional_members_default_to_not_available():
+    from expyre.hookspecs import Scheduler
+
+    class Bare(Scheduler):
+        name = "bare"
+        header = submit_command = parse_submit = status_command = parse_status = control_command = None  # type: ignore[assignment]
+
+    s = Bare(SchedulerContext("b", "/tmp"))
+
+    class NoCommands(LocalTransport):
+        def run(self, command, **kw):
+            raise AssertionError(f"nothing may run: {command}")
+
+    t = NoCommands(None)
+    assert Bare.default_partitions() is None
+    assert s.probe_command() is None and s.probe(t) is None
+    assert s.partitions_command() is None and s.list_partitions(t) is None
+    assert s.parse_partitions(CommandResult(["x"], 0, "a\n")) == set()
+    assert s.explain_command(["1"]) is None and s.explain_queued(t, ["1"]) == {}
+    assert s.parse_explain(CommandResult(["x"], 0, "a\n"), ["1"]) == {}
