@@ -328,8 +328,9 @@ class SgeScheduler(Scheduler):
         return out
 
     def explain_command(self, ids: Sequence[str]) -> list[str]:
-        """``qstat -j`` for jobs in error state: it prints their ``error reason`` (an array task's
-        is its job's)."""
+        """``qstat -j``: the ``error reason`` of jobs in error state and the ``scheduling info`` of
+        pending ones (an array task's is its job's); read by :meth:`parse_explain` and
+        :meth:`explain`."""
         numbers = sorted({i.partition(".")[0] for i in ids}, key=lambda n: (len(n), n))
         return [self._cmd("qstat"), "-j", ",".join(numbers)]
 
