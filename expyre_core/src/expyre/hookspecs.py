@@ -23,8 +23,8 @@ cancel, hold, release  :meth:`Scheduler.control_command` + :meth:`Scheduler.chec
 job arrays (optional)  :attr:`Scheduler.max_array_size`, :attr:`Scheduler.array_index_var`,
                        :meth:`Scheduler.array_header`, :meth:`Scheduler.array_element_id`
                        (default: no arrays; the core submits the jobs one by one)
-describe, check        :meth:`Scheduler.default_partitions`, :meth:`Scheduler.probe_command`,
-(optional)             :meth:`Scheduler.partitions_command` + :meth:`Scheduler.parse_partitions`,
+checks (optional)      :meth:`Scheduler.default_partitions`, :meth:`Scheduler.probe_command`,
+                       :meth:`Scheduler.partitions_command` + :meth:`Scheduler.parse_partitions`,
                        :meth:`Scheduler.explain_command` + :meth:`Scheduler.parse_explain`
                        (``xpr config show/check``, ``xpr why``; default: not available)
 transport              :meth:`Transport.run`, :meth:`Transport.put`, :meth:`Transport.get`
