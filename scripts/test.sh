@@ -51,6 +51,10 @@ if [ "$workers" -gt 1 ]; then
     uv run --no-sync pytest -p no:xdist -m serial "$@" || rc2=$?
     [ "$rc2" = 5 ] && rc2=0
     [ "$rc" = 0 ] && rc=$rc2
+    step "release check: build, twine check, install the wheels into a clean venv, run the example"
+    rc3=0
+    bash scripts/ci/release-check.sh || rc3=$?
+    [ "$rc" = 0 ] && rc=$rc3
     exit "$rc"
 fi
 step "pytest"

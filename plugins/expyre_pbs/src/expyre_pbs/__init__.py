@@ -13,6 +13,8 @@ Install with ``pip install expyre-core expyre-pbs`` and use ``"scheduler": "pbs"
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
 import expyre
 from expyre.hookspecs import SchedulerSpec
 

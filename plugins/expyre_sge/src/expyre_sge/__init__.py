@@ -10,6 +10,8 @@ Select it with ``"scheduler": "sge"`` for a system in config.json, e.g.::
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
 import expyre
 from expyre.hookspecs import SchedulerSpec
 

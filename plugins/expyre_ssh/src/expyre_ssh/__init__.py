@@ -12,6 +12,8 @@ See README.md for the connection model (one multiplexed login per host), costs a
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
 from expyre import hookimpl
 from expyre.hookspecs import TransportSpec
 
