@@ -34,10 +34,10 @@ from .cli_output import table as _table
 from .cli_output import when as _when
 from .cli_select import FILTER_OPTIONS, Option, light_db, select
 from .jobsdb import STATUS_GROUPS, JobsDB
+from .layout import HASHES
 
 __all__ = ["main", "cli"]
 
-HASHES = "_expyre_hashes.json"  # per-component digests written by the ExPyRe constructor (if any)
 _ONGOING_REMOTE = ("submitted", "started")
 
 
@@ -367,7 +367,8 @@ def sync_cmd(ids, name, status, system, as_json) -> None:
       xpr sync -S archer2 -n 'relax_.*' --json
     """
     from . import config
-    from .func import ExPyRe, _Poller
+    from .func import ExPyRe
+    from .poller import Poller, evaluate
 
     db = config.db
     rows = _select(db, ids, name, status or ("ongoing",), system)
@@ -387,8 +388,8 @@ def sync_cmd(ids, name, status, system, as_json) -> None:
             progress.update(task, description=f"polling {sysname}")
             try:
                 sysobj = config.get_system(sysname)
-                poller = _Poller.get(sysobj, db)
-                _seed_suspects(poller, group)
+                poller = Poller.get(sysobj, db)
+                poller.resume_suspects(group)
                 poller.refresh(0, tolerate_failure=False)
                 if _new_suspects(poller, group) and sysobj.scheduler.vanish_grace <= 1 and sysobj.scheduler.min_poll_interval <= 1:
                     # a scheduler whose view is definitive (e.g. local): confirm with a second poll now
@@ -407,7 +408,7 @@ def sync_cmd(ids, name, status, system, as_json) -> None:
                 note = ""
                 try:
                     xpr = ExPyRe.from_jobsdb(r)[0]
-                    outcome = xpr._evaluate(poller)
+                    outcome = evaluate(xpr, poller)
                     if outcome in ("succeeded", "failed"):
                         db.update(r["id"], status=outcome)
                         note = "results here"
@@ -434,15 +435,6 @@ def sync_cmd(ids, name, status, system, as_json) -> None:
         changed = sum(1 for x in results if x["status"] != x["before"])
         click.echo(f"{len(todo)} job(s) polled, {changed} changed status", err=True)
     _report_errors(errors)
-
-
-def _seed_suspects(poller, rows: Sequence[dict]) -> None:
-    """Jobs an earlier process already saw gone (``suspect_since`` in the database) count as
-    observed once, so this poll can confirm them after the grace period."""
-    for r in rows:
-        rid = r["remote_id"]
-        if rid and r.get("suspect_since") and rid not in poller.suspects:
-            poller.suspects[rid] = (0, float(r["suspect_since"]))
 
 
 def _new_suspects(poller, rows: Sequence[dict]) -> bool:
