@@ -283,7 +283,10 @@ class ExPyRe:
 
         :param timeout: seconds (or a time string) to wait; None or <= 0 waits for ever.
         :param check_interval: the longest wait between checks (checks start fast and back off).
+        :param sync: poll the scheduler and fetch remote files (False: only look for results here).
         :param quiet: no progress display.
+        :param verbose: accepted for the API of ExPyRe's README; no effect.
+        :raises TypeError: an unknown keyword argument (named in the message).
         :raises ExPyReTimeoutError: (a ``TimeoutError``) the job did not finish within ``timeout``.
         :raises ExPyReJobDiedError: the job ended without a result.
         :raises Exception: the function's own exception, re-raised with its remote traceback.
