@@ -33,3 +33,18 @@ def test_scheduler_always_gets_an_options_instance(root):
 
     sched = config.get_system("local").scheduler
     assert isinstance(sched.context.options, LocalOptions)  # structured from {} by the core
+
+
+def test_a_job_handle_from_a_row_is_evaluated_without_the_facade(root):
+    from expyre.job import JobHandle
+    from expyre.poller import evaluate
+
+    xpr = ExPyRe("handle", pow, args=[2, 3])
+    xpr.start(resources={"n": (1, "tasks"), "max_time": "1m"}, partial_node=True)
+    assert xpr.get_results(timeout=60, check_interval=0.2, quiet=True) == 8
+    job = JobHandle(config.db.get(xpr.id))
+    assert isinstance(xpr, JobHandle) and repr(job).startswith("JobHandle(id=")
+    assert evaluate(job, Poller.get(job.system, config.db)) == "succeeded"
+    config.db.update(xpr.id, from_dir="/elsewhere")
+    with pytest.raises(ValueError, match="not its own stage directory"):
+        job.reload()

@@ -87,7 +87,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'expyre.config' has no attribute {name!r}")
 
 
-def get_system(name: str | None) -> "Any":
+def get_system(name: str | None) -> System:
     """The :class:`~expyre.system.System` called ``name`` (default ``$EXPYRE_SYS``, else ``local``)."""
     systems = _get("systems")
     if name is None:

@@ -41,13 +41,13 @@ from .errors import (  # re-exported: their documented home is expyre.func
     ExPyReTimeoutError,
     RemoteError,
 )
+from .job import JobHandle
 from .jobsdb import STATUS_GROUPS
 from .layout import STAGE_DIR_PREFIX, TASK
-from .names import JOB_ID_RE, make_job_id
+from .names import make_job_id
 from .poller import Poller
 from .progress import Waiting
 from .resources import Resources
-from .system import System
 from .units import Duration
 
 __all__ = [
@@ -73,7 +73,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _Poller = Poller
 
 
-class ExPyRe:
+class ExPyRe(JobHandle):
     """A function call to evaluate as a batch job.
 
     :param name: job name (any text; the job id and file names derive a safe form of it).
@@ -173,39 +173,7 @@ class ExPyRe:
         self._load_row(row)
         timing.debug("%s: constructor done in %.3f s", name, time.monotonic() - t0)
 
-    # -- state ---------------------------------------------------------------------------------
-    def _load_row(self, row: Mapping[str, Any]) -> None:
-        self.id: str = row["id"]
-        self.name: str = row["name"]
-        self.stage_dir = Path(row["from_dir"])
-        self.status: str = row["status"]
-        self.remote_id: str | None = row.get("remote_id")
-        self.system_name: str | None = row.get("system")
-        self.hash: str | None = row.get("hash")
-        self.reason: str | None = row.get("reason")
-        if not JOB_ID_RE.match(self.id):
-            raise ValueError(f"jobs database row has an invalid job id {self.id!r}")
-        own = Path(config.root) / f"{STAGE_DIR_PREFIX}{self.id}"
-        if self.stage_dir != own:  # results are only ever unpickled from the job's own directory
-            raise ValueError(f"jobs database row {self.id}: {self.stage_dir} is not its own stage directory {own}; refusing it")
-
-    def reload(self) -> dict:
-        """Re-read this job's row from the jobs database (status, remote id, ...); return it."""
-        row = config.db.get(self.id)
-        if row is None:
-            raise RuntimeError(f"job {self.id} is no longer in the jobs database {config.db.path}")
-        self._load_row(row)
-        return row
-
-    _refresh_row = reload  # the former private name
-
-    def __repr__(self) -> str:
-        return f"ExPyRe(id={self.id!r}, status={self.status!r}, system={self.system_name!r})"
-
-    @property
-    def system(self) -> System:
-        return config.get_system(self.system_name)
-
+    # -- state (see JobHandle: reload(), system) --------------------------------------------
     @staticmethod
     def from_jobsdb(db_jobs: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> list["ExPyRe"]:
         """ExPyRe objects for rows returned by ``expyre.config.db.jobs(...)``."""

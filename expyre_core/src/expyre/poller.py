@@ -176,7 +176,7 @@ def poll_outage_limit() -> float:
 
 
 def evaluate(job: Any, poller: Poller) -> str | None:
-    """One step of the state machine of a job handle (an :class:`~expyre.func.ExPyRe`) on what
+    """One step of the state machine of a job handle (a :class:`~expyre.job.JobHandle`) on what
     ``poller`` last saw; returns a final status (``succeeded``, ``failed``, ``died``, recorded in
     the jobs database when it is ``died``) or None to keep waiting."""
     outcome = outcome_files(job.stage_dir)

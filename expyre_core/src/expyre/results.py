@@ -3,7 +3,7 @@
 The runner's marker files (:data:`~expyre.layout.SUCCEEDED`, :data:`~expyre.layout.FAILED`) are
 the truth about a job that ended; the functions here read them, never through a symlink, and
 :func:`finish` turns an outcome into the function's value (or its exception) for a job handle
-(an :class:`~expyre.func.ExPyRe`).
+(a :class:`~expyre.job.JobHandle`, e.g. an :class:`~expyre.func.ExPyRe`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 job is never submitted twice, even by concurrent or interrupted processes), the adoption of a
 job an interrupted run already queued, and job arrays.
 
-Functions take job handles (:class:`~expyre.func.ExPyRe` objects: ``id``, ``name``,
-``stage_dir``, ``status``, ``remote_id``, ``system_name``, and ``reload()``).
+Functions take job handles (:class:`~expyre.job.JobHandle`, e.g. :class:`~expyre.func.ExPyRe`).
 """
 
 from __future__ import annotations
