@@ -329,11 +329,4 @@ class ExPyRe(JobHandle):
         :param dry_run: only return what would be removed.
         :return: the paths removed (or that would be).
         """
-        self.reload()
-        system = config.systems.get(self.system_name) if self.system_name else None
-        report = staging.clean_targets(self.id, self.stage_dir, system, wipe, dry_run)
-        if dry_run:
-            return report
-        config.db.update(self.id, status="cleaned")
-        self.status = "cleaned"
-        return report
+        return staging.clean(self, wipe=wipe, dry_run=dry_run)

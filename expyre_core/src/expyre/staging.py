@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from . import _faults
+from . import _faults, config
 from .digest import Tee, hash_file, write_call
 from .layout import (ARRAY_OUTPUT_PREFIX, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, PARTIAL_PREFIX,
                      PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STDERR, STDOUT, SUCCEEDED, TASK)
@@ -28,7 +28,7 @@ from .shell import remote_path
 from .system import System
 
 __all__ = ["StagedCall", "stage_call", "expand_inputs", "atomic_text", "run_outputs", "archive_previous",
-           "discard_remote_results", "copy_outputs", "read_meta", "clean_targets"]
+           "discard_remote_results", "copy_outputs", "read_meta", "clean_targets", "clean"]
 
 #: the logger of the API this serves (``expyre.func``): what users configure keeps working
 logger = logging.getLogger("expyre.func")
@@ -193,4 +193,17 @@ def clean_targets(job_id: str, stage_dir: Path, system: System | None, wipe: boo
             shutil.rmtree(t, ignore_errors=True)
         elif t.exists():
             t.unlink()
+    return report
+
+
+def clean(job: Any, wipe: bool = False, dry_run: bool = False) -> list[str]:
+    """``ExPyRe.clean`` for a job handle (:class:`~expyre.job.JobHandle`): :func:`clean_targets`
+    on the system it ran on (if still configured), then the status ``cleaned``."""
+    job.reload()
+    system = config.systems.get(job.system_name) if job.system_name else None
+    report = clean_targets(job.id, job.stage_dir, system, wipe, dry_run)
+    if dry_run:
+        return report
+    config.db.update(job.id, status="cleaned")
+    job.status = "cleaned"
     return report
