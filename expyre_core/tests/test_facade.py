@@ -48,3 +48,17 @@ def test_a_job_handle_from_a_row_is_evaluated_without_the_facade(root):
     config.db.update(xpr.id, from_dir="/elsewhere")
     with pytest.raises(ValueError, match="not its own stage directory"):
         job.reload()
+
+
+def test_scheduler_options_problems_carry_the_key_path(tmp_path, monkeypatch):
+    from expyre.config_files import ConfigError
+    from expyre.config_load import load_config
+
+    root = tmp_path / "_expyre"
+    root.mkdir()
+    (root / "config.json").write_text('{"systems": {"box": {"host": null, "scheduler": "local", '
+                                      '"scheduler_options": {"pyton": "python3"}}}}')
+    monkeypatch.setenv("EXPYRE_ROOT", str(root))
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert info.value.problems == [("systems.box.scheduler_options", "unknown key 'pyton' (did you mean 'python'?)")]
