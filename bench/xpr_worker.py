@@ -139,14 +139,14 @@ def run_calls(system: str, n: int, mode: str, resources: dict, chunksize: int = 
 # ------------------------------------------------------------------------------------------------
 def run_ssh(system: str, n: int, log: Path, resources: dict) -> dict:
     """n calls over ssh + Slurm; counts the ssh invocations of every poll cycle."""
-    from expyre import func
     from expyre.func import ExPyRe
+    from expyre.poller import Poller
 
     def nlines() -> int:
         return len(log.read_text().splitlines()) if log.exists() else 0
 
     per_poll: list[int] = []
-    orig = func._Poller.refresh
+    orig = Poller.refresh
 
     def counting(self, max_age, force=False):
         before_count, before = self.count, nlines()
@@ -154,7 +154,7 @@ def run_ssh(system: str, n: int, log: Path, resources: dict) -> dict:
         if self.count != before_count:
             per_poll.append(nlines() - before)
 
-    func._Poller.refresh = counting
+    Poller.refresh = counting
     xs, ys = _square_calls(n)
     t0 = time.perf_counter()
     m0 = nlines()
@@ -169,7 +169,7 @@ def run_ssh(system: str, n: int, log: Path, resources: dict) -> dict:
         xpr.mark_processed()
     t1 = time.perf_counter()
     assert out == [x ** 2 for x in xs]
-    func._Poller.refresh = orig
+    Poller.refresh = orig
     return {"available": True, "time": t1 - t0, "submit_time": t_sub - t0, "ssh_total": nlines() - m0,
             "ssh_submit": m_sub - m0, "polls": len(per_poll), "ssh_per_poll": per_poll,
             "ssh_per_poll_max": max(per_poll or [0]), "ssh_per_poll_median": sorted(per_poll)[len(per_poll) // 2] if per_poll else 0}

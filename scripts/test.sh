@@ -34,6 +34,9 @@ if [ "$(id -u)" = 0 ]; then
 else
     echo "not root: real schedulers and sshd are not started; their tests will skip (fail under CI=true)"
 fi
+step "architecture: lint-imports (the import contracts of pyproject.toml, docs/architecture.md)"
+uv run --no-sync lint-imports
+
 export EXPYRE_PYTEST_SYSTEMS="${EXPYRE_PYTEST_SYSTEMS:-.*}"
 export EXPYRE_PROGRESS=0
 

@@ -1,5 +1,5 @@
 """The config files themselves, with nothing heavier than the standard library: where they are
-(the seed's search rules), reading one as JSON with its top-level checks, and :class:`ConfigError`.
+(the search rules of ExPyRe's README), reading one as JSON with its top-level checks, and :class:`ConfigError`.
 
 Kept apart from :mod:`expyre.config_model` (attrs/cattrs) and :mod:`expyre.config` (plugins) so that
 quick commands such as ``xpr ls`` find the expyre root without importing either.
@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 
 
 def find_config_files(cwd: Path | None = None) -> tuple[Path, list[Path]]:
-    """Return (root, config files lowest-precedence first) by the seed's rules."""
+    """Return (root, config files lowest-precedence first) by the rules of ExPyRe's README."""
     env_root = os.environ.get("EXPYRE_ROOT")
     if env_root:
         root = Path(env_root).expanduser()

@@ -17,11 +17,13 @@ from cattrs import ClassValidationError, ForbiddenExtraKeysError, IterableValida
 from cattrs.preconf.json import make_converter
 
 from .config_files import ConfigError
+from .types import ConfigValue
 from .units import Duration, Memory
 
-__all__ = ["Partition", "SystemConfig", "Config", "ConfigError", "converter", "structure_config", "HEADER_KEYS"]
+__all__ = ["Partition", "SystemConfig", "Config", "ConfigError", "converter", "structure_config", "HEADER_KEYS",
+           "structure_scheduler_options"]
 
-#: the keys that header lines may use with str.format (the seed's list)
+#: the keys that header lines may use with str.format (the list of ExPyRe's README)
 HEADER_KEYS = (
     "nnodes",
     "ncores_per_node",
@@ -70,7 +72,7 @@ def _positive_duration(instance: Any, attribute: attrs.Attribute, value: Duratio
 
 @frozen
 class SystemConfig:
-    """One system of config.json (the seed's keys plus ``transport``, ``python_cmd`` and
+    """One system of config.json (the keys of ExPyRe's README plus ``transport``, ``python_cmd`` and
     ``scheduler_options``)."""
 
     scheduler: str
@@ -127,6 +129,10 @@ converter.register_structure_hook(Duration, lambda v, _: Duration.parse(v))
 converter.register_structure_hook(Memory, lambda v, _: Memory.parse(v))
 converter.register_unstructure_hook(Duration, lambda d: d.seconds)
 converter.register_unstructure_hook(Memory, lambda m: m.kb)
+
+
+# a plugin's own value types (in its ``Scheduler.Options``) parse themselves (see ConfigValue)
+converter.register_structure_hook(ConfigValue, lambda v, t: t.from_config(v))
 
 
 def _structure_str_tuple(value: Any, _: type) -> tuple[str, ...]:
@@ -191,6 +197,22 @@ def structure_config(raw: Mapping[str, Any], source: str) -> Config:
         raise ConfigError(source, list(iter_problems(exc))) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(source, [("", str(exc))]) from None
+
+
+def structure_scheduler_options(options_class: type | None, raw: Mapping[str, Any] | None, system_name: str) -> Any:
+    """The one place where a system's ``scheduler_options`` are structured: into the scheduler
+    backend's ``Options`` class (also from ``{}``: a backend that declares the class always gets
+    an instance), with this module's converter. None if the backend declares no class.
+
+    :raises ConfigError: every problem, each with its key path ``systems.<name>.scheduler_options.<key>``.
+    """
+    if options_class is None:
+        return None
+    try:
+        return converter.structure(dict(raw or {}), options_class)
+    except Exception as exc:  # noqa: BLE001 - every problem is reported with its key path
+        path = ("systems", system_name, "scheduler_options")
+        raise ConfigError(f"systems.{system_name}.scheduler_options", list(iter_problems(exc, path))) from None
 
 
 def unstructure_config(cfg: Config) -> dict[str, Any]:

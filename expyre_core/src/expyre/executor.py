@@ -28,7 +28,7 @@ calls all returned is reused as it is (a single call that raised was never reuse
 ``mark_processed()`` after ``get_results()``: the next identical call then runs afresh.
 
 One background thread per executor does all the waiting: once per tick it refreshes each system's
-shared poll (:class:`expyre.func._Poller`: one status query for all of that system's jobs) and
+shared poll (:class:`expyre.poller.Poller`: one status query for all of that system's jobs) and
 then checks every job's result files; it never runs one status query per future. It also submits
 queued jobs in batches (:meth:`ExPyRe.start_many`: one copy of all their stage directories) and
 draws one progress bar while a caller waits.
@@ -49,9 +49,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import config
-from .func import ExPyRe, _function_digest, _Poller
-from ._runner import SUCCEEDED
-from .packing import PARTIAL_PREFIX, decode_outcome, run_chunk
+from .digest import function_digest
+from .func import ExPyRe
+from .layout import PARTIAL_PREFIX, SUCCEEDED
+from .packing import decode_outcome, run_chunk
+from .poller import Poller, evaluate
+from .results import finish, open_marker, outcome_files
 from .progress import SHOW_AFTER, progress_enabled
 from .resources import Resources
 
@@ -277,7 +280,7 @@ class Executor(cf.Executor):
         name = self.name or _fn_name(fn)
         partial = self.partial_results
         h = hashlib.sha256()
-        _function_digest(fn, h)
+        function_digest(fn, h)
         digest = h.hexdigest()
         calls = [(list(a), {}) for a in zip(*iterables)]
         jobs = []
@@ -494,11 +497,11 @@ class Executor(cf.Executor):
             by_system.setdefault(j.system_name, []).append(j)
         for system_name, jobs in by_system.items():
             system = config.get_system(system_name)
-            poller = _Poller.get(system, config.db)
+            poller = Poller.get(system, config.db)
             shared = system.shares_stage_dirs
             # result files on shared stage dirs need no status query; ask the scheduler only when
             # some job is still without them (the poller enforces the scheduler's floor)
-            outcomes = {j.xpr.id: j.xpr._check_files() for j in jobs}
+            outcomes = {j.xpr.id: outcome_files(j.xpr.stage_dir) for j in jobs}
             if any(o is None for o in outcomes.values()):
                 before = poller.count
                 poller.refresh(max_age=0.02 if shared else min(1.0, self.check_interval))
@@ -512,7 +515,7 @@ class Executor(cf.Executor):
                             f.set_running_or_notify_cancel()
                 outcome = outcomes[j.xpr.id]
                 if outcome is None and self._may_have_ended(row, poller):
-                    outcome = j.xpr._evaluate(poller)
+                    outcome = evaluate(j.xpr, poller)
                 if outcome is None:
                     if j.packed and self.partial_results:
                         progressed |= self._partial(j)
@@ -522,8 +525,8 @@ class Executor(cf.Executor):
         return progressed
 
     @staticmethod
-    def _may_have_ended(row: dict | None, poller: _Poller) -> bool:
-        """False when :meth:`ExPyRe._evaluate` would certainly answer "keep waiting" for a job
+    def _may_have_ended(row: dict | None, poller: Poller) -> bool:
+        """False when :func:`expyre.poller.evaluate` would certainly answer "keep waiting" for a job
         without result files: its row (just read for all jobs at once) is not final and the poll
         does not suspect it. Saves a second listing and a database read per job and tick, which
         made a tick O(N) queries and a whole map O(N^2) (found by bench/)."""
@@ -561,7 +564,7 @@ class Executor(cf.Executor):
 
     def _complete(self, job: _Job, outcome: str) -> None:
         try:
-            value = job.xpr._finish(outcome)
+            value = finish(job.xpr, outcome)
         except BaseException as exc:  # noqa: BLE001 - the job's error goes to its futures
             for f in job.futures:
                 _set(f, None, exc)
@@ -659,10 +662,10 @@ def _set(f: ExPyReFuture, value: Any, exc: BaseException | None) -> None:
 
 def _has_failed_element(xpr: ExPyRe) -> bool:
     """True when the packed job ``xpr`` already has a result here and one of its calls raised."""
-    if xpr.status not in ("created", "submitted", "started", "succeeded") or xpr._check_files() != "succeeded":
+    if xpr.status not in ("created", "submitted", "started", "succeeded") or outcome_files(xpr.stage_dir) != "succeeded":
         return False
     try:
-        with xpr._open_marker(SUCCEEDED) as f:
+        with open_marker(xpr.stage_dir, SUCCEEDED) as f:
             outcomes = pickle.load(f)
     except Exception as exc:  # noqa: BLE001 - an unreadable result is not reused either
         logger.warning("packed job %s: its earlier result cannot be read (%s); running it again", xpr.id, exc)

@@ -44,6 +44,7 @@ import abc
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Iterable, Literal, Sequence
 
+import attrs
 from attrs import frozen
 
 from . import shell as _shell
@@ -172,7 +173,12 @@ class Scheduler(abc.ABC):
     #: The value of ``"scheduler"`` in config.json that selects this backend.
     name: ClassVar[str] = ""
     #: Optional attrs class for the system's ``scheduler_options`` in config.json. The core
-    #: structures the dict into it with its converter, so errors carry the key path.
+    #: structures the dict into it with its converter (also an empty or missing dict), so errors
+    #: carry the key path, and the backend always finds an instance in ``context.options``. Field
+    #: types: those of config.json (str, int, float, bool, None, Literal, lists, dicts),
+    #: :class:`~expyre.units.Duration`, :class:`~expyre.units.Memory`, and the backend's own types
+    #: derived from :class:`~expyre.types.ConfigValue`. A backend never registers anything on the
+    #: core's converter.
     Options: ClassVar[type | None] = None
     #: Environment variable prefixes removed before running submit commands (an enclosing job's
     #: variables must not leak into a nested submission), e.g. ``("SLURM_",)``.
@@ -187,6 +193,8 @@ class Scheduler(abc.ABC):
     directive: ClassVar[str] = "#"
 
     def __init__(self, context: SchedulerContext) -> None:
+        if self.Options is not None and context.options is None:  # made without the core: defaults
+            context = attrs.evolve(context, options=self.Options())
         self.context = context
 
     # -- header generation -------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # no runtime import of typing: `xpr ls` imports this module (see cli_ls)
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Iterator, Sequence
+    from typing import Any, Callable, Iterable, Iterator, Sequence
 
 __all__ = ["JobsDB", "STATUSES", "STATUS_GROUPS"]
 
@@ -180,6 +180,28 @@ class JobsDB:
             (hash, *statuses),
         ).fetchone()
         return dict(row) if row else None
+
+    def create_or_reuse(self, name: str, hash: str, cwd: str, reuse: bool,
+                        place: "Callable[[], tuple[str, Path]]") -> tuple[dict, bool]:
+        """Record a new job for a call with digest ``hash``, or find an identical one, in ONE
+        transaction (concurrent identical calls make one job). With ``reuse``, the newest job of
+        the same ``name`` and ``hash`` whose status can still produce results is returned as
+        ``(row, True)``. Otherwise ``place()`` is called inside the transaction to put the new
+        job's stage directory in place and return ``(job id, stage dir)``, and the new ``created``
+        row is returned as ``(row, False)``."""
+        with self._tx() as con:
+            existing = self.find_reusable(con, hash) if reuse else None
+            if existing is not None and existing["name"] == name:
+                return existing, True
+            job_id, stage = place()
+            now = time.time()
+            con.execute(
+                "INSERT INTO jobs (id, name, hash, status, from_dir, cwd, creation_time, status_time) "
+                "VALUES (?, ?, ?, 'created', ?, ?, ?, ?)",
+                (job_id, name, hash, str(stage), cwd, now, now),
+            )
+            row = dict(con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+            return row, False
 
     @staticmethod
     def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:

@@ -7,10 +7,12 @@ so a raising element fails only its own future. Each outcome is pickled on its o
 unpickled here, also spoils only its own element.
 
 This module is pickled *by value* (``cloudpickle.register_pickle_by_value``): a remote host needs
-only ``cloudpickle``, not expyre. So it imports nothing but the standard library at module level.
+only ``cloudpickle``, not expyre. So what its job-side functions use is the standard library (and
+cloudpickle, imported when called); its module-level imports of :mod:`expyre.errors` and
+:mod:`expyre.layout` serve the driver side (a string constant travels by value).
 
 Hash: the chunk job's function argument is left out of the ExPyRe hash and replaced by
-``code_digest``, the same identity-and-code digest :class:`~expyre.func.ExPyRe` uses for its own
+``code_digest``, the same identity-and-code digest (:func:`expyre.digest.function_digest`) ExPyRe uses for its own
 function, so re-running the same ``map`` finds the same chunk jobs (and an edited function
 makes new ones).
 """
@@ -24,10 +26,11 @@ import sys
 import traceback
 from typing import Any, Callable, Sequence
 
+from .errors import ExPyReRemoteTraceback
+from .layout import PARTIAL_PREFIX  # per-element result files written as elements finish
+
 __all__ = ["run_chunk", "decode_outcome", "PackedElementError", "PARTIAL_PREFIX"]
 
-#: per-element result files written as elements finish (``<prefix><index>``), when asked for
-PARTIAL_PREFIX = "_expyre_elem_"
 
 
 class PackedElementError(RuntimeError):
@@ -117,8 +120,6 @@ def decode_outcome(outcome: tuple[str, bytes], where: str) -> tuple[bool, Any]:
     exc = info.get("exception")
     if not isinstance(exc, BaseException):
         exc = PackedElementError(f"{info.get('type')}: {info.get('message')}")
-    from .func import ExPyReRemoteTraceback
-
     exc.__cause__ = ExPyReRemoteTraceback(info.get("traceback", ""))
     if hasattr(exc, "add_note"):
         exc.add_note(f"raised in {where} on {info.get('host')}")

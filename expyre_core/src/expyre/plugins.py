@@ -1,7 +1,8 @@
 """The one module that touches pluggy and entry points.
 
 Everything else asks for backends by name through :func:`get_scheduler_spec` /
-:func:`get_transport_spec`, or for the hook caller through :func:`hook`.
+:func:`get_transport_spec`, and calls hooks through the typed functions here (one per hook that
+the core calls: :func:`modify_header`), never through pluggy's hook relay by name.
 
 * Built-in plugins (the ``local`` scheduler and the ``local`` transport) are registered directly.
 * Installed plugins are loaded from the ``expyre`` entry-point group. One that fails to import is
@@ -25,6 +26,7 @@ from attrs import frozen
 from . import hookspecs
 from ._markers import PROJECT
 from .hookspecs import Scheduler, SchedulerSpec, Transport, TransportSpec
+from .types import JobRequest
 
 if TYPE_CHECKING:
     from .config_model import Partition
@@ -35,6 +37,7 @@ __all__ = [
     "UnknownBackendError",
     "get_plugin_manager",
     "hook",
+    "modify_header",
     "schedulers",
     "transports",
     "get_scheduler_spec",
@@ -206,8 +209,14 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def hook() -> pluggy.HookRelay:
-    """The hook caller, e.g. ``hook().expyre_modify_header(system_name=..., job=..., header=...)``."""
+    """pluggy's hook relay (for introspection and tests; the core calls the typed functions below)."""
     return get_plugin_manager().hook
+
+
+def modify_header(system_name: str, job: JobRequest, header: list[str]) -> None:
+    """Call every :func:`~expyre.hookspecs.expyre_modify_header` hook: each may edit ``header``
+    (the job script's header lines) in place for the job ``job`` on system ``system_name``."""
+    get_plugin_manager().hook.expyre_modify_header(system_name=system_name, job=job, header=header)
 
 
 def schedulers() -> dict[str, SchedulerSpec]:

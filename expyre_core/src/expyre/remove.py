@@ -67,7 +67,8 @@ def remove(ids: Iterable[str], *, clean: bool = False, cancel: bool = False, by:
     :return: a :class:`RemoveReport`.
     """
     from . import config
-    from .func import ExPyRe
+    from . import staging
+    from .job import JobHandle
 
     if db is None:
         db = config.db
@@ -93,12 +94,11 @@ def remove(ids: Iterable[str], *, clean: bool = False, cancel: bool = False, by:
                                                f"expyre root {config.root}", None))
                 continue
             try:
-                xpr = ExPyRe.from_jobsdb(r)[0]
+                job = JobHandle(r)
                 if r["system"] and r["system"] not in config.systems:
                     report.errors.append((r["id"], f"system {r['system']!r} is no longer configured: only the local "
                                                    f"stage dir is deleted", None))
-                    xpr.system_name = None
-                xpr.clean(wipe=True)
+                staging.clean(job, wipe=True)
             except Exception as exc:  # noqa: BLE001 - reported; the others go on
                 logger.info("job %s: cleaning failed: %s", r["id"], exc)
                 report.errors.append((r["id"], "cleaning failed, not deleted", exc))

@@ -1,4 +1,4 @@
-"""The job script: header, environment, the runner call. Every user value that reaches the shell
+"""Service layer: the job script: header, environment, the runner call. Every user value that reaches the shell
 (paths, environment values) is quoted here; header lines and commands are the user's shell text."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import shlex
 from typing import Sequence
 
 from . import plugins
+from .layout import ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, RUNNER, SCRIPT
 from .shell import remote_path
 from .system import System
 from .types import JobRequest
@@ -15,16 +16,6 @@ from .types import JobRequest
 __all__ = ["build_script", "build_array_script", "expyre_env", "SCRIPT", "JOB_STDOUT", "JOB_STDERR", "RUNNER",
            "ARRAY_SCRIPT", "ARRAY_DIRS", "ARRAY_OUTPUT_PREFIX"]
 
-SCRIPT = "_expyre_script.sh"
-JOB_STDOUT = "_expyre_job.out"
-JOB_STDERR = "_expyre_job.err"
-RUNNER = "_expyre_runner.py"
-#: a job array's shared script and its list of element directories (in the first element's directory)
-ARRAY_SCRIPT = "_expyre_array.sh"
-ARRAY_DIRS = "_expyre_array_dirs"
-#: a job array's own stdout/stderr files (in its first element's directory) are named
-#: ``<ARRAY_OUTPUT_PREFIX><scheduler's element token>.out``/``.err``
-ARRAY_OUTPUT_PREFIX = "_expyre_array_"
 
 
 def expyre_env(job: JobRequest) -> dict[str, str]:
@@ -64,7 +55,7 @@ def build_header(system: System, job: JobRequest, header_extra: Sequence[str]) -
     if part is not None:
         header += _format(part.header, keys, f"systems.{system.name}.partitions.{job.partition}.header")
     header += _format(header_extra, keys, "header_extra")
-    plugins.hook().expyre_modify_header(system_name=system.name, job=job, header=header)
+    plugins.modify_header(system.name, job, header)
     return header
 
 

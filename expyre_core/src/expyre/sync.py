@@ -64,7 +64,7 @@ def sync(ids: Iterable[str], *, db: JobsDB | None = None, show_progress: bool = 
     Example: ``[j.status for j in sync(["fit_ab12cd_3"])] == ["succeeded"]``
     """
     from . import config
-    from .func import ExPyRe, _Poller
+    from .poller import Poller
     from .progress import Progress
 
     if db is None:
@@ -86,8 +86,8 @@ def sync(ids: Iterable[str], *, db: JobsDB | None = None, show_progress: bool = 
             progress.update(f"polling {sysname}")
             try:
                 sysobj = config.get_system(sysname)
-                poller = _Poller.get(sysobj, db)
-                _count_earlier_suspects(poller, group)
+                poller = Poller.get(sysobj, db)
+                poller.resume_suspects(group)
                 poller.refresh(0, tolerate_failure=False)
                 if _new_suspects(poller, group) and sysobj.scheduler.vanish_grace <= 1 and sysobj.scheduler.min_poll_interval <= 1:
                     # a scheduler whose view is definitive (e.g. local): confirm with a second poll now
@@ -103,16 +103,19 @@ def sync(ids: Iterable[str], *, db: JobsDB | None = None, show_progress: bool = 
             progress.advance()
             progress.update(f"evaluating {sysname}")
             for r in group:
-                results.append(_evaluate(r, poller, sysobj, db, ExPyRe))
+                results.append(_evaluate(r, poller, sysobj, db))
                 progress.advance()
     return results
 
 
-def _evaluate(r: dict, poller, sysobj, db: JobsDB, ExPyRe) -> SyncedJob:
+def _evaluate(r: dict, poller, sysobj, db: JobsDB) -> SyncedJob:
+    from .job import JobHandle
+    from .poller import evaluate
+
     note, error = "", None
     try:
-        xpr = ExPyRe.from_jobsdb(r)[0]
-        outcome = xpr._evaluate(poller)
+        xpr = JobHandle(r)
+        outcome = evaluate(xpr, poller)
         if outcome in ("succeeded", "failed"):
             db.update(r["id"], status=outcome)
             note = "results here"
@@ -130,15 +133,6 @@ def _evaluate(r: dict, poller, sysobj, db: JobsDB, ExPyRe) -> SyncedJob:
 def _first_line(text: str | None, width: int) -> str:
     line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
     return line if len(line) <= width else line[: width - 3] + "..."
-
-
-def _count_earlier_suspects(poller, rows: Sequence[dict]) -> None:
-    """Jobs an earlier process already saw gone (``suspect_since`` in the database) count as
-    observed once, so this poll can confirm them after the grace period."""
-    for r in rows:
-        rid = r["remote_id"]
-        if rid and r.get("suspect_since") and rid not in poller.suspects:
-            poller.suspects[rid] = (0, float(r["suspect_since"]))
 
 
 def _new_suspects(poller, rows: Sequence[dict]) -> bool:

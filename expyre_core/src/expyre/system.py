@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 from . import _faults, plugins
-from .config_model import Partition, SystemConfig, converter
+from .config_model import Partition, SystemConfig, structure_scheduler_options
 from .hookspecs import ControlOp, Scheduler, Transport
-from .packing import PARTIAL_PREFIX
+from .layout import MARKERS, PARTIAL_PREFIX
 from .shell import remote_path
 from .types import (
     CommandResult,
@@ -45,7 +45,6 @@ DEFAULT_REMOTE_RUNDIR = "expyre_rundir"
 #: seconds a scheduler command (status, find, submit, cancel...) may take before it is killed and
 #: treated as failed (``command_timeout`` in config.json overrides it per system)
 DEFAULT_COMMAND_TIMEOUT = 300.0
-MARKERS = ("_expyre_job_succeeded", "_expyre_job_failed", "_expyre_job_started")
 #: per-call outcome files of a packed job (prefix + index), listed by the poll with the markers
 #: so that finished calls can be fetched before the whole job ends
 ELEMENT_PREFIX = PARTIAL_PREFIX
@@ -160,9 +159,7 @@ class System:
         with self._lock:
             if self._scheduler is None:
                 spec = plugins.get_scheduler_spec(self.cfg.scheduler)
-                options = None
-                if spec.backend.Options is not None:
-                    options = converter.structure(self.cfg.scheduler_options, spec.backend.Options)
+                options = structure_scheduler_options(spec.backend.Options, self.cfg.scheduler_options, self.name)
                 ctx = SchedulerContext(system_name=self.name, rundir=self.rundir, host=self.cfg.host, options=options)
                 self._scheduler = spec.backend(ctx)
             return self._scheduler

@@ -9,8 +9,8 @@ A scheduler plugin (including a third party's) runs the shared contract suite ag
         scheduler = "mysched"
 
 The suite runs once per *selected* system whose ``scheduler`` is ``"mysched"``. Systems come from
-the config file ``$EXPYRE_PYTEST_CONFIG`` (default ``$HOME/.expyre/config.json``, as the seed
-says) filtered by the regexp ``$EXPYRE_PYTEST_SYSTEMS`` (default: all); the embedded ``local``
+the config file ``$EXPYRE_PYTEST_CONFIG`` (default ``$HOME/.expyre/config.json``, as ExPyRe's
+README says) filtered by the regexp ``$EXPYRE_PYTEST_SYSTEMS`` (default: all); the embedded ``local``
 system is always available. So a user points the project's tests at their own cluster exactly as
 CI points them at the clusters it brings up.
 
@@ -32,6 +32,11 @@ import cloudpickle
 import pytest
 
 from . import config as _config
+from .func import ExPyRe, ExPyReJobDiedError, ExPyReRemoteTraceback
+from .layout import STARTED
+from .poller import Poller
+from .resources import Resources
+from .system import close_all
 
 __all__ = [
     "SchedulerContract",
@@ -112,8 +117,6 @@ def isolated_root(root: Path, systems: dict[str, dict[str, Any] | None]) -> Iter
     try:
         yield make_root(root, systems)
     finally:
-        from .system import close_all
-
         try:
             _cancel_leftovers()
         finally:
@@ -264,16 +267,12 @@ class SchedulerContract:
             yield root
 
     def _start(self, name: str, fn: Callable, system_name: str, args=(), **kw: Any):
-        from .func import ExPyRe
-
         xpr = ExPyRe(name, fn, args=list(args), **kw)
         xpr.start(resources=self.resources, system_name=system_name, partial_node=True)
         return xpr
 
-    def test_seed_example(self, expyre_root: Path, system_name: str) -> None:
+    def test_readme_example(self, expyre_root: Path, system_name: str) -> None:
         np = pytest.importorskip("numpy")
-        from .func import ExPyRe
-
         xpr = ExPyRe("test_task", np.sum, args=[np.ones((100, 50))], kwargs={"axis": 1})
         xpr.start(resources={**self.resources}, system_name=system_name, partial_node=True)
         result = xpr.get_results(timeout=self.timeout, check_interval=2)
@@ -283,8 +282,6 @@ class SchedulerContract:
         assert _config.db.get(xpr.id)["status"] == "processed"
 
     def test_remote_exception(self, expyre_root: Path, system_name: str) -> None:
-        from .func import ExPyReRemoteTraceback
-
         xpr = self._start("raiser", job_raise, system_name, args=["boom from the job"])
         with pytest.raises(ValueError, match="boom from the job") as info:
             xpr.get_results(timeout=self.timeout, check_interval=2)
@@ -299,14 +296,10 @@ class SchedulerContract:
         assert "to stderr: hello from the job" in xpr.stderr
 
     def test_expyre_env(self, expyre_root: Path, system_name: str) -> None:
-        from .func import ExPyRe
-
         system = _config.get_system(system_name)
         xpr = ExPyRe("env", job_env)
         xpr.start(resources=self.resources, system_name=system_name, partial_node=True)
         env = xpr.get_results(timeout=self.timeout, check_interval=2)
-        from .resources import Resources
-
         _, alloc = Resources.from_any(self.resources).find_nodes(system.partitions, partial_node=True)
         assert env["EXPYRE_NNODES"] == str(alloc.nnodes)
         assert env["EXPYRE_TOT_NCORES"] == str(alloc.tot_ncores)
@@ -315,8 +308,6 @@ class SchedulerContract:
         assert env["EXPYRE_NCORES_PER_NODE"] == str(alloc.ncores_per_node)
 
     def test_cancel_reports_died(self, expyre_root: Path, system_name: str) -> None:
-        from .func import ExPyReJobDiedError
-
         xpr = self._start("sleeper", job_sleep, system_name, args=[600])
         wait_for(lambda: _started(xpr), self.timeout, "the sleeping job to start")
         t0 = time.monotonic()
@@ -327,8 +318,6 @@ class SchedulerContract:
         assert time.monotonic() - t0 < 120, "cancellation must be noticed promptly"
 
     def test_restart_reuses_job(self, expyre_root: Path, system_name: str) -> None:
-        from .func import ExPyRe
-
         first = self._start("square", job_square, system_name, args=[7])
         again = ExPyRe("square", job_square, args=[7])
         assert again.id == first.id and again.recreated
@@ -342,8 +331,6 @@ class SchedulerContract:
     def test_queued_job_reported_queued(self, expyre_root: Path, system_name: str) -> None:
         """``$EXPYRE_PYTEST_QUEUED_JOB_RESOURCES`` (default: two whole-node jobs) gives a small job
         and a large one that must stay queued behind it."""
-        from .func import ExPyRe, ExPyReJobDiedError
-
         small_res, large_res = queued_job_resources() or [{"max_time": "5m", "n": (1, "nodes")}] * 2
         small = ExPyRe("small", job_sleep, args=[4])
         small.start(resources=small_res, system_name=system_name)
@@ -382,15 +369,11 @@ def _is_status_call(command: Any, status_argv: list[str], exclude: Sequence[str]
 
 
 def _poll_count(system: Any) -> int:
-    from .func import _Poller
-
-    return _Poller.get(system, _config.db).count
+    return Poller.get(system, _config.db).count
 
 
 def _poll(xpr: Any) -> dict:
-    from .func import _Poller
-
-    _Poller.get(xpr.system, _config.db).refresh(max_age=0, force=True)
+    Poller.get(xpr.system, _config.db).refresh(max_age=0, force=True)
     return _config.db.get(xpr.id)
 
 
@@ -399,7 +382,7 @@ def _started(xpr: Any) -> bool:
     row = _poll(xpr)
     if row["status"] != "started":
         return False
-    return not xpr.system.shares_stage_dirs or (xpr.stage_dir / "_expyre_job_started").exists()
+    return not xpr.system.shares_stage_dirs or (xpr.stage_dir / STARTED).exists()
 
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "JobStatus",
     "NodeAllocation",
     "SchedulerContext",
+    "ConfigValue",
     "TransportError",
     "SubmitError",
     "SchedulerCommandError",
@@ -87,7 +88,7 @@ class JobStatus:
 
 @frozen
 class NodeAllocation:
-    """How a job's resources map onto nodes of the chosen partition (the seed's header keys)."""
+    """How a job's resources map onto nodes of the chosen partition (the header keys of ExPyRe's README)."""
 
     nnodes: int
     ncores_per_node: int
@@ -131,7 +132,7 @@ class JobRequest:
 
     @property
     def header_keys(self) -> dict[str, object]:
-        """The keys available to ``str.format`` in header lines (exactly the seed's list)."""
+        """The keys available to ``str.format`` in header lines (exactly the list of ExPyRe's README)."""
         n = self.nodes
         return {
             "nnodes": n.nnodes,
@@ -144,6 +145,19 @@ class JobRequest:
             "partition": self.partition,
             "max_time_HMS": self.max_time.hms() if self.max_time is not None else "",
         }
+
+
+class ConfigValue:
+    """Base class of a backend's own value types in its ``scheduler_options`` (its
+    :attr:`~expyre.hookspecs.Scheduler.Options` class): the core's converter structures a field of
+    such a type by calling the type's classmethod ``from_config(value)``, which returns the value or
+    raises ``ValueError``/``TypeError`` saying what is accepted (the core adds the key path
+    ``systems.<name>.scheduler_options.<key>``). Put it first among the bases, e.g.
+    ``class Mode(ConfigValue, str)``, so that it wins over the built-in type's own rule."""
+
+    @classmethod
+    def from_config(cls, value: object) -> "ConfigValue":
+        raise NotImplementedError(f"{cls.__qualname__}.from_config")
 
 
 @frozen

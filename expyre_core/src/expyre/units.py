@@ -1,6 +1,6 @@
 """Value types for the units used in config.json and resources: durations and memory sizes.
 
-Both follow the seed's formats exactly:
+Both follow the formats of ExPyRe's README exactly:
 
 * time: ``int`` seconds, ``"<N>[smhd]"`` (case insensitive), or ``"[[dd-]hh:]mm:ss"``-style
   ``"<dd>-<hh>:<mm>:<ss>"`` with the leading parts optional (``"N1:N2"`` is minutes:seconds);
@@ -34,7 +34,7 @@ class Duration:
 
     @classmethod
     def parse(cls, value: int | str | Duration) -> Duration:
-        """Parse the seed's time formats; raise ValueError/TypeError saying what is accepted."""
+        """Parse the time formats of ExPyRe's README; raise ValueError/TypeError saying what is accepted."""
         if isinstance(value, Duration):
             return value
         if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -74,7 +74,7 @@ class Duration:
 
 @frozen(order=True)
 class Memory:
-    """An amount of memory in kB (1 kB = 1024 bytes, as the seed's units)."""
+    """An amount of memory in kB (1 kB = 1024 bytes, as in ExPyRe's README)."""
 
     kb: int
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .jobsdb import STATUS_GROUPS
+from .layout import HASHES
 
 __all__ = ["HASHES", "read_hashes", "diff_hashes", "why_report", "explain_queued"]
 
 logger = logging.getLogger(__name__)
 
-HASHES = "_expyre_hashes.json"  # per-component digests written by the ExPyRe constructor (if any)
 
 
 def read_hashes(row: dict) -> dict | None:

@@ -19,12 +19,14 @@ from attrs import frozen
 
 from .._markers import hookimpl
 from ..config_model import Partition
+from ..layout import LOCAL_QUEUE_DIR
+from ..machine import LOCAL_PARTITION, machine_mem_kb
 from ..hookspecs import Scheduler, SchedulerSpec, Transport
 from ..types import CommandResult, JobRequest, JobState, JobStatus, SchedulerCommandError, SubmitError
 from ..units import Memory
 from . import localq
 
-QUEUE_DIR = "_expyre_localq"
+QUEUE_DIR = LOCAL_QUEUE_DIR
 
 _STATES = {
     "queued": JobState.QUEUED,
@@ -56,8 +58,6 @@ class LocalScheduler(Scheduler):
 
     @classmethod
     def default_partitions(cls) -> dict[str, Partition]:
-        from ..config import LOCAL_PARTITION, machine_mem_kb
-
         mem = machine_mem_kb()
         return {LOCAL_PARTITION: Partition(ncores=localq.machine_ncores(), max_time=None,
                                            max_mem=Memory(mem) if mem else None)}
@@ -68,7 +68,7 @@ class LocalScheduler(Scheduler):
 
     @property
     def _options(self) -> LocalOptions:
-        return self.context.options if isinstance(self.context.options, LocalOptions) else LocalOptions()
+        return self.context.options
 
     def _helper(self) -> list[str]:
         return [*shlex.split(self._options.python), f"{self.queue_dir}/localq.py"]

@@ -3,7 +3,7 @@
 
 The system's, partition's and job's own header lines (``#PBS -l nodes={nnodes}:ppn={ncores_per_node}``
 for Torque, ``#PBS -l select={nnodes}:ncpus={ncores_per_node}`` for PBS Pro) follow these; the core
-formats them with the seed's keys.
+formats them with the header keys of ExPyRe's README.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ class PbsScheduler(Scheduler):
 
     def __init__(self, context: SchedulerContext) -> None:
         super().__init__(context)
-        opts = context.options if isinstance(context.options, PbsOptions) else PbsOptions()
+        opts = self.context.options
         self.options = opts
         self._detected: Detected | None = None
         if opts.flavor != "auto":

@@ -152,8 +152,7 @@ class SgeScheduler(Scheduler):
 
     @property
     def _options(self) -> SgeOptions:
-        opts = self.context.options
-        return opts if isinstance(opts, SgeOptions) else SgeOptions()
+        return self.context.options
 
     def _cmd(self, name: str) -> str:
         d = self._options.bin_dir

@@ -20,10 +20,10 @@ from typing import Sequence
 
 import attrs
 from attrs import field, frozen
-from expyre.config_model import converter
 from expyre.hookspecs import ControlOp, Scheduler, Transport
 from expyre.types import (
     CommandResult,
+    ConfigValue,
     JobRequest,
     JobStatus,
     SchedulerCommandError,
@@ -51,29 +51,26 @@ logger = logging.getLogger(__name__)
 ACCOUNTING_MODES = ("auto", "slurmdbd", "jobcomp", "none")
 
 
-class AccountingMode(str):
-    """One of :data:`ACCOUNTING_MODES` (a config value, checked where it is read)."""
+# per-value checks in ``from_config`` (see expyre.types.ConfigValue), so that config errors carry
+# the key path
+class AccountingMode(ConfigValue, str):
+    """One of :data:`ACCOUNTING_MODES` (a config value)."""
+
+    @classmethod
+    def from_config(cls, value: object) -> "AccountingMode":
+        if not isinstance(value, str) or value not in ACCOUNTING_MODES:
+            raise ValueError(f"invalid accounting {value!r}: use one of {', '.join(ACCOUNTING_MODES)}")
+        return cls(value)
 
 
-def _structure_accounting(value: object, _: type) -> AccountingMode:
-    if not isinstance(value, str) or value not in ACCOUNTING_MODES:
-        raise ValueError(f"invalid accounting {value!r}: use one of {', '.join(ACCOUNTING_MODES)}")
-    return AccountingMode(value)
-
-
-class Seconds(float):
+class Seconds(ConfigValue, float):
     """A number of seconds >= 0 (a config value)."""
 
-
-def _structure_seconds(value: object, _: type) -> Seconds:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"invalid number of seconds {value!r}: use a number >= 0")
-    return Seconds(value)
-
-
-# per-value checks in structure hooks, so that config errors carry the key path
-converter.register_structure_hook(AccountingMode, _structure_accounting)
-converter.register_structure_hook(Seconds, _structure_seconds)
+    @classmethod
+    def from_config(cls, value: object) -> "Seconds":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"invalid number of seconds {value!r}: use a number >= 0")
+        return cls(value)
 
 # scancel/scontrol messages that mean "the job is already gone or finished": nothing left to do
 _CONTROL_MOOT = ("Invalid job id specified", "has already finished", "already completing or completed")
@@ -127,7 +124,7 @@ class SlurmScheduler(Scheduler):
 
     def __init__(self, context: SchedulerContext) -> None:
         super().__init__(context)
-        opts = context.options if isinstance(context.options, SlurmOptions) else SlurmOptions()
+        opts = self.context.options
         self.options = opts
         if opts.vanish_grace is not None:
             self.vanish_grace = opts.vanish_grace

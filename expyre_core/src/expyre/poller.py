@@ -1,0 +1,219 @@
+"""Service layer: the shared poll of a system, and the job state machine that reads it.
+
+:class:`Poller` refreshes the state of *all* ongoing jobs of one system in one query (one round
+trip on a remote host), however many waiters ask; :func:`evaluate` is one step of a job's state
+machine (``submitted -> started -> succeeded | failed | died``) on what the last poll saw. A job
+is declared dead only after it was seen gone (or terminal) without a result on two polls at
+least the scheduler's ``vanish_grace`` apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from . import config
+from .jobsdb import JobsDB
+from .layout import JOB_STDERR, PARTIAL_PREFIX, RESULT_MARKERS, STARTED
+from .results import outcome_files, tail
+from .system import System
+from .types import JobState, JobStatus, SchedulerCommandError, TransportError
+
+__all__ = ["Poller", "evaluate", "poll_outage_limit"]
+
+#: the logger of the API this serves (``expyre.func``): what users configure keeps working
+logger = logging.getLogger("expyre.func")
+timing = logging.getLogger("expyre.timing")
+
+
+class Poller:
+    """Refreshes the state of *all* ongoing jobs of one system in one query, at most once per
+    ``max_age``, however many waiters ask (threads included)."""
+
+    _registry: dict[tuple[str, str], "Poller"] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, system: System, db: JobsDB) -> None:
+        self.system = system
+        self.db = db
+        self.lock = threading.Lock()
+        self.last = 0.0
+        self.count = 0
+        self.statuses: dict[str, JobStatus] = {}
+        self.polled: set[str] = set()
+        self.warned: set[str] = set()
+        #: remote id -> (poll count, time) when it was first seen absent/terminal without results
+        self.suspects: dict[str, tuple[int, float]] = {}
+        #: remote id -> final state from the accounting records (asked once, for all new suspects)
+        self.accounting: dict[str, JobStatus] = {}
+        #: monotonic time of the first of the current run of failed polls (None: the last worked)
+        self.failing_since: float | None = None
+
+    @classmethod
+    def get(cls, system: System, db: JobsDB) -> "Poller":
+        key = (str(db.path), system.name)
+        with cls._registry_lock:
+            p = cls._registry.get(key)
+            if p is None or p.system is not system:
+                p = cls._registry[key] = Poller(system, db)
+            return p
+
+    def resume_suspects(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Jobs an earlier process already saw gone (``suspect_since`` in their jobs-database
+        ``rows``) count as observed once, so that this poll can confirm them after the grace period."""
+        for r in rows:
+            rid = r["remote_id"]
+            if rid and r.get("suspect_since") and rid not in self.suspects:
+                self.suspects[rid] = (0, float(r["suspect_since"]))
+
+    def refresh(self, max_age: float, force: bool = False, tolerate_failure: bool = True) -> None:
+        """Poll unless the last poll is younger than ``max_age`` (never more often than the
+        scheduler's ``min_poll_interval`` unless ``force``). A failed poll is logged and
+        tolerated (see :meth:`_failed`) unless ``not tolerate_failure``: then it raises."""
+        with self.lock:
+            if not force:
+                max_age = max(max_age, self.system.scheduler.min_poll_interval)
+            if time.monotonic() - self.last < max_age:
+                return
+            rows = self.db.jobs(system=self.system.name, status=["submitted", "started"])
+            ids = [r["remote_id"] for r in rows if r["remote_id"]]
+            dirs = [Path(r["from_dir"]) for r in rows]
+            t0 = time.monotonic()
+            try:
+                statuses, markers = self.system.poll(ids, dirs)
+                timing.debug("poll %s: %d jobs in %.3f s", self.system.name, len(ids), time.monotonic() - t0)
+                done = [d for d in dirs if markers.get(d.name, set()) & set(RESULT_MARKERS)]
+                # a running packed job's finished calls (their outcome files) come back with them
+                done += [d for d in dirs if d not in done and any(
+                    m.startswith(PARTIAL_PREFIX) and not (d / m).exists() for m in markers.get(d.name, ()))]
+                if done:
+                    self.system.stage_out(done)
+            except (TransportError, SchedulerCommandError) as exc:
+                if not tolerate_failure:
+                    raise
+                self._failed(exc, len(ids))
+                return
+            if self.failing_since is not None:
+                logger.warning("%s: polling works again after %.0f s of failures", self.system.name,
+                               time.monotonic() - self.failing_since)
+                self.failing_since = None
+            for r in rows:
+                st = statuses.get(r["remote_id"])
+                started = st is not None and st.state is JobState.RUNNING
+                started = started or STARTED in markers.get(Path(r["from_dir"]).name, set())
+                fields: dict[str, Any] = {}
+                if st is not None and st.state is JobState.UNKNOWN and r["id"] not in self.warned:
+                    self.warned.add(r["id"])
+                    logger.warning("job %s: %s reported an unrecognised state %r; still waiting",
+                                   r["id"], self.system.cfg.scheduler, st.raw)
+                new_remote = st.describe() if st else "absent"
+                if new_remote != r["remote_status"]:
+                    fields["remote_status"] = new_remote
+                if started and r["status"] == "submitted":
+                    fields["status"] = "started"
+                if fields:
+                    self.db.update(r["id"], **fields)
+            # every job that is gone or terminal without a result starts its grace period now,
+            # whoever waits on it; the accounting records are asked once for all new ones
+            now = time.time()
+            new_absent = []
+            for r in rows:
+                rid = r["remote_id"]
+                if not rid:
+                    continue
+                st = statuses.get(rid)
+                has_result = bool(markers.get(Path(r["from_dir"]).name, set()) & set(RESULT_MARKERS)) or (
+                    self.system.shares_stage_dirs and any((Path(r["from_dir"]) / m).exists() for m in RESULT_MARKERS))
+                if has_result or (st is not None and not st.state.terminal):
+                    if self.suspects.pop(rid, None) is not None:
+                        self.db.update(r["id"], suspect_since=None)
+                    continue
+                if rid not in self.suspects:
+                    self.suspects[rid] = (self.count + 1, now)
+                    self.db.update(r["id"], suspect_since=now)
+                    if st is None:
+                        new_absent.append(rid)
+            if new_absent:
+                self.accounting.update(self.system.accounting(new_absent))
+            self.statuses = statuses
+            self.polled = set(ids)
+            self.count += 1
+            self.last = time.monotonic()
+
+    def _failed(self, exc: Exception, n_jobs: int) -> None:
+        """A poll failed even after its retries (scheduler or connection down): the jobs keep
+        their last known state and the next poll tries again, until the failures have lasted
+        :func:`poll_outage_limit` seconds; then the error is raised to the waiter."""
+        now = time.monotonic()
+        self.last = now  # the next try waits for the usual interval, no hot loop
+        if self.failing_since is None:
+            self.failing_since = now
+        outage = now - self.failing_since
+        limit = poll_outage_limit()
+        if outage >= limit:
+            raise type(exc)(f"{self.system.name}: polling has failed for {outage:.0f} s "
+                            f"(EXPYRE_POLL_OUTAGE={limit:g}); last error: {exc}") from exc
+        logger.warning("%s: poll of %d job(s) failed (%s); they keep their last known state, the next poll "
+                       "tries again (failing for %.0f s, giving up after %g s)", self.system.name, n_jobs, exc,
+                       outage, limit)
+
+
+def poll_outage_limit() -> float:
+    """``EXPYRE_POLL_OUTAGE``: seconds of consecutive failed polls of a system (each already
+    retried ``EXPYRE_RETRY`` times) tolerated while waiting, default 600; 0 fails at once."""
+    raw = os.environ.get("EXPYRE_POLL_OUTAGE", "600")
+    try:
+        value = float(raw)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise ValueError(f"EXPYRE_POLL_OUTAGE={raw!r} is invalid: give seconds >= 0, e.g. 600") from None
+
+
+def evaluate(job: Any, poller: Poller) -> str | None:
+    """One step of the state machine of a job handle (a :class:`~expyre.job.JobHandle`) on what
+    ``poller`` last saw; returns a final status (``succeeded``, ``failed``, ``died``, recorded in
+    the jobs database when it is ``died``) or None to keep waiting."""
+    outcome = outcome_files(job.stage_dir)
+    if outcome:
+        return outcome
+    job.reload()
+    if job.status in ("succeeded", "failed", "died"):
+        return job.status
+    if job.remote_id is None or job.remote_id not in poller.polled:
+        return None
+    st = poller.statuses.get(job.remote_id)
+    suspect = poller.suspects.get(job.remote_id)
+    if suspect is None:
+        return None
+    # gone or terminal without a result file: never declare death from one observation
+    first_poll, since = suspect
+    system = job.system
+    if poller.count <= first_poll or time.time() - since < system.scheduler.vanish_grace:
+        return None
+    if not system.shares_stage_dirs:
+        system.stage_out([job.stage_dir])  # the results may have landed after all; and the logs
+        outcome = outcome_files(job.stage_dir)
+        if outcome:
+            return outcome
+    if st is None:
+        acct = poller.accounting.get(job.remote_id)
+        if acct is None:  # accounting records can lag the queue (qacct ~2 s): ask again, once
+            acct = system.accounting([job.remote_id]).get(job.remote_id)
+            if acct is not None:
+                poller.accounting[job.remote_id] = acct
+        why = f"scheduler accounting says {acct.describe()}" if acct else "it vanished from the queue"
+    else:
+        why = f"the scheduler reports it {st.describe()}"
+    err = tail(job.stage_dir, JOB_STDERR)
+    reason = f"job {job.id} ({job.remote_id} on {job.system_name}) ended without a result: {why}"
+    if err:
+        reason += f"; end of its stderr:\n{err}"
+    config.db.update(job.id, status="died", reason=reason)
+    job.reason = reason
+    return "died"

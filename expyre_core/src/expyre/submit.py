@@ -1,0 +1,305 @@
+"""Service layer: submitting jobs: the job request and script, the submission claim (so that a
+job is never submitted twice, even by concurrent or interrupted processes), the adoption of a
+job an interrupted run already queued, and job arrays.
+
+Functions take job handles (:class:`~expyre.job.JobHandle`, e.g. :class:`~expyre.func.ExPyRe`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from typing import Any, Iterable, Mapping, Sequence
+
+import attrs
+
+from . import _faults, config
+from .layout import ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_REF, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, SCRIPT
+from .names import make_job_id
+from .resources import Resources
+from .script import build_array_script, build_script
+from .staging import archive_previous, atomic_text, discard_remote_results, read_meta
+from .system import System
+from .types import JobRequest, SubmitError
+from .units import Memory
+
+__all__ = ["owner", "owner_dead", "prepare", "submit_one", "mark_submitted", "start_one", "start_many", "start_array"]
+
+#: the logger of the API this serves (``expyre.func``): what users configure keeps working
+logger = logging.getLogger("expyre.func")
+timing = logging.getLogger("expyre.timing")
+
+Pending = tuple[System, JobRequest]
+
+
+# -- claims --------------------------------------------------------------------------------------
+def owner() -> str:
+    """This process as a submission claim's owner: ``host:pid:process start time``."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}"
+
+
+def _proc_start(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def owner_dead(claim_owner: str | None, claimed_at: float | None) -> bool:
+    """True when the process that made a claim is gone (on another host: after 10 minutes)."""
+    if not claim_owner:
+        return True
+    host, _, rest = claim_owner.partition(":")
+    pid_s, _, start = rest.partition(":")
+    if host == socket.gethostname():
+        try:
+            return _proc_start(int(pid_s)) != start
+        except ValueError:
+            return True
+    return claimed_at is not None and time.time() - claimed_at > 600
+
+
+# -- one job -------------------------------------------------------------------------------------
+def _array_ref(job: Any) -> dict | None:
+    try:
+        ref = json.loads((job.stage_dir / ARRAY_REF).read_text())
+        return ref if isinstance(ref.get("array"), str) and isinstance(ref.get("index"), int) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str | None = None,
+            header_extra: Sequence[str] = (), exact_fit: bool = True, partial_node: bool = False,
+            python_cmd: str | None = None, force_rerun: bool = False) -> Pending | None:
+    """The part of ``start()`` before the stage directory is copied: writes the job script and
+    claims the submission. Returns ``(system, request)`` to stage and submit, or None (already
+    submitted or finished, being submitted by another process, or adopted)."""
+    row = job.reload()
+    rerun = False
+    if force_rerun and job.status != "created":
+        archive_previous(job.stage_dir)
+        config.db.update(job.id, force=True, status="created", remote_id=None, remote_status=None,
+                         reason=None, suspect_since=None, submit_owner=None, submit_time=None)
+        row = job.reload()
+        rerun = True
+    if job.status != "created":
+        logger.info("job %s already %s; not submitting again", job.id, job.status)
+        return None
+    system = config.get_system(system_name)
+    if rerun and not system.shares_stage_dirs:
+        discard_remote_results(job.id, job.stage_dir, system)
+    res = Resources.from_any(resources)
+    partition, alloc = res.find_nodes(system.partitions, exact_fit=exact_fit, partial_node=partial_node)
+    mem = None
+    if res.max_mem_per_task is not None:
+        mem = Memory(int(res.max_mem_per_task.kb * alloc.tot_ntasks / alloc.nnodes))
+    request = JobRequest(
+        id=job.id,
+        remote_dir=system.remote_dir(job.stage_dir),
+        script=SCRIPT,
+        stdout=JOB_STDOUT,
+        stderr=JOB_STDERR,
+        partition=partition,
+        max_time=res.max_time,
+        nodes=alloc,
+        max_mem_per_node=mem,
+        partial_node=partial_node,
+        system_name=system.name,
+    )
+    system.scheduler.check_request(request)  # e.g. more cores than a local machine has: refused here
+    meta = read_meta(job.stage_dir)
+    text = build_script(
+        system,
+        request,
+        header_extra=header_extra,
+        python_cmd=python_cmd or system.default_python(),
+        env_vars=[tuple(e) for e in meta["env_vars"]],
+        pre_run_commands=meta["pre_run_commands"],
+        post_run_commands=meta["post_run_commands"],
+    )
+    atomic_text(job.stage_dir / SCRIPT, text)  # a private temporary name: concurrent start()s
+    _faults.point("start_script_written")
+
+    # intent before side effects: claim the submission, then look before submitting again
+    previous_claim = row.get("submit_owner")
+    stale = [previous_claim] if previous_claim and owner_dead(previous_claim, row.get("submit_time")) else []
+    if not config.db.claim_submit(job.id, owner(), stale=stale):
+        logger.info("job %s is being submitted by %s; not submitting it again", job.id, previous_claim)
+        job.reload()
+        return None
+    config.db.update(job.id, system=system.name, resources=res.to_dict())
+    job.system_name = system.name
+    _faults.point("start_claimed")
+    if previous_claim and _adopt(job, system):
+        return None
+    return system, request
+
+
+def _adopt(job: Any, system: System) -> bool:
+    """After an earlier claim: if an interrupted run already queued the job (on its own or as an
+    element of a job array), record that and return True."""
+    found = system.find([job.id])
+    if found and job.id in found:
+        logger.warning("job %s was already submitted (as %s) by an interrupted run; adopting it", job.id, found[job.id])
+        mark_submitted(job, found[job.id])
+        return True
+    ref = _array_ref(job)
+    if ref is not None:  # it may have been submitted as an element of a job array
+        found = system.find([ref["array"]])
+        if found and ref["array"] in found:
+            element = system.scheduler.array_element_id(found[ref["array"]], ref["index"])
+            logger.warning("job %s was already submitted as element %s of job array %s by an interrupted run; "
+                           "adopting it", job.id, element, ref["array"])
+            mark_submitted(job, element)
+            return True
+    return False
+
+
+def submit_one(job: Any, system: System, request: JobRequest) -> None:
+    """The part of ``start()`` after the stage directory was copied."""
+    try:
+        (job.stage_dir / ARRAY_REF).unlink()  # submitted on its own now, not as an array element
+    except FileNotFoundError:
+        pass
+    try:
+        remote_id = system.submit(request)
+    except SubmitError:
+        config.db.update(job.id, submit_owner=None)  # refused: nothing was queued
+        raise
+    # any other failure keeps the claim: the next start() looks the job up before submitting
+    mark_submitted(job, remote_id)
+
+
+def mark_submitted(job: Any, remote_id: str) -> None:
+    config.db.update(job.id, status="submitted", remote_id=remote_id, remote_status="submitted")
+    _faults.point("start_recorded")
+    job.remote_id = remote_id
+    job.status = "submitted"
+
+
+def start_one(job: Any, resources: Resources | Mapping[str, Any], **start_kw: Any) -> None:
+    """``ExPyRe.start``: prepare, copy the stage directory, submit."""
+    t0 = time.monotonic()
+    pending = prepare(job, resources, **start_kw)
+    if pending is None:
+        return
+    pending[0].stage_in([job.stage_dir])
+    submit_one(job, *pending)
+    timing.debug("%s: start() done in %.3f s", job.id, time.monotonic() - t0)
+
+
+# -- many jobs -----------------------------------------------------------------------------------
+def _prepare_each(jobs: Sequence[Any], resources: Resources | Mapping[str, Any], system_name: str | None,
+                  start_kw: Mapping[str, Any], errors: dict[str, BaseException]) -> list[tuple[Any, Pending]]:
+    """:func:`prepare` of each job: ``(job, (system, request))`` for those to stage and submit; a
+    job whose preparation fails gets its exception in ``errors``."""
+    pending = []
+    for x in jobs:
+        try:
+            p = prepare(x, resources, system_name, **start_kw)
+        except Exception as exc:  # noqa: BLE001 - reported per job
+            errors[x.id] = exc
+            continue
+        if p is not None:
+            pending.append((x, p))
+    return pending
+
+
+def _release_claims(jobs: Iterable[Any], exc: BaseException, errors: dict[str, BaseException]) -> None:
+    """Nothing of these jobs was queued: drop their submission claims (the next start() submits
+    them) and report ``exc`` for each."""
+    for x in jobs:
+        config.db.update(x.id, submit_owner=None)
+        errors[x.id] = exc
+
+
+def start_many(jobs: Sequence[Any], resources: Resources | Mapping[str, Any], system_name: str | None = None,
+               **start_kw: Any) -> dict[str, BaseException]:
+    """``ExPyRe.start_many``: ONE copy of all stage directories, then one submission per job."""
+    errors: dict[str, BaseException] = {}
+    pending = _prepare_each(jobs, resources, system_name, start_kw, errors)
+    if pending:
+        try:
+            pending[0][1][0].stage_in([x.stage_dir for x, _ in pending])
+        except Exception as exc:  # noqa: BLE001 - every job of the batch gets the error
+            _release_claims([x for x, _ in pending], exc, errors)
+            return errors
+    for x, p in pending:
+        try:
+            submit_one(x, *p)
+        except Exception as exc:  # noqa: BLE001 - reported per job
+            errors[x.id] = exc
+    return errors
+
+
+def _prepare_array(system: System, group: Sequence[tuple[Any, JobRequest]], header_extra: Sequence[str]):
+    """Write one array's shared script and directory list into its first element's stage dir
+    and each element's :data:`~expyre.layout.ARRAY_REF`; return ``(array request, elements)``."""
+    first_x, first_job = group[0]
+    array_name = make_job_id(f"xa_{first_x.name}")
+    token = system.scheduler.array_output_token
+    array_job = attrs.evolve(first_job, id=array_name, script=ARRAY_SCRIPT,
+                             stdout=f"{ARRAY_OUTPUT_PREFIX}{token}.out", stderr=f"{ARRAY_OUTPUT_PREFIX}{token}.err")
+    names = [x.stage_dir.name for x, _ in group]
+    text = build_array_script(system, array_job, names, header_extra=header_extra)
+    atomic_text(first_x.stage_dir / ARRAY_DIRS, "".join(f"{n}\n" for n in names))
+    atomic_text(first_x.stage_dir / ARRAY_SCRIPT, text)
+    for i, (x, _) in enumerate(group):
+        atomic_text(x.stage_dir / ARRAY_REF, json.dumps({"array": array_name, "index": i}))
+    return array_job, [x for x, _ in group]
+
+
+def start_array(jobs: Sequence[Any], resources: Resources | Mapping[str, Any], system_name: str | None = None,
+                **start_kw: Any) -> dict[str, BaseException]:
+    """``ExPyRe.start_array``: one submission per array of at most the system's array size limit;
+    a system without arrays falls back to :func:`start_many`."""
+    system = config.get_system(system_name)
+    limit = system.array_limit()
+    if limit is None:
+        logger.info("system %s (%s) has no job arrays here; submitting %d jobs one by one",
+                    system.name, system.cfg.scheduler, len(jobs))
+        return start_many(jobs, resources, system.name, **start_kw)
+    errors: dict[str, BaseException] = {}
+    pending = [(x, p[1]) for x, p in _prepare_each(jobs, resources, system.name, start_kw, errors)]
+    arrays: list[tuple[JobRequest, list[Any]]] = []
+    singles: list[tuple[Any, JobRequest]] = []
+    for k in range(0, len(pending), limit):
+        group = pending[k : k + limit]
+        if len(group) == 1:  # an array of one is a plain job (PBS Pro refuses -J 0-0)
+            singles.append(group[0])
+            continue
+        try:
+            arrays.append(_prepare_array(system, group, start_kw.get("header_extra", ())))
+        except Exception as exc:  # noqa: BLE001 - every element of this array gets the error
+            _release_claims([x for x, _ in group], exc, errors)
+    if not arrays and not singles:
+        return errors
+    try:
+        system.stage_in([x.stage_dir for _, elems in arrays for x in elems] + [x.stage_dir for x, _ in singles])
+    except Exception as exc:  # noqa: BLE001 - every job of the batch gets the error
+        _release_claims([x for _, elems in arrays for x in elems] + [x for x, _ in singles], exc, errors)
+        return errors
+    for x, request in singles:
+        try:
+            submit_one(x, system, request)
+        except Exception as exc:  # noqa: BLE001 - reported per job
+            errors[x.id] = exc
+    for array_job, elems in arrays:
+        try:
+            array_id = system.submit(array_job)
+        except SubmitError as exc:  # refused: nothing was queued
+            _release_claims(elems, exc, errors)
+            continue
+        except Exception as exc:  # noqa: BLE001 - claims kept: the next start() looks the array up
+            for x in elems:
+                errors[x.id] = exc
+            continue
+        logger.info("system %s: job array %s (%s) of %d jobs submitted", system.name, array_job.id, array_id, len(elems))
+        for i, x in enumerate(elems):
+            mark_submitted(x, system.scheduler.array_element_id(array_id, i))
+    return errors
