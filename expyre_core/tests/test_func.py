@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from expyre.control import ControlError
+
 import xpr_core_jobfuncs as jobfuncs
 from expyre import config
 from expyre.func import ExPyRe, ExPyReJobDiedError, ExPyReRemoteTraceback, ExPyReResultError, ExPyReTimeoutError
@@ -269,7 +271,17 @@ def test_hold_and_release(root):
         xpr.get_results(timeout=2, check_interval=0.2)
     assert "held" in config.db.get(xpr.id)["remote_status"]
     xpr.release()
+    assert config.db.get(xpr.id)["reason"] == "release requested by user"
     assert xpr.get_results(timeout=60) == 8
+    xpr.cancel()  # ended: nothing to cancel, no error
+    with pytest.raises(ControlError, match="already succeeded; only a submitted job can be held"):
+        xpr.hold()
+
+
+def test_cancel_before_submission_marks_the_job_died(root):
+    xpr = ExPyRe("never", jobfuncs.add, args=[1, 1])
+    xpr.cancel()
+    assert xpr.status == "died" and config.db.get(xpr.id)["reason"] == "cancelled before submission"
 
 
 def test_clean_is_a_dry_run_unless_expyre_pytest_clean(root):

@@ -30,9 +30,9 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-from . import _faults, config, poller, results, staging, submit
+from . import _faults, config, control, poller, results, staging, submit
 from .errors import (  # re-exported: their documented home is expyre.func
     ExPyReJobDied,  # noqa: F401 - the original's name
     ExPyReJobDiedError,
@@ -49,6 +49,9 @@ from .poller import Poller
 from .progress import Waiting
 from .resources import Resources
 from .units import Duration
+
+if TYPE_CHECKING:
+    from .hookspecs import ControlOp
 
 __all__ = [
     "ExPyRe",
@@ -298,29 +301,27 @@ class ExPyRe(JobHandle):
         self.status = "processed"
 
     def cancel(self) -> None:
-        """Cancel the job in its scheduler (no-op if it already finished)."""
-        self.reload()
-        if self.status == "created":
-            config.db.update(self.id, status="died", reason="cancelled before submission")
-            self.status = "died"
-            return
-        if self.status in STATUS_GROUPS["ongoing"] and self.remote_id:
-            self.system.control("cancel", [self.remote_id])
-            config.db.update(self.id, reason="cancel requested by user")
+        """Cancel the job in its scheduler (no-op if it already finished; a job not submitted yet
+        is marked died and never submitted). :func:`expyre.control.control`, as ``xpr cancel``."""
+        self._control("cancel")
 
     def hold(self) -> None:
-        """Hold the queued job in its scheduler (it will not start until :meth:`release`)."""
+        """Hold the queued job in its scheduler (it will not start until :meth:`release`).
+
+        :raises expyre.control.ControlError: the job is not submitted or already ended.
+        """
         self._control("hold")
 
     def release(self) -> None:
-        """Release a held job."""
+        """Release a held job.
+
+        :raises expyre.control.ControlError: the job is not submitted or already ended.
+        """
         self._control("release")
 
-    def _control(self, op: str) -> None:
+    def _control(self, op: "ControlOp") -> None:
+        control.control(op, [self.id], strict=True)
         self.reload()
-        if self.status not in STATUS_GROUPS["ongoing"] or not self.remote_id:
-            raise RuntimeError(f"job {self.id} is {self.status}; only a submitted job can be {op}ed")
-        self.system.control(op, [self.remote_id])  # type: ignore[arg-type]
 
     def clean(self, wipe: bool = False, dry_run: bool = False, verbose: bool = False) -> list[str]:
         """Free the job's disk space, here and on the remote host; status becomes ``cleaned``.
