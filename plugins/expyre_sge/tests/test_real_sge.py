@@ -65,13 +65,13 @@ def qdel_outside(xpr: ExPyRe) -> None:
     assert r.ok, r.describe()
 
 
-# -- the seed's example ---------------------------------------------------------------------------
+# -- the README's example ---------------------------------------------------------------------------
 
 
-def test_seed_example_script(sge_root: Path, sge_name: str) -> None:
-    """examples/seed_example.py, run as a program with only the system name changed (and the
+def test_readme_example_script(sge_root: Path, sge_name: str) -> None:
+    """examples/readme_example.py, run as a program with only the system name changed (and the
     partition regexp, since this cluster's queue is all.q, not a *bigmem one)."""
-    source = (REPO / "examples" / "seed_example.py").read_text()
+    source = (REPO / "examples" / "readme_example.py").read_text()
     assert "system_name='local'" in source and "'partitions': '.*bigmem'" in source
     partition = next(iter(config.get_system(sge_name).partitions))
     source = source.replace("system_name='local'", f"system_name={sge_name!r}")
@@ -84,7 +84,7 @@ def test_seed_example_script(sge_root: Path, sge_name: str) -> None:
     rows = config.db.jobs(name="test_task")
     assert [r["status"] for r in rows] == ["processed"]
     assert rows[0]["remote_id"].isdigit()
-    logger.info(f"seed example on {sge_name}: {time.monotonic() - t0:.2f} s")
+    logger.info(f"README example on {sge_name}: {time.monotonic() - t0:.2f} s")
 
 
 # -- time limit, qdel, hold/release -----------------------------------------------------------
