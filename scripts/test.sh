@@ -51,7 +51,19 @@ if [ "$workers" -gt 1 ]; then
     uv run --no-sync pytest -p no:xdist -m serial "$@" || rc2=$?
     [ "$rc2" = 5 ] && rc2=0
     [ "$rc" = 0 ] && rc=$rc2
-    exit "$rc"
+else
+    step "pytest"
+    uv run --no-sync pytest "$@" || rc=$?
+    [ "$rc" = 5 ] && rc=0
 fi
-step "pytest"
-exec uv run --no-sync pytest "$@"
+
+# Then each distribution alone: fresh venvs holding only it and its dependencies, its own tests/
+# with -m "not slow and not serial" (the full set, slow tests included, ran above in the
+# workspace). EXPYRE_PER_DIST=0 skips this phase (e.g. when narrowing the run with pytest args).
+if [ "${EXPYRE_PER_DIST:-1}" != 0 ]; then
+    step "per distribution: scripts/ci/per-dist.sh"
+    rc3=0
+    bash scripts/ci/per-dist.sh || rc3=$?
+    [ "$rc" = 0 ] && rc=$rc3
+fi
+exit "$rc"

@@ -4,14 +4,13 @@ covered by test_e2e.py; their own contract suites run in their plugins.)"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 from sshtest import require_sshd, ssh_systems
 
-from expyre.testing import SchedulerContract, make_root, skip_or_fail
+from expyre.testing import SchedulerContract, isolated_root, skip_or_fail
 
 
 class TestLocalSchedulerOverSsh(SchedulerContract):
@@ -31,14 +30,5 @@ class TestLocalSchedulerOverSsh(SchedulerContract):
         sysd = ssh_systems(self.scheduler)[system_name]
         require_sshd(sysd)
         # (expyre.testing pickles its job functions by value itself: remote hosts need no expyre)
-        old = os.environ.get("EXPYRE_ROOT")
-        try:
-            yield make_root(tmp_path / "_expyre", {system_name: sysd})
-        finally:
-            from expyre.system import close_all
-
-            close_all()
-            if old is None:
-                os.environ.pop("EXPYRE_ROOT", None)
-            else:
-                os.environ["EXPYRE_ROOT"] = old
+        with isolated_root(tmp_path / "_expyre", {system_name: sysd}) as root:
+            yield root
