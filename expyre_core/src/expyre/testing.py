@@ -737,8 +737,8 @@ class OfflineSchedulerContract:
 
 #: file names a transport must carry unharmed (spaces, quotes, shell syntax, globs, a leading dash,
 #: non-ASCII)
-HOSTILE_NAMES = ["with space", "quote'single", 'quote"double', "dollar$HOME", "semi;colon", "back`tick`",
-                 "glob*?[x]", "-leading-dash", "ünïcødé", "new\\line", "amp&pipe|"]
+HOSTILE_NAMES = ["with space", "quote'single", 'quote"double', "$(touch PWNED)", "`touch PWNED`", ";touch PWNED;",
+                 "dollar$HOME", "glob*?[x]", "-leading-dash", "ünïcødé", "new\nline", "back\\slash", "amp&pipe|"]
 
 
 class TransportContract:
@@ -807,6 +807,14 @@ class TransportContract:
             assert (back / d.name / name).read_text() == (d / name).read_text()
             assert (back / d.name / "sub" / "nested.txt").read_text() == "nested\n"
             assert (back / d.name / "result.txt").read_text() == "result\n"
+
+    def test_hostile_names_are_never_executed(self, transport: Any, remote_dir: str) -> None:
+        assert transport.run(["mkdir", "-p", remote_dir], timeout=60).ok
+        r = transport.run(["touch", "--", *self.hostile_names], cwd=remote_dir, timeout=60)
+        assert r.ok, r
+        listed = transport.run(["ls", "-A"], cwd=remote_dir, timeout=60).stdout.splitlines()
+        assert "PWNED" not in listed, "a name was executed by a shell"
+        assert len(listed) >= len(self.hostile_names), listed
 
     def test_timeout_is_a_transport_error(self, transport: Any) -> None:
         from .types import TransportError

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from expyre.testing import check_golden
 from expyre.config_model import SystemConfig, converter
 from expyre.hookspecs import JobRequest
 from expyre.resources import Resources
@@ -53,11 +54,7 @@ def _job(system: System, resources: dict, job_id: str = "fit_ab12cd34", **kw) ->
 
 
 def _check(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("EXPYRE_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.exists(), f"golden file {path} missing: run with EXPYRE_UPDATE_GOLDEN=1 and review it"
-    assert text == path.read_text(), f"{name} differs from the golden file (EXPYRE_UPDATE_GOLDEN=1 to regenerate)"
+    check_golden(GOLDEN / name, text)
 
 
 def _script(system: System, job: JobRequest, **kw) -> str:
