@@ -2,7 +2,8 @@
 # Set up everything on a fresh machine of this kind (Debian 12, root) and run the whole test suite:
 # uv, the workspace (all distributions, editable), the real schedulers and sshd (Slurm, the
 # Torque-style PBS commands, Grid Engine, OpenSSH + a network-namespace "remote host"), a
-# remote-side Python for the ssh user, the generated test config, then pytest.
+# remote-side Python for the ssh user, the generated test config, then pytest (the workspace, then
+# each distribution alone in a fresh venv: scripts/ci/per-dist.sh).
 #
 #   bash scripts/test.sh [pytest args...]
 #

@@ -21,7 +21,7 @@ import pytest
 
 from expyre import hookspecs, plugins
 from expyre.hookspecs import Scheduler, Transport
-from expyre.testing import RecordingTransport, golden_job, isolated_root
+from expyre.testing import RecordingTransport, golden_job, isolated_root, system_from_dict
 from expyre.types import CommandResult, JobState, JobStatus, SchedulerCommandError, SchedulerContext, SubmitError
 
 HERE = Path(__file__).parent
@@ -128,9 +128,7 @@ def toy(options=None) -> Toy:
 
 @pytest.fixture
 def job(tmp_path):
-    from expyre.testing import _system
-
-    system = _system({"scheduler": "local", "host": None, "partitions": {"p": {"ncores": 4, "max_time": None}}}, tmp_path)
+    system = system_from_dict({"scheduler": "local", "host": None, "partitions": {"p": {"ncores": 4, "max_time": None}}}, tmp_path)
     return golden_job(system, {"max_time": "10m", "n": (2, "tasks")}, partial_node=True)
 
 
@@ -212,12 +210,11 @@ def test_hook_expyre_modify_header__every_plugin_applies_in_order_to_a_real_job(
 
 def test_hook_expyre_modify_header__other_systems_untouched(fresh_plugins, monkeypatch, tmp_path, job):
     from expyre.script import build_header
-    from expyre.testing import _system
 
     monkeypatch.syspath_prepend(str(DATA / "headers"))
     plugins.reset()
-    system = _system({"scheduler": "local", "host": None, "partitions": {"p": {"ncores": 4, "max_time": None}}},
-                     tmp_path, name="elsewhere")
+    system = system_from_dict({"scheduler": "local", "host": None, "partitions": {"p": {"ncores": 4, "max_time": None}}},
+                              tmp_path, name="elsewhere")
     header = build_header(system, job, [])
     assert not any(line.startswith("# account=") for line in header)
     assert header[-1].startswith("# plugin-b saw") and header[-1].endswith("on elsewhere")

@@ -51,6 +51,7 @@ __all__ = [
     "check_golden",
     "golden_header",
     "golden_job",
+    "system_from_dict",
     "load_recorded",
     "test_config_path",
     "available_systems",
@@ -287,7 +288,8 @@ class SchedulerContract:
         xpr.start(resources=self.resources, system_name=system_name, partial_node=True)
         return xpr
 
-    def test_seed_example(self, expyre_root: Path, system_name: str) -> None:
+    def test_readme_example(self, expyre_root: Path, system_name: str) -> None:
+        """ExPyRe's README example: a numpy sum in a job, its value, then marked processed."""
         np = pytest.importorskip("numpy")
         from .func import ExPyRe
 
@@ -479,7 +481,9 @@ def check_golden(path: str | os.PathLike, text: str) -> None:
     )
 
 
-def _system(system: dict[str, Any], rundir: str | os.PathLike, name: str = "cluster") -> Any:
+def system_from_dict(system: dict[str, Any], rundir: str | os.PathLike, name: str = "cluster") -> Any:
+    """A :class:`~expyre.system.System` named ``name`` from a config.json system dict, without an
+    expyre root (for offline tests: headers, scripts, requests)."""
     from .config_model import SystemConfig, converter
     from .system import System
 
@@ -509,7 +513,7 @@ def golden_header(system: dict[str, Any], resources: dict[str, Any], rundir: str
     lines, then the ``expyre_modify_header`` hooks), one line each: what golden header files hold."""
     from .script import build_header
 
-    sysobj = _system(system, rundir)
+    sysobj = system_from_dict(system, rundir)
     return "\n".join(build_header(sysobj, golden_job(sysobj, resources, **find_kw), header_extra)) + "\n"
 
 
