@@ -364,6 +364,59 @@ def test_member_scheduler_submit_failed():
     assert str(err) == "toy submission failed: `qsub x.sh` exited 3: queue full"
 
 
+# -- the optional members for xpr (default partitions, the probe, the partition listing, why a
+# queued job waits): defined only where the contract has them, so that this module runs before and
+# after they join it; the coverage rule above requires them as soon as they exist
+if hasattr(Scheduler, "probe_command"):
+
+    def test_member_scheduler_default_partitions():
+        assert Toy.default_partitions() is None  # a system must list its partitions
+
+    def test_member_scheduler_probe_command():
+        assert toy().probe_command() is None
+
+    def test_member_scheduler_partitions_command():
+        assert toy().partitions_command() is None
+
+    def test_member_scheduler_parse_partitions():
+        assert toy().parse_partitions(CommandResult(["x"], 0, "debug\nlong\n")) == set()
+
+    def test_member_scheduler_explain_command():
+        assert toy().explain_command(["1", "2"]) is None
+
+    def test_member_scheduler_parse_explain():
+        assert toy().parse_explain(CommandResult(["x"], 0, "1 waits\n"), ["1"]) == {}
+
+    def test_member_scheduler_probe(monkeypatch):
+        t = RecordingTransport()
+        assert toy().probe(t) is None and t.calls == []  # not available: nothing run
+        monkeypatch.setattr(Toy, "probe_command", lambda self: "command -v toystat")
+        t = RecordingTransport(CommandResult("command -v toystat", 0, "/usr/bin/toystat\n"))
+        assert toy().probe(t) == "/usr/bin/toystat" and t.calls == ["command -v toystat"]
+        with pytest.raises(SchedulerCommandError, match="command -v toystat"):
+            toy().probe(RecordingTransport(CommandResult("command -v toystat", 1)))
+
+    def test_member_scheduler_list_partitions(monkeypatch):
+        t = RecordingTransport()
+        assert toy().list_partitions(t) is None and t.calls == []
+        monkeypatch.setattr(Toy, "partitions_command", lambda self: ["toyq", "-l"])
+        monkeypatch.setattr(Toy, "parse_partitions", lambda self, r: set(r.stdout.split()))
+        t = RecordingTransport(CommandResult(["toyq", "-l"], 0, "debug long\n"))
+        assert toy().list_partitions(t) == {"debug", "long"} and t.calls == [["toyq", "-l"]]
+        with pytest.raises(SchedulerCommandError, match="listing partitions failed"):
+            toy().list_partitions(RecordingTransport(CommandResult(["toyq", "-l"], 2, "", "down\n")))
+
+    def test_member_scheduler_explain_queued(monkeypatch):
+        t = RecordingTransport()
+        assert toy().explain_queued(t, ["1"]) == {} and t.calls == []
+        monkeypatch.setattr(Toy, "explain_command", lambda self, ids: ["toywhy", ",".join(ids)])
+        monkeypatch.setattr(Toy, "parse_explain", lambda self, r, ids: {i: "waits for a node" for i in ids})
+        t = RecordingTransport()
+        assert toy().explain_queued(t, []) == {} and t.calls == []  # no ids: nothing asked
+        assert toy().explain_queued(t, ["1", "2"]) == {"1": "waits for a node", "2": "waits for a node"}
+        assert t.calls == [["toywhy", "1,2"]]  # one command for all
+
+
 # -- Transport's optional members -----------------------------------------------------------------
 def test_member_transport_probe():
     assert ToyTransport("me@box").probe("python3", ["module load python"]) is None
