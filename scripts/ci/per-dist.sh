@@ -5,8 +5,8 @@
 #
 # For expyre-core alone, then expyre-core + each plugin under plugins/ (and + the example plugin of
 # examples/plugin/), this builds a fresh venv with uv from the workspace sources (regular,
-# non-editable installs: not the workspace's .venv), adds the test tools (pytest, pytest-xdist,
-# numpy) and runs that distribution's tests/ there:
+# non-editable installs, checked: not the workspace's .venv), adds the test tools (pytest,
+# pytest-xdist, numpy) and runs that distribution's tests/ there:
 #
 #   expyre-core            expyre_core/tests
 #   expyre-<x>             plugins/expyre_<x>/tests
@@ -16,7 +16,10 @@
 # Default pytest args: -m "not slow and not serial": scripts/test.sh runs the full set (slow ones
 # included) in the workspace first, so this pass only proves the distributions stand alone; the
 # serial tests disturb shared services and run only in test.sh's serial phase. Real-scheduler
-# tests in a plugin's tests do run here (with EXPYRE_PYTEST_CONFIG as in test.sh).
+# tests in a plugin's tests do run here (with EXPYRE_PYTEST_CONFIG as in test.sh), on the selected
+# systems whose transport is installed: a scheduler plugin alone reaches its systems on this
+# machine; its systems behind ssh run in the workspace phase, where expyre-ssh is installed
+# (expyre.testing.selected_systems).
 #
 # pytest runs from the repository root with --rootdir and --confcutdir set to it, so the root
 # conftest.py is loaded: under CI=true a skipped test fails the run. The script checks that it was
@@ -65,7 +68,16 @@ for entry in "${dists[@]}"; do
     uv venv --quiet "${python_arg[@]}" "$venv"
     srcs=()
     for s in $sources; do srcs+=("./$s"); done
-    uv pip install --quiet --python "$venv/bin/python" "${srcs[@]}" pytest pytest-xdist numpy
+    # --no-sources: the workspace's [tool.uv.sources] would install expyre-core editable (from
+    # expyre_core/src); the distributions are built and installed like any user's
+    uv pip install --quiet --no-sources --python "$venv/bin/python" "${srcs[@]}" pytest pytest-xdist numpy
+    "$venv/bin/python" - "$repo" <<'PY'
+import pathlib, sys
+import expyre
+repo = pathlib.Path(sys.argv[1]).resolve()
+if pathlib.Path(expyre.__file__).resolve().is_relative_to(repo):
+    sys.exit(f"expyre is imported from the workspace ({expyre.__file__}), not from the fresh venv")
+PY
     log="$work/${name}.log"
     rc=0
     # (PYTHONPATH emptied: nothing of the workspace may leak in)

@@ -56,6 +56,7 @@ __all__ = [
     "test_config_path",
     "available_systems",
     "selected_systems",
+    "system_transport",
     "skip_or_fail",
     "make_root",
     "isolated_root",
@@ -94,20 +95,40 @@ def available_systems() -> dict[str, dict[str, Any]]:
     return systems
 
 
+def system_transport(sysd: dict[str, Any]) -> str:
+    """The transport a config.json system dict uses: its ``transport``, else ``local`` for
+    ``"host": null`` and ``ssh`` otherwise."""
+    return sysd.get("transport") or ("local" if sysd.get("host") is None else "ssh")
+
+
 def selected_systems(scheduler: str | None = None, transport: str | None = None) -> dict[str, dict[str, Any]]:
     """Systems matching ``$EXPYRE_PYTEST_SYSTEMS`` (a regexp searched in the name; default all),
-    optionally only those using ``scheduler`` / ``transport`` ("local" or "ssh")."""
+    optionally only those using ``scheduler`` / ``transport`` ("local" or "ssh").
+
+    Systems whose scheduler or transport plugin is not installed are left out (logged): a plugin's
+    tests, run with only the core and that plugin installed, use the systems it can reach alone
+    (Slurm on this machine; the ``local`` scheduler over ssh); the combinations (Slurm behind ssh)
+    are tested where both plugins are installed."""
+    from . import plugins
+
     rx = re.compile(os.environ.get("EXPYRE_PYTEST_SYSTEMS") or ".*")
+    installed = set(plugins.transports())
+    schedulers = set(plugins.schedulers())
     out = {}
     for name, sysd in available_systems().items():
         if not rx.search(name):
             continue
         if scheduler is not None and sysd.get("scheduler") != scheduler:
             continue
-        if transport is not None:
-            t = sysd.get("transport") or ("local" if sysd.get("host") is None else "ssh")
-            if t != transport:
-                continue
+        t = system_transport(sysd)
+        if transport is not None and t != transport:
+            continue
+        if t not in installed or sysd.get("scheduler", "local") not in schedulers:
+            import logging
+
+            logging.getLogger(__name__).info("test system %r left out: its scheduler %r or transport %r is not installed",
+                                             name, sysd.get("scheduler"), t)
+            continue
         out[name] = sysd
     return out
 

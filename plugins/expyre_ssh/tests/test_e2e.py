@@ -15,13 +15,15 @@ import pytest
 import sshjobs
 from sshtest import NETNS_HOST, REMOTE_PYTHON, TEST_USER, port_open, require_scheduler, require_sshd, ssh_systems
 
-from expyre import config
+from expyre import config, plugins
 from expyre.func import ExPyRe, _Poller
 from expyre_ssh import RemoteEnvironmentError
 
 pytestmark = pytest.mark.real_scheduler
 
-SCHEDULERS = ["local", "slurm", "sge", "pbs"]
+# the schedulers tried over ssh: those installed (expyre-ssh alone: the built-in local one; in the
+# workspace, Slurm, SGE and PBS too)
+SCHEDULERS = [s for s in ("local", "slurm", "sge", "pbs") if s in plugins.schedulers()]
 SMALL = {"max_time": "5m", "n": (1, "tasks")}
 
 
