@@ -46,7 +46,7 @@ def test_eight_processes_local(local_root, tmp_path):
 
 @pytest.mark.slow
 def test_eight_processes_hundred_jobs_each_local(local_root, tmp_path):
-    """The issue's size: 8 processes x 100 calls (20 identical across processes)."""
+    """The full size: 8 processes x 100 calls (20 identical across processes)."""
     outs = run_drivers(local_root, tmp_path, n_procs=8, n_jobs=100, n_shared=20, system="local", res=LOCAL_RES)
     check_outcome(local_root, outs, 100, 20, local_submissions(local_root))
 
