@@ -28,7 +28,7 @@ def _quiet_stderr():
 
 # ---------------------------------------------------------------------------- original ExPyRe
 def orig_calls(system: str, n: int, check_interval: int, log: str | None = None) -> dict:
-    """n calls pow(i, 2), one job per call: the seed API (construct, start, get_results)."""
+    """n calls pow(i, 2), one job per call: ExPyRe's API (construct, start, get_results)."""
     from expyre.func import ExPyRe  # the original
 
     def nlines() -> int:

@@ -18,14 +18,14 @@ import cloudpickle
 from expyre import Executor
 
 
-def relax(seed, steps=200_000):
+def relax(key, steps=200_000):
     import random
 
-    rng = random.Random(seed)
+    rng = random.Random(key)
     x = 0.0
     for _ in range(steps):
         x += rng.uniform(-1, 1) * 1e-3
-    return seed, round(x, 6)
+    return key, round(x, 6)
 
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # remote hosts need only cloudpickle
@@ -37,7 +37,7 @@ if __name__ == "__main__":
         # 40 calls, 4 per array element: ONE array of 10 elements (one sbatch --array=0-9)
         futures = ex.map_futures(relax, range(40), chunksize=4)
         for f in cf.as_completed(futures):
-            seed, x = f.result()
-            print(f"seed {seed:2d}: {x:+.6f}  (job {f.job_id}, scheduler id {f.xpr.remote_id})")
+            key, x = f.result()
+            print(f"key {key:2d}: {x:+.6f}  (job {f.job_id}, scheduler id {f.xpr.remote_id})")
         # the same in order, as plain map(); array=False would submit 10 separate jobs
         print(sum(x for _, x in ex.map(relax, range(40), chunksize=4)))

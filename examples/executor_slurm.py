@@ -21,10 +21,10 @@ import sys
 from expyre import Executor
 
 
-def simulate(seed):
+def simulate(key):
     import random
 
-    rng = random.Random(seed)
+    rng = random.Random(key)
     return sum(rng.random() for _ in range(1_000_000))
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up expyre on a fresh machine and run the seed's example (numpy array sum) on the
+# Set up expyre on a fresh machine and run the README's example (numpy array sum) on the
 # zero-config `local` system: no config.json, no queuing system needed.
 #
 #   bash scripts/run-example.sh
@@ -12,5 +12,5 @@ fi
 uv sync --all-packages --locked --quiet
 # a throw-away expyre root, so the example never touches ~/.expyre
 export EXPYRE_ROOT="${EXPYRE_ROOT:-$(mktemp -d /tmp/expyre-example.XXXXXX)}"
-uv run --no-sync python examples/seed_example.py
+uv run --no-sync python examples/readme_example.py
 echo "jobs database: $EXPYRE_ROOT/jobs.db   (list it with: EXPYRE_ROOT=$EXPYRE_ROOT uv run xpr ls)"

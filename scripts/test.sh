@@ -2,7 +2,8 @@
 # Set up everything on a fresh machine of this kind (Debian 12, root) and run the whole test suite:
 # uv, the workspace (all distributions, editable), the real schedulers and sshd (Slurm, the
 # Torque-style PBS commands, Grid Engine, OpenSSH + a network-namespace "remote host"), a
-# remote-side Python for the ssh user, the generated test config, then pytest.
+# remote-side Python for the ssh user, the generated test config, then pytest (the workspace, then
+# each distribution alone in a fresh venv: scripts/ci/per-dist.sh).
 #
 #   bash scripts/test.sh [pytest args...]
 #
@@ -54,11 +55,29 @@ if [ "$workers" -gt 1 ]; then
     uv run --no-sync pytest -p no:xdist -m serial "$@" || rc2=$?
     [ "$rc2" = 5 ] && rc2=0
     [ "$rc" = 0 ] && rc=$rc2
-    step "release check: build, twine check, install the wheels into a clean venv, run the example"
-    rc3=0
-    bash scripts/ci/release-check.sh || rc3=$?
-    [ "$rc" = 0 ] && rc=$rc3
-    exit "$rc"
+else
+    step "pytest"
+    uv run --no-sync pytest "$@" || rc=$?
+    [ "$rc" = 5 ] && rc=0
 fi
-step "pytest"
-exec uv run --no-sync pytest "$@"
+
+# Then each distribution alone: fresh venvs holding only it and its dependencies, its own tests/
+# with -m "not slow and not serial" (the full set, slow tests included, ran above in the
+# workspace). EXPYRE_PER_DIST=0 skips this phase (e.g. when narrowing the run with pytest args).
+if [ "${EXPYRE_PER_DIST:-1}" != 0 ]; then
+    step "per distribution: scripts/ci/per-dist.sh"
+    rc3=0
+    bash scripts/ci/per-dist.sh || rc3=$?
+    [ "$rc" = 0 ] && rc=$rc3
+fi
+
+# Last, what a packager needs: every sdist and wheel builds, passes twine check, carries LICENSE and
+# metadata, and the README example runs from a clean venv of expyre-core and one plugin.
+# EXPYRE_RELEASE_CHECK=0 skips it.
+if [ "${EXPYRE_RELEASE_CHECK:-1}" != 0 ]; then
+    step "release check: build, twine check, install the wheels into a clean venv, run the example"
+    rc4=0
+    bash scripts/ci/release-check.sh || rc4=$?
+    [ "$rc" = 0 ] && rc=$rc4
+fi
+exit "$rc"

@@ -44,7 +44,7 @@ def test_same_library_api_on_every_backend():
 
 
 def test_expyre_pytest_ssh_reaches_every_ssh_system():
-    """The seed's EXPYRE_PYTEST_SSH: the ssh binary used to reach the hosts (default /usr/bin/ssh)."""
+    """ExPyRe's README's EXPYRE_PYTEST_SSH: the ssh binary used to reach the hosts (default /usr/bin/ssh)."""
     systems = selected_systems(transport="ssh")
     if not systems:
         skip_or_fail("no ssh system selected")

@@ -1,14 +1,14 @@
 """Crash anywhere on a real scheduler: the driver (a separate process, like a user's script) is
 killed with SIGKILL at injection points between persistent steps (:mod:`expyre._faults`, including
-the two inside ``System.submit``) and at seeded random moments (mid-``sbatch``/``qsub``, while
+the two inside ``System.submit``) and at random moments (fixed random state) (mid-``sbatch``/``qsub``, while
 waiting), on each selected Slurm and Grid Engine system that runs on this machine; then the same
 script runs again. Every result must come back, every job must have been submitted to the
 scheduler exactly once (counted by job name in the scheduler's own records, which the driver
 cannot forget: ``squeue -t all`` + ``sacct`` for Slurm, ``qstat -s prsz`` + ``qacct -j`` for Grid
 Engine), and the jobs database must stay consistent after every crash.
 
-The local-backend version (every point, 50 seeded kills) is expyre_core/tests/test_faults_crash.py.
-Default run: a seeded handful of kills per scheduler; ``slow``: every injection point (2nd passage,
+The local-backend version (every point, 50 kills from a fixed random state) is expyre_core/tests/test_faults_crash.py.
+Default run: a handful of kills (fixed random state) per scheduler; ``slow``: every injection point (2nd passage,
 i.e. the second job of the batch) plus more random moments.
 """
 
@@ -213,7 +213,7 @@ DEFAULT_KILLS = [
 ]
 
 
-def test_crash_at_seeded_points_real_scheduler(crash_env):
+def test_crash_at_random_points_real_scheduler(crash_env):
     """A kill before/after the scheduler accepted a job, while waiting and while reading results;
     re-run: both results, each job submitted once, the DB consistent after every kill."""
     _crash_and_recover(crash_env, DEFAULT_KILLS)
@@ -222,9 +222,9 @@ def test_crash_at_seeded_points_real_scheduler(crash_env):
 @pytest.mark.slow
 def test_crash_at_every_point_real_scheduler(crash_env):
     """Every injection point at its 2nd passage (the second job of a fresh batch, whatever the
-    first one's state), each followed by a re-run; then seeded random moments on one more batch."""
+    first one's state), each followed by a re-run; then random moments (fixed random state) on one more batch."""
     tag = crash_env[2]
     for i, p in enumerate(_faults.POINTS):
         _crash_and_recover(crash_env, [("point", f"{p}:2")], tag=f"{tag}p{i}")
-    rng = random.Random(int(os.environ.get("EXPYRE_FAULT_SEED", "8")))
+    rng = random.Random(int(os.environ.get("EXPYRE_FAULT_RANDOM_STATE", "8")))
     _crash_and_recover(crash_env, [("moment", round(rng.uniform(0.4, 3.0), 2)) for _ in range(5)], tag=f"{tag}m")

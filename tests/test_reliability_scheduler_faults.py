@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_schedulers import require_answering  # noqa: E402
 
 from expyre import config
-from expyre.func import ExPyRe, ExPyReTimeoutError, _Poller
+from expyre.func import ExPyRe, ExPyReTimeoutError
+from expyre.poller import Poller
 from expyre.testing import isolated_root, job_sleep, job_square, selected_systems, skip_or_fail, wait_for
 
 pytestmark = pytest.mark.real_scheduler
@@ -144,7 +145,7 @@ def failing(tmp_path, monkeypatch) -> FailingCommands:
 
 
 def _poll(xpr: ExPyRe) -> dict:
-    _Poller.get(xpr.system, config.db).refresh(max_age=0, force=True)
+    Poller.get(xpr.system, config.db).refresh(max_age=0, force=True)
     return config.db.get(xpr.id)
 
 
@@ -188,7 +189,7 @@ def test_status_outage_longer_than_the_limit_fails_clearly(fault_root, fault_sys
     xpr = ExPyRe("dead_status", job_square, args=[12])
     xpr.start(resources=RES, system_name=fault_system, partial_node=True)
     # the job may finish (result file) before the outage limit: only the polling is tested here
-    poller = _Poller.get(xpr.system, config.db)
+    poller = Poller.get(xpr.system, config.db)
     t0 = time.monotonic()
     with pytest.raises(Exception, match=rf"{fault_system}: polling has failed for \d+ s \(EXPYRE_POLL_OUTAGE=2\); "
                                         rf"last error: .*{re.escape(command)}.*exited 1"):

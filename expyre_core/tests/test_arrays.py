@@ -1,4 +1,4 @@
-"""Job arrays in the core, with the third-party test plugin ``shellq`` (tests/data/site), whose
+"""Job arrays in the core, with the example plugin ``shellq`` (examples/plugin, found through tests/data/site), whose
 "arrays" are background processes: ``ExPyRe.start_array`` writes one shared script per array,
 splits at the limit, submits an array of one as a plain job, and each element is an ordinary job
 with its own id, directory and result. The real schedulers' arrays are tested in
@@ -17,11 +17,14 @@ from expyre.func import ExPyRe
 from expyre.testing import make_root
 
 DATA = Path(__file__).parent / "data"
+#: the example plugin expyre-shellq (examples/plugin), "installed" by the .dist-info shim in data/site
+EXAMPLE_PLUGIN_SRC = Path(__file__).resolve().parents[2] / "examples" / "plugin" / "src"
 RES = {"max_time": "1m", "n": (1, "tasks")}
 
 
 @pytest.fixture
 def shellq_root(tmp_path, monkeypatch, fresh_plugins):
+    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGIN_SRC))
     monkeypatch.syspath_prepend(str(DATA / "site"))
     plugins.reset()
     monkeypatch.chdir(tmp_path)

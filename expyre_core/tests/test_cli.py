@@ -501,6 +501,7 @@ def shellq_root(tmp_path, monkeypatch, fresh_plugins):
     from expyre import plugins
     from expyre.testing import make_root
 
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples" / "plugin" / "src"))
     monkeypatch.syspath_prepend(str(Path(__file__).parent / "data" / "site"))
     plugins.reset()
     monkeypatch.chdir(tmp_path)

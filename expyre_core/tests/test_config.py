@@ -1,4 +1,4 @@
-"""config.json: the seed's search and merge rules, the embedded local system, error messages."""
+"""config.json: ExPyRe's README's search and merge rules, the embedded local system, error messages."""
 
 from __future__ import annotations
 
@@ -62,15 +62,15 @@ def test_search_and_merge(home, tmp_path, monkeypatch):
     assert cfg.systems["a"].partitions["p"].ncores == 4  # kept from home
 
 
-def test_seed_example_config_parses(home, tmp_path, monkeypatch):
-    seed = {"local": {"host": "localhost", "remsh_cmd": "/usr/bin/ssh", "scheduler": "local",
+def test_readme_example_config_parses(home, tmp_path, monkeypatch):
+    example = {"local": {"host": "localhost", "remsh_cmd": "/usr/bin/ssh", "scheduler": "local",
                       "commands": ["module purge", "module load python/3 compilers/gnu lapack ase quip vasp"],
                       "header": ["#SBATCH --nodes={nnodes}", "#SBATCH --ntasks={tot_ncores}", "#SBATCH --ntasks-per-node={ncores_per_node}"],
                       "partitions": {"node16_old,node16_new": {"ncores": 16, "max_time": None, "max_mem": "60GB"},
                                      "node36": {"ncores": 36, "max_time": None, "max_mem": "180GB"},
                                      "node56_bigmem": {"ncores": 56, "max_time": "48:00:00", "max_mem": "1500GB"},
                                      "node72_bigmem": {"ncores": 72, "max_time": "48h", "max_mem": "1500GB"}}}}
-    cfg = structure_config({"systems": seed}, "config.json")
+    cfg = structure_config({"systems": example}, "config.json")
     parts = cfg.systems["local"].partitions
     assert parts["node56_bigmem"].max_time == parts["node72_bigmem"].max_time
     assert structure_config(unstructure_config(cfg), "x") == cfg

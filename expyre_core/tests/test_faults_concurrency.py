@@ -1,7 +1,7 @@
 """Several processes calling start() on the same jobs at the same moment: every call returns, each
 job is submitted once. (Found by the 8-process reliability test: start() wrote the job script
 through one fixed temporary name, so a concurrent start() of the same job lost its file and raised
-FileNotFoundError.) The larger multi-process suite is tests/test_reliability_concurrency.py."""
+FileNotFoundError.) The larger multi-process suite is test_reliability_concurrency.py."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 the jobs database stays consistent.
 
 The driver (a separate process, like a user's script) is killed with SIGKILL at injection points
-between persistent steps (:mod:`expyre._faults`) and at seeded random moments, then run again.
+between persistent steps (:mod:`expyre._faults`) and at random moments (fixed random state), then run again.
 Submissions are counted in the local queue's own request files (``_expyre_localq/{jobs,done}``),
 which the driver cannot forget when it dies.
 """
@@ -131,8 +131,8 @@ def test_kill_at_point_then_rerun(tmp_path, driver, point):
     check_final(root, run_driver(root, driver))
 
 
-def _chaos(tmp_path: Path, driver: Path, n_crashes: int, seed: int) -> None:
-    rng = random.Random(seed)
+def _chaos(tmp_path: Path, driver: Path, n_crashes: int, random_state: int) -> None:
+    rng = random.Random(random_state)
     root = tmp_path / "_expyre"
     log = tmp_path / "points.log"
     run_driver(tmp_path / "probe_root", driver, log=log)  # how many points a clean run passes
@@ -150,12 +150,12 @@ def _chaos(tmp_path: Path, driver: Path, n_crashes: int, seed: int) -> None:
     check_final(root, run_driver(root, driver))
 
 
-def test_chaos_seeded_crashes(tmp_path, driver):
-    """A dozen kills chosen by a seeded generator (injection points and random moments) on one root."""
-    _chaos(tmp_path, driver, n_crashes=12, seed=int(os.environ.get("EXPYRE_FAULT_SEED", "20240611")))
+def test_chaos_random_crashes(tmp_path, driver):
+    """A dozen kills chosen by a generator with a fixed state (injection points and random moments) on one root."""
+    _chaos(tmp_path, driver, n_crashes=12, random_state=int(os.environ.get("EXPYRE_FAULT_RANDOM_STATE", "20240611")))
 
 
 @pytest.mark.slow
 def test_chaos_fifty_crashes(tmp_path, driver):
-    """The issue's 50 seeded kill points spread over create / start / wait / result."""
-    _chaos(tmp_path, driver, n_crashes=50, seed=50)
+    """50 kill points from a fixed random state, spread over create / start / wait / result."""
+    _chaos(tmp_path, driver, n_crashes=50, random_state=50)

@@ -1,4 +1,4 @@
-"""The ExPyRe API on the zero-config local system: every behaviour of the seed, and the original's
+"""The ExPyRe API on the zero-config local system: every behaviour ExPyRe's README describes, and the original's
 defects that must not come back."""
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def test_hash_is_stable_across_processes_even_for_sets(root, tmp_path):
         print(x.hash)
     """)
     hashes = set()
-    for seed in ("1", "2", "3"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "EXPYRE_ROOT": str(root)}
+    for hash_salt in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_salt, "EXPYRE_ROOT": str(root)}
         hashes.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip())
     assert len(hashes) == 1
 
@@ -285,7 +285,7 @@ def test_cancel_before_submission_marks_the_job_died(root):
 
 
 def test_clean_is_a_dry_run_unless_expyre_pytest_clean(root):
-    """The seed's EXPYRE_PYTEST_CLEAN: real cleaning only when set, otherwise a dry run."""
+    """ExPyRe's README's EXPYRE_PYTEST_CLEAN: real cleaning only when set, otherwise a dry run."""
     xpr = ExPyRe("tidy", jobfuncs.add, args=[5, 5])
     assert run(xpr) == 10
     real = bool(os.environ.get("EXPYRE_PYTEST_CLEAN"))

@@ -4,6 +4,7 @@ plugins, the disable switch, and a third-party scheduler running a real job with
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,13 @@ from expyre.config_model import ConfigError
 from expyre.testing import make_root
 
 DATA = Path(__file__).parent / "data"
+#: the example plugin expyre-shellq (examples/plugin), "installed" by the .dist-info shim in data/site
+EXAMPLE_PLUGIN_SRC = Path(__file__).resolve().parents[2] / "examples" / "plugin" / "src"
 
 
 @pytest.fixture
 def site(monkeypatch, fresh_plugins):
+    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGIN_SRC))
     monkeypatch.syspath_prepend(str(DATA / "site"))
     plugins.reset()
     return DATA / "site"
@@ -92,7 +96,7 @@ def test_third_party_scheduler_runs_a_job_without_core_change(site, tmp_path, mo
 
 
 def test_xpr_plugins_json_lists_failures(site):
-    env = {"PYTHONPATH": str(DATA / "site"), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": os.pathsep.join([str(DATA / "site"), str(EXAMPLE_PLUGIN_SRC)]), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-m", "expyre", "plugins", "--json"], capture_output=True, text=True,
                          env=env, check=True).stdout
     data = json.loads(out)

@@ -1,5 +1,6 @@
-"""The runtime variables: EXPYRE_RETRY, EXPYRE_RSH, EXPYRE_TIMING_VERBOSE (EXPYRE_ROOT and
-EXPYRE_SYS are covered in test_config.py and test_func.py)."""
+"""The runtime variables: EXPYRE_RETRY, EXPYRE_TIMING_VERBOSE (EXPYRE_ROOT and EXPYRE_SYS are covered
+in test_config.py and test_func.py; EXPYRE_RSH, which needs the ssh transport, in the repository's
+cross-distribution tests, tests/test_cross_config.py)."""
 
 from __future__ import annotations
 
@@ -42,18 +43,6 @@ def test_idempotent_commands_are_retried_per_expyre_retry(monkeypatch, tmp_path)
     with pytest.raises(SchedulerCommandError):
         system._retry(lambda: calls.append(1) or (_ for _ in ()).throw(SchedulerCommandError("down")), "test")
     assert len(calls) == 4
-
-
-def test_expyre_rsh_is_the_default_remote_shell(monkeypatch, tmp_path, fresh_plugins):
-    from expyre import plugins
-
-    if "ssh" not in plugins.transports():
-        pytest.skip("needs a transport for hosts (expyre-ssh); the core alone has none")
-    monkeypatch.setenv("EXPYRE_RSH", "/opt/my/ssh -p 2222")
-    s = System("r", SystemConfig(scheduler="local", host="me@box"), tmp_path)
-    assert s.transport.remsh_cmd == "/opt/my/ssh -p 2222"
-    s2 = System("r2", SystemConfig(scheduler="local", host="me@box", remsh_cmd="ssh -p 22"), tmp_path)
-    assert s2.transport.remsh_cmd == "ssh -p 22"
 
 
 def test_timing_verbose_traces_to_stderr(root):

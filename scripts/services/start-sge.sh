@@ -28,7 +28,7 @@ t0=$(now)
 
 # ---------------------------------------------------------------- packages
 if ! pkg_installed gridengine-master || ! pkg_installed gridengine-exec || ! pkg_installed gridengine-client; then
-    log "preseeding debconf for gridengine (master $HOST, cell default)"
+    log "presetting debconf answers for gridengine (master $HOST, cell default)"
     debconf-set-selections <<EOF
 gridengine-common shared/gridengineconfig boolean true
 gridengine-common shared/gridenginecell string default

@@ -573,7 +573,9 @@ def expyre_register_transports() -> Iterable[TransportSpec]:
 def expyre_modify_header(system_name: str, job: JobRequest, header: list[str]) -> None:
     """Edit a job script's header in place before it is written, for site policy.
 
-    Every implementation runs (in registration order). ``header`` holds the final directive lines
+    Every implementation runs, each on the list the previous one left: pluggy calls the most
+    recently registered plugin first (installed plugins are registered in the order of their
+    entry-point names, so ``b`` runs before ``a``). ``header`` holds the final directive lines
     (default, system, partition and ``header_extra`` lines, already formatted).
 
     :param system_name: the config.json key of the system.

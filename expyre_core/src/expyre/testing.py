@@ -1,6 +1,12 @@
-"""Test helpers for expyre and its plugins (needs pytest).
+"""Test helpers for expyre and its plugins (needs pytest): the plugin author's contract kit.
 
-A scheduler plugin (including a third party's) runs the shared contract suite against its backend::
+* :class:`OfflineSchedulerContract`: a scheduler backend's contract checked from *recorded* command
+  outputs, with no cluster: state codes, unknown codes, batched control commands, array element
+  ids, golden headers. Every scheduler plugin runs it in its ordinary test run.
+* :class:`TransportContract`: a transport backend's round trips (run, put, get), hostile names and
+  errors; the built-in ``local`` transport and the ssh plugin run it.
+* :class:`SchedulerContract`: the end-to-end contract, real jobs on each selected system using the
+  scheduler::
 
     # tests/test_contract.py of expyre-mysched
     from expyre.testing import SchedulerContract
@@ -8,14 +14,18 @@ A scheduler plugin (including a third party's) runs the shared contract suite ag
     class TestContract(SchedulerContract):
         scheduler = "mysched"
 
-The suite runs once per *selected* system whose ``scheduler`` is ``"mysched"``. Systems come from
-the config file ``$EXPYRE_PYTEST_CONFIG`` (default ``$HOME/.expyre/config.json``, as ExPyRe's
-README says) filtered by the regexp ``$EXPYRE_PYTEST_SYSTEMS`` (default: all); the embedded ``local``
-system is always available. So a user points the project's tests at their own cluster exactly as
-CI points them at the clusters it brings up.
+  The suite runs once per *selected* system whose ``scheduler`` is ``"mysched"``. Systems come from
+  the config file ``$EXPYRE_PYTEST_CONFIG`` (default ``$HOME/.expyre/config.json``, as ExPyRe's
+  README says) filtered by the regexp ``$EXPYRE_PYTEST_SYSTEMS`` (default: all); the embedded
+  ``local`` system is always available. So a user points the project's tests at their own cluster
+  exactly as CI points them at the clusters it brings up. With no matching system a test is
+  skipped with the reason, except under ``CI=true``, where it fails (:func:`skip_or_fail`).
 
-With no matching system a test is skipped with the reason, except under ``CI=true``, where it fails
-(:func:`skip_or_fail`).
+Helpers: :func:`isolated_root` (a fresh expyre root for a block or fixture, ``EXPYRE_ROOT``
+restored afterwards), :func:`check_golden` / :func:`golden_header` (golden files, regenerated with
+``EXPYRE_UPDATE_GOLDEN=1``), :func:`load_recorded` (a recorded command output file),
+:class:`RecordingTransport` (canned results, commands recorded), :func:`wait_for`,
+:class:`CallCounter`.
 """
 
 from __future__ import annotations
@@ -40,9 +50,18 @@ from .system import close_all
 
 __all__ = [
     "SchedulerContract",
+    "OfflineSchedulerContract",
+    "TransportContract",
+    "RecordingTransport",
+    "check_golden",
+    "golden_header",
+    "golden_job",
+    "system_from_dict",
+    "load_recorded",
     "test_config_path",
     "available_systems",
     "selected_systems",
+    "system_transport",
     "skip_or_fail",
     "make_root",
     "isolated_root",
@@ -81,20 +100,40 @@ def available_systems() -> dict[str, dict[str, Any]]:
     return systems
 
 
+def system_transport(sysd: dict[str, Any]) -> str:
+    """The transport a config.json system dict uses: its ``transport``, else ``local`` for
+    ``"host": null`` and ``ssh`` otherwise."""
+    return sysd.get("transport") or ("local" if sysd.get("host") is None else "ssh")
+
+
 def selected_systems(scheduler: str | None = None, transport: str | None = None) -> dict[str, dict[str, Any]]:
     """Systems matching ``$EXPYRE_PYTEST_SYSTEMS`` (a regexp searched in the name; default all),
-    optionally only those using ``scheduler`` / ``transport`` ("local" or "ssh")."""
+    optionally only those using ``scheduler`` / ``transport`` ("local" or "ssh").
+
+    Systems whose scheduler or transport plugin is not installed are left out (logged): a plugin's
+    tests, run with only the core and that plugin installed, use the systems it can reach alone
+    (Slurm on this machine; the ``local`` scheduler over ssh); the combinations (Slurm behind ssh)
+    are tested where both plugins are installed."""
+    from . import plugins
+
     rx = re.compile(os.environ.get("EXPYRE_PYTEST_SYSTEMS") or ".*")
+    installed = set(plugins.transports())
+    schedulers = set(plugins.schedulers())
     out = {}
     for name, sysd in available_systems().items():
         if not rx.search(name):
             continue
         if scheduler is not None and sysd.get("scheduler") != scheduler:
             continue
-        if transport is not None:
-            t = sysd.get("transport") or ("local" if sysd.get("host") is None else "ssh")
-            if t != transport:
-                continue
+        t = system_transport(sysd)
+        if transport is not None and t != transport:
+            continue
+        if t not in installed or sysd.get("scheduler", "local") not in schedulers:
+            import logging
+
+            logging.getLogger(__name__).info("test system %r left out: its scheduler %r or transport %r is not installed",
+                                             name, sysd.get("scheduler"), t)
+            continue
         out[name] = sysd
     return out
 
@@ -272,6 +311,7 @@ class SchedulerContract:
         return xpr
 
     def test_readme_example(self, expyre_root: Path, system_name: str) -> None:
+        """ExPyRe's README example: a numpy sum in a job, its value, then marked processed."""
         np = pytest.importorskip("numpy")
         xpr = ExPyRe("test_task", np.sum, args=[np.ones((100, 50))], kwargs={"axis": 1})
         xpr.start(resources={**self.resources}, system_name=system_name, partial_node=True)
@@ -389,3 +429,416 @@ def _started(xpr: Any) -> bool:
 #: the original name (kept for callers; do not import it by this name into a conftest: pytest
 #: takes ``pytest_*`` names there for hooks)
 pytest_config_path = test_config_path
+
+
+# ---------------------------------------------------------------------------------------------
+# the offline contract kit: recorded outputs, golden files, a recording transport
+# ---------------------------------------------------------------------------------------------
+
+
+def load_recorded(path: str | os.PathLike) -> "CommandResult":
+    """A recorded command output file as the :class:`~expyre.types.CommandResult` a transport
+    would have returned.
+
+    Format: ``# key: value`` header lines (``argv`` and ``returncode`` are required; ``source`` should
+    say where the output comes from: the scheduler version and the command; one ``stderr`` line per
+    line of stderr), a line ``---``, then the command's stdout verbatim.
+    """
+    import shlex
+
+    from .types import CommandResult
+
+    path = Path(path)
+    head, sep, stdout = path.read_text().partition("\n---\n")
+    if not sep:
+        raise ValueError(f"{path}: no '---' line between the '# key: value' header and the recorded stdout")
+    meta: dict[str, str] = {}
+    stderr: list[str] = []
+    for line in head.splitlines():
+        if not line.startswith("# "):
+            raise ValueError(f"{path}: header line without '# ': {line!r}")
+        key, _, value = line[2:].partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if key == "stderr":
+            stderr.append(value)
+        else:
+            meta[key] = value
+    for required in ("argv", "returncode"):
+        if required not in meta:
+            raise ValueError(f"{path}: header lacks '# {required}: ...' (have: {', '.join(meta) or 'nothing'})")
+    return CommandResult(shlex.split(meta["argv"]), int(meta["returncode"]), stdout,
+                         "\n".join(stderr) + ("\n" if stderr else ""))
+
+
+def check_golden(path: str | os.PathLike, text: str) -> None:
+    """Assert that ``text`` equals the golden file ``path``; with ``EXPYRE_UPDATE_GOLDEN=1`` write it
+    first (then review the diff). The one helper every golden header and script test goes through."""
+    path = Path(path)
+    if os.environ.get("EXPYRE_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"golden file {path} missing: run the test with EXPYRE_UPDATE_GOLDEN=1 and review it"
+    expected = path.read_text()
+    assert text == expected, (
+        f"{path.name} differs from the golden file {path} (EXPYRE_UPDATE_GOLDEN=1 regenerates it; review the diff):\n"
+        + "".join(__import__("difflib").unified_diff(expected.splitlines(True), text.splitlines(True), "golden", "now"))
+    )
+
+
+def system_from_dict(system: dict[str, Any], rundir: str | os.PathLike, name: str = "cluster") -> Any:
+    """A :class:`~expyre.system.System` named ``name`` from a config.json system dict, without an
+    expyre root (for offline tests: headers, scripts, requests)."""
+    from .config_model import SystemConfig, converter
+    from .system import System
+
+    return System(name, converter.structure(dict(system), SystemConfig), Path(rundir))
+
+
+def golden_job(system: Any, resources: dict[str, Any], *, job_id: str = "fit_ab12cd34", **find_kw: Any) -> "JobRequest":
+    """The :class:`~expyre.types.JobRequest` the core would make for ``resources`` on ``system`` (a
+    :class:`~expyre.system.System`), with fixed names so that golden files are stable."""
+    from .resources import Resources
+    from .script import JOB_STDERR, JOB_STDOUT, SCRIPT
+    from .types import JobRequest
+
+    res = Resources.from_any(resources)
+    partition, alloc = res.find_nodes(system.partitions, **find_kw)
+    return JobRequest(
+        id=job_id, remote_dir=f"/scratch/me/_expyre/run_{job_id}", script=SCRIPT, stdout=JOB_STDOUT,
+        stderr=JOB_STDERR, partition=partition, max_time=res.max_time, nodes=alloc,
+        partial_node=bool(find_kw.get("partial_node")), system_name=system.name,
+    )
+
+
+def golden_header(system: dict[str, Any], resources: dict[str, Any], rundir: str | os.PathLike, *,
+                  header_extra: Sequence[str] = (), **find_kw: Any) -> str:
+    """The header of the job script the core writes for ``resources`` on a system configured by the
+    config.json dict ``system`` (default lines, the system's, the partition's and ``header_extra``
+    lines, then the ``expyre_modify_header`` hooks), one line each: what golden header files hold."""
+    from .script import build_header
+
+    sysobj = system_from_dict(system, rundir)
+    return "\n".join(build_header(sysobj, golden_job(sysobj, resources, **find_kw), header_extra)) + "\n"
+
+
+class RecordingTransport:
+    """A stand-in transport for offline tests: records every command it is asked to run and answers
+    with ``results`` (a function of the command, a list consumed in order, or one result for all;
+    default: exit 0, no output)."""
+
+    is_local = True
+    command_timeout = None
+
+    def __init__(self, results: Any = None) -> None:
+        self.results = results
+        self.calls: list[Any] = []
+        self.host = None
+        self.remsh_cmd = None
+
+    def run(self, command: Any, **kw: Any) -> "CommandResult":
+        from .types import CommandResult
+
+        self.calls.append(command)
+        r = self.results
+        if callable(r):
+            return r(command)
+        if isinstance(r, list):
+            if not r:
+                raise AssertionError(f"RecordingTransport: no recorded result left for {command!r}")
+            return r.pop(0)
+        return r if r is not None else CommandResult(command, 0)
+
+    def put(self, local_dirs: Sequence[Path], remote_parent: str) -> None:
+        self.calls.append(("put", [str(d) for d in local_dirs], remote_parent))
+
+    def get(self, remote_dirs: Sequence[str], local_parent: Path) -> None:
+        self.calls.append(("get", list(remote_dirs), str(local_parent)))
+
+    def probe(self, python_cmd: str, commands: Sequence[str] = ()) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _command_text(command: Any) -> str:
+    return command if isinstance(command, str) else " ".join(str(c) for c in command)
+
+
+class OfflineSchedulerContract:
+    """A scheduler backend's contract, checked from recorded outputs of its commands: no cluster
+    needed, so it runs in every test run of the plugin (and of a third party's plugin).
+
+    Subclass it in the plugin's tests and fill in what the backend's scheduler prints::
+
+        class TestOfflineContract(OfflineSchedulerContract):
+            backend = MySched
+            state_codes = {"Q": JobState.QUEUED, "R": JobState.RUNNING, ...}   # every documented code
+
+            def status_output(self, job_id, code):
+                return load_recorded(HERE / "recorded" / "status.txt") with the code put in
+
+            def submit_output(self):
+                return load_recorded(HERE / "recorded" / "submit.txt"), "4242"
+
+    It checks that every documented state code maps to its :class:`~expyre.types.JobState`, that an
+    unknown code maps to ``UNKNOWN`` and never raises, that ids the scheduler does not list are left
+    out, that the recorded submit output gives its id (and a recorded failure raises
+    :class:`~expyre.types.SubmitError` quoting the scheduler), that cancel, hold and release of many
+    ids are ONE command, that array element ids are distinct, stable and accepted by the control and
+    status commands, and that the headers for :attr:`golden_headers` match their golden files
+    (:func:`check_golden`).
+    """
+
+    #: the :class:`~expyre.hookspecs.Scheduler` subclass under test
+    backend: ClassVar[type]
+    #: the system's ``scheduler_options`` (structured into ``backend.Options`` when it has one)
+    scheduler_options: ClassVar[dict[str, Any]] = {}
+    #: every state code the scheduler documents -> the state it means
+    state_codes: ClassVar[dict[str, Any]] = {}
+    #: a state code the scheduler does not document (must map to ``UNKNOWN``)
+    unknown_state_code: ClassVar[str] = "XQZ"
+    #: a job id as the scheduler prints it, used with :meth:`status_output`
+    job_id: ClassVar[str] = "4242"
+    #: how many ids the batched control commands are checked with
+    many: ClassVar[int] = 50
+    #: what the submission of an array prints as its id (needed when the backend supports arrays)
+    array_id: ClassVar[str | None] = None
+    #: the number of elements of that array
+    array_size: ClassVar[int] = 5
+    #: golden header files: file name (in :attr:`golden_dir`) -> (config.json system dict, resources)
+    golden_headers: ClassVar[dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {}
+    golden_dir: ClassVar[Path | None] = None
+
+    # -- what the author supplies ---------------------------------------------------------------
+    def status_output(self, job_id: str, code: str) -> "CommandResult":
+        """A recorded output of the status command that lists ``job_id`` in the state ``code``."""
+        raise NotImplementedError(f"{type(self).__name__} must define status_output(job_id, code) from a recorded output")
+
+    def submit_output(self) -> "tuple[CommandResult, str]":
+        """A recorded output of a successful submit command and the job id it announces."""
+        raise NotImplementedError(f"{type(self).__name__} must define submit_output() from a recorded output")
+
+    def submit_failure_output(self) -> "CommandResult | None":
+        """A recorded output of a refused submission (None: not checked)."""
+        return None
+
+    def array_status_output(self, element_ids: Sequence[str]) -> "CommandResult | None":
+        """A recorded status output listing these array elements (None: not checked)."""
+        return None
+
+    def job_ids(self, n: int) -> list[str]:
+        """``n`` distinct job ids as the scheduler prints them."""
+        return [str(4200 + i) for i in range(n)]
+
+    # -- machinery ------------------------------------------------------------------------------
+    def scheduler(self) -> Any:
+        from .types import SchedulerContext
+
+        options: Any = dict(self.scheduler_options)
+        if getattr(self.backend, "Options", None) is not None:
+            from .config_model import converter
+
+            options = converter.structure(options, self.backend.Options)
+        return self.backend(SchedulerContext(system_name="cluster", rundir="expyre_rundir", host=None, options=options))
+
+    def _request(self) -> "JobRequest":
+        from .layout import JOB_STDERR, JOB_STDOUT, SCRIPT
+        from .types import JobRequest, NodeAllocation
+        from .units import Duration
+
+        alloc = NodeAllocation(nnodes=1, ncores_per_node=1, tot_ncores=1, tot_ntasks=1, ncores_per_task=1, ntasks_per_node=1)
+        return JobRequest(id="contract_ab12cd34", remote_dir="expyre_rundir/run_contract_ab12cd34",
+                          script=SCRIPT, stdout=JOB_STDOUT, stderr=JOB_STDERR,
+                          partition="debug", max_time=Duration.parse("10m"), nodes=alloc, system_name="cluster")
+
+    # -- the contract ---------------------------------------------------------------------------
+    def test_every_documented_state_code_maps(self) -> None:
+        assert self.state_codes, f"{type(self).__name__}.state_codes must list every state code the scheduler documents"
+        sched = self.scheduler()
+        wrong = {}
+        for code, expected in self.state_codes.items():
+            got = sched.parse_status(self.status_output(self.job_id, code), [self.job_id])
+            state = got[self.job_id].state if self.job_id in got else "<not reported>"
+            if state != expected:
+                wrong[code] = (state, expected)
+        assert not wrong, f"state codes mapped wrongly (got, expected): {wrong}"
+
+    def test_unknown_state_code_is_unknown(self) -> None:
+        from .types import JobState
+
+        assert self.unknown_state_code not in self.state_codes
+        got = self.scheduler().parse_status(self.status_output(self.job_id, self.unknown_state_code), [self.job_id])
+        assert got[self.job_id].state == JobState.UNKNOWN, got
+
+    def test_ids_not_listed_are_left_out(self) -> None:
+        code = next(iter(self.state_codes), self.unknown_state_code)
+        other = next(i for i in self.job_ids(3) if i != self.job_id)
+        got = self.scheduler().parse_status(self.status_output(self.job_id, code), [self.job_id, other])
+        assert self.job_id in got and other not in got, got
+
+    def test_recorded_submit(self) -> None:
+        from .types import SubmitError
+
+        sched = self.scheduler()
+        result, expected_id = self.submit_output()
+        assert sched.parse_submit(result, self._request()) == expected_id
+        failure = self.submit_failure_output()
+        if failure is not None:
+            with pytest.raises(SubmitError) as info:
+                sched.parse_submit(failure, self._request())
+            said = (failure.stderr.strip() or failure.stdout.strip()).splitlines()
+            assert said and said[-1] in str(info.value), f"the error must quote the scheduler: {info.value}"
+
+    @pytest.mark.parametrize("op", ["cancel", "hold", "release"])
+    def test_control_of_many_ids_is_one_command(self, op: str) -> None:
+        sched = self.scheduler()
+        ids = self.job_ids(self.many)
+        assert len(set(ids)) == len(ids)
+        transport = RecordingTransport()
+        sched.control(transport, op, ids)
+        assert len(transport.calls) == 1, f"{op} of {len(ids)} jobs ran {len(transport.calls)} commands"
+        text = _command_text(transport.calls[0])
+        missing = [i for i in ids if i not in text]
+        assert not missing, f"{op} command lacks ids {missing[:5]}: {text[:300]}"
+        transport = RecordingTransport()
+        sched.control(transport, op, [])
+        assert transport.calls == [], "no ids: no command"
+
+    def test_status_of_many_ids_is_one_command(self) -> None:
+        sched = self.scheduler()
+        ids = self.job_ids(self.many)
+        text = _command_text(sched.status_command(ids))
+        missing = [i for i in ids if i not in text]
+        assert not missing or all(i not in text for i in ids), f"status command lists some ids but not {missing[:5]}"
+
+    def test_array_element_ids(self) -> None:
+        sched = self.scheduler()
+        if not sched.arrays_supported():
+            with pytest.raises(NotImplementedError):
+                sched.array_element_id("1", 0)
+            return
+        assert self.array_id is not None, f"{type(self).__name__}.array_id: what the submission of an array prints"
+        n = self.array_size
+        ids = [sched.array_element_id(self.array_id, i) for i in range(n)]
+        assert len(set(ids)) == n, f"element ids are not distinct: {ids}"
+        assert ids == [sched.array_element_id(self.array_id, i) for i in range(n)], "element ids must be stable"
+        assert sched.array_header(self._request(), n), "array_header must give directive lines"
+        transport = RecordingTransport()
+        sched.control(transport, "cancel", ids)
+        assert len(transport.calls) == 1 and all(i in _command_text(transport.calls[0]) for i in ids), transport.calls
+        recorded = self.array_status_output(ids)
+        if recorded is not None:
+            got = sched.parse_status(recorded, ids)
+            assert set(got) == set(ids), f"status of the elements {ids} reported as {sorted(got)}"
+
+    def test_golden_headers(self, tmp_path: Path) -> None:
+        if not self.golden_headers:
+            return
+        assert self.golden_dir is not None, f"{type(self).__name__}.golden_dir: where the golden header files are"
+        for name, (system, resources) in self.golden_headers.items():
+            check_golden(Path(self.golden_dir) / name, golden_header(system, resources, tmp_path, partial_node=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# the transport contract
+# ---------------------------------------------------------------------------------------------
+
+#: file names a transport must carry unharmed (spaces, quotes, shell syntax, globs, a leading dash,
+#: non-ASCII)
+HOSTILE_NAMES = ["with space", "quote'single", 'quote"double', "$(touch PWNED)", "`touch PWNED`", ";touch PWNED;",
+                 "dollar$HOME", "glob*?[x]", "-leading-dash", "ünïcødé", "new\nline", "back\\slash", "amp&pipe|"]
+
+
+class TransportContract:
+    """A transport backend's contract: commands and files make round trips unharmed, hostile names
+    included, and failures surface as :class:`~expyre.types.TransportError`.
+
+    Subclass it and provide two fixtures: ``transport`` (a ready instance of the backend) and
+    ``remote_dir`` (a fresh, empty directory on its host, as a path the transport accepts:
+    absolute, or relative to the remote home)::
+
+        class TestLocalTransportContract(TransportContract):
+            @pytest.fixture
+            def transport(self):
+                return LocalTransport(None)
+
+            @pytest.fixture
+            def remote_dir(self, tmp_path):
+                return str(tmp_path / "remote")
+    """
+
+    hostile_names: ClassVar[list[str]] = HOSTILE_NAMES
+    #: a command timeout the contract may wait for (seconds)
+    short_timeout: ClassVar[float] = 2.0
+
+    def test_run_argv_is_not_interpreted(self, transport: Any) -> None:
+        for name in self.hostile_names:
+            r = transport.run(["printf", "%s\\n", name], timeout=60)
+            assert r.ok and r.stdout == name + "\n", (name, r)
+
+    def test_run_script_exit_code_and_streams(self, transport: Any) -> None:
+        r = transport.run("echo out; echo err >&2; exit 3", timeout=60)
+        assert r.returncode == 3 and not r.ok
+        assert r.stdout == "out\n" and r.stderr.strip().endswith("err"), r
+
+    def test_run_input_and_cwd(self, transport: Any, remote_dir: str) -> None:
+        assert transport.run(["mkdir", "-p", remote_dir], timeout=60).ok
+        r = transport.run(["cat"], input="to stdin\nline 2\n", timeout=60)
+        assert r.stdout == "to stdin\nline 2\n", r
+        r = transport.run(["bash", "-c", "pwd"], cwd=remote_dir, timeout=60)
+        assert r.ok and r.stdout.strip().endswith(remote_dir.rstrip("/").split("/")[-1]), r
+
+    def test_put_get_round_trip_with_hostile_names(self, transport: Any, remote_dir: str, tmp_path: Path) -> None:
+        out = tmp_path / "out"
+        back = tmp_path / "back"
+        out.mkdir()
+        back.mkdir()
+        dirs = []
+        for i, name in enumerate(self.hostile_names):
+            d = out / f"d{i} {name}"
+            d.mkdir()
+            (d / name).write_text(f"content {i} of {name}\n")
+            (d / "sub").mkdir()
+            (d / "sub" / "nested.txt").write_text("nested\n")
+            dirs.append(d)
+        transport.put(dirs, remote_dir)
+        for d in dirs:
+            remote_file = f"{remote_dir}/{d.name}/{self.hostile_names[dirs.index(d)]}"
+            r = transport.run(["cat", remote_file], timeout=60)
+            assert r.ok and r.stdout == (d / self.hostile_names[dirs.index(d)]).read_text(), (remote_file, r)
+            # the job writes into its directory; get brings that back
+            assert transport.run(["bash", "-c", 'echo result > "$1/result.txt"', "_", f"{remote_dir}/{d.name}"],
+                                 timeout=60).ok
+        transport.get([f"{remote_dir}/{d.name}" for d in dirs], back)
+        for d in dirs:
+            name = self.hostile_names[dirs.index(d)]
+            assert (back / d.name / name).read_text() == (d / name).read_text()
+            assert (back / d.name / "sub" / "nested.txt").read_text() == "nested\n"
+            assert (back / d.name / "result.txt").read_text() == "result\n"
+
+    def test_hostile_names_are_never_executed(self, transport: Any, remote_dir: str) -> None:
+        assert transport.run(["mkdir", "-p", remote_dir], timeout=60).ok
+        r = transport.run(["touch", "--", *self.hostile_names], cwd=remote_dir, timeout=60)
+        assert r.ok, r
+        listed = transport.run(["ls", "-A"], cwd=remote_dir, timeout=60).stdout.splitlines()
+        assert "PWNED" not in listed, "a name was executed by a shell"
+        assert len(listed) >= len(self.hostile_names), listed
+
+    def test_timeout_is_a_transport_error(self, transport: Any) -> None:
+        from .types import TransportError
+
+        t0 = time.monotonic()
+        with pytest.raises(TransportError):
+            transport.run(["sleep", "600"], timeout=self.short_timeout)
+        assert time.monotonic() - t0 < 300, "the command must be given up on at its timeout"
+
+    def test_missing_command_is_a_result_or_transport_error(self, transport: Any) -> None:
+        from .types import TransportError
+
+        try:
+            r = transport.run(["expyre-contract-no-such-command"], timeout=60)
+        except TransportError as exc:
+            assert "expyre-contract-no-such-command" in str(exc)
+        else:
+            assert r.returncode == 127, r

@@ -101,14 +101,18 @@ DEFAULT_SYSTEMS: dict[str, dict[str, Any]] = {
 
 def pbs_systems() -> dict[str, dict[str, Any]]:
     """Selected systems with ``"scheduler": "pbs"`` from the test config, else the defaults
-    (both filtered by ``$EXPYRE_PYTEST_SYSTEMS``)."""
+    (both filtered by ``$EXPYRE_PYTEST_SYSTEMS``, and to those whose transport is installed)."""
     systems = selected_systems("pbs")
     if systems:
         return systems
     import re
 
+    from expyre import plugins
+    from expyre.testing import system_transport
+
     rx = re.compile(os.environ.get("EXPYRE_PYTEST_SYSTEMS") or ".*")
-    return {k: v for k, v in DEFAULT_SYSTEMS.items() if rx.search(k)}
+    installed = set(plugins.transports())  # (ssh_pbs needs expyre-ssh: not with expyre-pbs alone)
+    return {k: v for k, v in DEFAULT_SYSTEMS.items() if rx.search(k) and system_transport(v) in installed}
 
 
 def check_reachable(name: str) -> None:

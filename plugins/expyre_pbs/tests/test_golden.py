@@ -9,11 +9,11 @@ and review the diff.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from expyre.testing import check_golden
 from expyre.config_model import structure_config
 from expyre.resources import Resources
 from expyre.script import JOB_STDERR, JOB_STDOUT, SCRIPT, build_script
@@ -82,11 +82,7 @@ def _script(name: str, system_dict: dict, resources: dict, partial_node: bool, h
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_script(name):
     text = _script(name, *CASES[name])
-    path = GOLDEN / f"{name}.txt"
-    if os.environ.get("EXPYRE_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.exists(), f"{path} missing: run with EXPYRE_UPDATE_GOLDEN=1 once and review it"
-    assert text == path.read_text(), f"{name}: script differs from {path} (EXPYRE_UPDATE_GOLDEN=1 regenerates)"
+    check_golden(GOLDEN / f"{name}.txt", text)
 
 
 def test_golden_header_lines_in_order():

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from expyre import config
-from expyre.func import ExPyRe, ExPyReJobDiedError, _Poller
+from expyre.func import ExPyRe, ExPyReJobDiedError
+from expyre.poller import Poller
 from expyre.testing import CallCounter, wait_for
 from expyre.types import JobState
 
@@ -68,7 +69,7 @@ def start(name: str, fn, args=(), resources=SMALL, system_name: str = "") -> ExP
 
 def poll_status(xpr: ExPyRe):
     """Refresh the shared poll now and return the scheduler's last word on ``xpr``."""
-    poller = _Poller.get(xpr.system, config.db)
+    poller = Poller.get(xpr.system, config.db)
     poller.refresh(max_age=0.5)
     return poller.statuses.get(xpr.remote_id)
 
@@ -107,7 +108,7 @@ def test_batched_status_one_query_per_poll(pbs_root: Path, pbs_name: str):
     n = 8
     xprs = [start(f"batch_{i}", square, [i], system_name=pbs_name) for i in range(n)]
     system = config.get_system(pbs_name)
-    poller = _Poller.get(system, config.db)
+    poller = Poller.get(system, config.db)
 
     def qstats(counter: CallCounter) -> list[str]:
         calls = [c if isinstance(c, str) else " ".join(c) for c in counter.calls]

@@ -3,9 +3,14 @@ src/include/job.h; Torque 6.1 Administrator Guide "Job exit status"; field-facts
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import attrs
 import pytest
 
+from expyre.testing import OfflineSchedulerContract, load_recorded
 from expyre.types import JobState
+from expyre_pbs import PbsScheduler
 from expyre_pbs.flavors import Flavor
 from expyre_pbs.states import STATE_CODES, TERMINAL_CODES, decode_exit, status_from
 
@@ -114,3 +119,77 @@ def test_describe_quotes_code_reason_and_exit():
     text = st.describe()
     assert text.startswith("timeout (F) - killed at its walltime limit (JOB_EXEC_KILL_WALLTIME)")
     assert "[exit -29]" in text
+
+
+# -- the offline contract (expyre.testing), from the recorded outputs in fixtures/ -----------------
+FIXTURES = Path(__file__).parent / "fixtures"
+# the terminal codes with no exit status in the record (the first job of each recorded output has none)
+_TERMINAL_UNREPORTED = {"X": JobState.COMPLETED, "F": JobState.COMPLETED, "C": JobState.COMPLETED}
+
+
+class TestTorqueOfflineContract(OfflineSchedulerContract):
+    backend = PbsScheduler
+    scheduler_options = {"flavor": "torque"}
+    state_codes = {**ACTIVE, **_TERMINAL_UNREPORTED}
+    job_id = "5201.torque01.cluster.org"
+    array_id = "1098[].torque01.cluster.org"  # qsub -t 0-2 (fixtures/torque/qstat_ft_array.txt)
+    array_size = 3
+    golden_dir = Path(__file__).parent / "golden"
+    golden_headers = {
+        "contract_torque_header.txt": (
+            {"scheduler": "pbs", "scheduler_options": {"flavor": "torque"}, "host": None,
+             "header": ["#PBS -l nodes={nnodes}:ppn={ncores_per_node}"],
+             "partitions": {"batch": {"ncores": 4, "max_time": "1h"}}},
+            {"max_time": "10m", "n": (2, "tasks")},
+        ),
+    }
+
+    def status_output(self, job_id, code):
+        # fixtures/torque/qstat_f_all_states.txt, its first job (5201, Q) in this state
+        result = load_recorded(FIXTURES / "torque" / "qstat_f_all_states.txt")
+        stdout = result.stdout.replace("Job Id: 5201.torque01.cluster.org", f"Job Id: {job_id}", 1)
+        stdout = stdout.replace("    job_state = Q\n", f"    job_state = {code}\n", 1)
+        return attrs.evolve(result, stdout=stdout)
+
+    def submit_output(self):
+        return load_recorded(FIXTURES / "torque" / "qsub_ok.txt"), "5201.torque01.cluster.org"
+
+    def submit_failure_output(self):
+        return load_recorded(FIXTURES / "torque" / "qsub_refused.txt")
+
+    def array_status_output(self, element_ids):
+        return load_recorded(FIXTURES / "torque" / "qstat_ft_array.txt")
+
+
+class TestPbsproOfflineContract(OfflineSchedulerContract):
+    backend = PbsScheduler
+    scheduler_options = {"flavor": "pbspro"}
+    state_codes = {**ACTIVE, **_TERMINAL_UNREPORTED}
+    job_id = "4101.pbs01"
+    array_id = "4500[].pbs01"  # fixtures/pbspro/qstat_ft_json_array.txt
+    array_size = 4
+    golden_dir = Path(__file__).parent / "golden"
+    golden_headers = {
+        "contract_pbspro_header.txt": (
+            {"scheduler": "pbs", "scheduler_options": {"flavor": "pbspro"}, "host": None,
+             "header": ["#PBS -l select={nnodes}:ncpus={ncores_per_node}"],
+             "partitions": {"workq": {"ncores": 4, "max_time": "1h"}}},
+            {"max_time": "10m", "n": (2, "tasks")},
+        ),
+    }
+
+    def status_output(self, job_id, code):
+        # fixtures/pbspro/qstat_f_json_states.txt, its first job (4101, Q) in this state
+        result = load_recorded(FIXTURES / "pbspro" / "qstat_f_json_states.txt")
+        stdout = result.stdout.replace('"4101.pbs01":{', f'"{job_id}":{{', 1)
+        stdout = stdout.replace('"job_state":"Q",', f'"job_state":"{code}",', 1)
+        return attrs.evolve(result, stdout=stdout)
+
+    def submit_output(self):
+        return load_recorded(FIXTURES / "pbspro" / "qsub_ok.txt"), "4101.pbs01"
+
+    def submit_failure_output(self):
+        return load_recorded(FIXTURES / "pbspro" / "qsub_refused.txt")
+
+    def array_status_output(self, element_ids):
+        return load_recorded(FIXTURES / "pbspro" / "qstat_ft_json_array.txt")

@@ -47,28 +47,20 @@ def _root(tmp_path: Path, name: str | None, monkeypatch: pytest.MonkeyPatch, wha
             '{"systems": {"sge": {"scheduler": "sge", "host": null, "header": ["#$ -pe smp {tot_ncores}"], '
             '"partitions": {"all.q": {"ncores": 4, "max_time": null}}}}}'
         )
-    old = os.environ.get("EXPYRE_ROOT")
     monkeypatch.chdir(tmp_path)
-    root = xt.make_root(tmp_path / "_expyre", {name: xt.available_systems()[name]})
-    system = config.get_system(name)
-    try:
-        system.scheduler.setup(system.transport)
-        probe = system.transport.run(system.scheduler.status_command([]), timeout=60)
-    except Exception as exc:  # noqa: BLE001 - any failure here means the real component is missing
-        xt.skip_or_fail(f"Grid Engine of system {name!r} is not usable: {exc}")
-    if not probe.ok:
-        xt.skip_or_fail(f"Grid Engine of system {name!r} does not answer: {probe.describe()}")
-    try:
-        yield root
-    finally:
-        _delete_leftovers(name)
-        from expyre.system import close_all
-
-        close_all()
-        if old is None:
-            os.environ.pop("EXPYRE_ROOT", None)
-        else:
-            os.environ["EXPYRE_ROOT"] = old
+    with xt.isolated_root(tmp_path / "_expyre", {name: xt.available_systems()[name]}) as root:
+        system = config.get_system(name)
+        try:
+            system.scheduler.setup(system.transport)
+            probe = system.transport.run(system.scheduler.status_command([]), timeout=60)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the real component is missing
+            xt.skip_or_fail(f"Grid Engine of system {name!r} is not usable: {exc}")
+        if not probe.ok:
+            xt.skip_or_fail(f"Grid Engine of system {name!r} does not answer: {probe.describe()}")
+        try:
+            yield root
+        finally:
+            _delete_leftovers(name)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from expyre.testing import check_golden as _check_golden
 from expyre.names import JOB_ID_RE, make_job_id, sanitize_name
 from expyre.script import build_script
 from expyre.types import NodeAllocation
@@ -24,11 +25,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("EXPYRE_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.exists(), f"{path} missing: run with EXPYRE_UPDATE_GOLDEN=1 to create it"
-    assert text == path.read_text(), f"{name} differs from its golden file (EXPYRE_UPDATE_GOLDEN=1 to accept)"
+    _check_golden(GOLDEN / name, text)
 
 
 def test_default_header_golden() -> None:

@@ -26,7 +26,8 @@ import pytest
 from expyre import config
 from expyre import testing as xt
 from expyre._runner import STARTED
-from expyre.func import ExPyRe, ExPyReJobDiedError, _Poller
+from expyre.func import ExPyRe, ExPyReJobDiedError
+from expyre.poller import Poller
 from expyre.testing import CallCounter, job_env, job_sleep, job_square, wait_for
 from expyre.types import JobState
 
@@ -65,13 +66,13 @@ def qdel_outside(xpr: ExPyRe) -> None:
     assert r.ok, r.describe()
 
 
-# -- the seed's example ---------------------------------------------------------------------------
+# -- the README's example ---------------------------------------------------------------------------
 
 
-def test_seed_example_script(sge_root: Path, sge_name: str) -> None:
-    """examples/seed_example.py, run as a program with only the system name changed (and the
+def test_readme_example_script(sge_root: Path, sge_name: str) -> None:
+    """examples/readme_example.py, run as a program with only the system name changed (and the
     partition regexp, since this cluster's queue is all.q, not a *bigmem one)."""
-    source = (REPO / "examples" / "seed_example.py").read_text()
+    source = (REPO / "examples" / "readme_example.py").read_text()
     assert "system_name='local'" in source and "'partitions': '.*bigmem'" in source
     partition = next(iter(config.get_system(sge_name).partitions))
     source = source.replace("system_name='local'", f"system_name={sge_name!r}")
@@ -84,7 +85,7 @@ def test_seed_example_script(sge_root: Path, sge_name: str) -> None:
     rows = config.db.jobs(name="test_task")
     assert [r["status"] for r in rows] == ["processed"]
     assert rows[0]["remote_id"].isdigit()
-    logger.info(f"seed example on {sge_name}: {time.monotonic() - t0:.2f} s")
+    logger.info(f"README example on {sge_name}: {time.monotonic() - t0:.2f} s")
 
 
 # -- time limit, qdel, hold/release -----------------------------------------------------------
@@ -206,7 +207,7 @@ def test_30_jobs_batched_status(sge_root: Path, sge_name: str) -> None:
     for x in xprs:
         x.start(resources=SMALL, system_name=sge_name, partial_node=True)
     t_submit = time.monotonic() - t0
-    polls_before = _Poller.get(system, config.db).count
+    polls_before = Poller.get(system, config.db).count
 
     def text(c: object) -> str:
         return c if isinstance(c, str) else " ".join(map(str, c))
@@ -215,7 +216,7 @@ def test_30_jobs_batched_status(sge_root: Path, sge_name: str) -> None:
         results = [x.get_results(timeout=TIMEOUT, check_interval=1) for x in xprs]
     t_all = time.monotonic() - t0
     assert results == [i * i for i in range(n)]
-    polls = _Poller.get(system, config.db).count - polls_before
+    polls = Poller.get(system, config.db).count - polls_before
     status_calls = counter.count(lambda c: "qstat -xml" in text(c))
     # why long-waiting jobs wait (scheduling info): one `qstat -j` at most per pending_reason_interval
     why_calls = counter.count(lambda c: "qstat -j" in text(c))

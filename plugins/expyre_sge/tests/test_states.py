@@ -7,9 +7,13 @@ with data/record.sh (dr, hr, s, t, Eqw); hs was seen with `qmod -sj` of a held r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from expyre.types import JobState, JobStatus
+from expyre.testing import OfflineSchedulerContract
+from expyre.types import CommandResult, JobState, JobStatus
+from expyre_sge import SgeScheduler
 from expyre_sge.states import FAILED_REASONS, accounting_state, explain_state, map_state, merge_states
 
 QSTAT_MAN_TABLE = {
@@ -123,3 +127,43 @@ def test_failed_reasons_known() -> None:
 def test_status_describe() -> None:
     assert map_state("hqw").describe() == "held (hqw) - on hold, queued, waiting"
     assert isinstance(map_state("r"), JobStatus)
+
+
+# -- the offline contract (expyre.testing), from the recorded outputs in data/ ---------------------
+DATA = Path(__file__).parent / "data"
+
+
+class TestSgeOfflineContract(OfflineSchedulerContract):
+    backend = SgeScheduler
+    state_codes = QSTAT_MAN_TABLE
+    job_id = "22"
+    array_id = "1361"  # qsub -terse -t 1-6 printed "1361.1-6:1" (data/README.md)
+    array_size = 6
+    golden_dir = Path(__file__).parent / "golden"
+    golden_headers = {
+        "header_contract_all_q.txt": (
+            {"scheduler": "sge", "host": None, "header": ["#$ -pe smp {tot_ncores}"],
+             "partitions": {"all.q": {"ncores": 4, "max_time": None}}},
+            {"max_time": "10m", "n": (2, "tasks")},
+        ),
+    }
+
+    def status_output(self, job_id, code):
+        # data/qstat_xml_states.xml (record.sh), its first job (22, state dr) in this state
+        text = (DATA / "qstat_xml_states.xml").read_text()
+        text = text.replace("<JB_job_number>22</JB_job_number>", f"<JB_job_number>{job_id}</JB_job_number>", 1)
+        text = text.replace("<state>dr</state>", f"<state>{code}</state>", 1)
+        return CommandResult(["qstat", "-xml", "-u", "root"], 0, text)
+
+    def submit_output(self):
+        # real-schedulers.md Appendix A: qsub -terse
+        return CommandResult(["qsub", "-terse", "_expyre_script.sh"], 0, "22\n"), "22"
+
+    def submit_failure_output(self):
+        # Appendix A: a definite refusal
+        return CommandResult(["qsub", "-terse", "_expyre_script.sh"], 1, "",
+                             'Unable to run job: Job was rejected because job requests unknown queue "nosuch.q".\nExiting.\n')
+
+    def array_status_output(self, element_ids):
+        # data/qstat_xml_array.xml: tasks 1-4 of job 1361 running, 5 and 6 pending in one line
+        return CommandResult(["qstat", "-xml", "-u", "root"], 0, (DATA / "qstat_xml_array.xml").read_text())

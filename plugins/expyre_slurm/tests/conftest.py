@@ -7,7 +7,6 @@ expyre root holding only that system and cancels whatever jobs a test leaves beh
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Iterator
@@ -17,10 +16,7 @@ from expyre import (
     config,
     testing,  # not `from ... import pytest_config_path`: pytest would take it for a hook
 )
-from expyre.testing import available_systems, make_root, selected_systems, skip_or_fail
-
-logger = logging.getLogger(__name__)
-
+from expyre.testing import available_systems, isolated_root, selected_systems, skip_or_fail
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "slurm_name" in metafunc.fixturenames:
@@ -36,32 +32,10 @@ def slurm_root(tmp_path: Path, slurm_name: str | None, monkeypatch: pytest.Monke
             f"(EXPYRE_PYTEST_SYSTEMS={os.environ.get('EXPYRE_PYTEST_SYSTEMS', '')!r}); "
             "bring Slurm up with scripts/services/up.sh slurm and list it in that file"
         )
-    old = os.environ.get("EXPYRE_ROOT")
     monkeypatch.chdir(tmp_path)
-    root = make_root(tmp_path / "_expyre", {slurm_name: available_systems()[slurm_name]})
-    system = config.get_system(slurm_name)
-    probe = system.transport.run(["sinfo", "-h", "-o", "%P %a"], timeout=60)
-    if not probe.ok:
-        skip_or_fail(f"Slurm on system {slurm_name!r} does not answer: {probe.describe()}")
-    try:
-        yield root
-    finally:
-        _cancel_leftovers(slurm_name)
-        from expyre.system import close_all
-
-        close_all()
-        if old is None:
-            os.environ.pop("EXPYRE_ROOT", None)
-        else:
-            os.environ["EXPYRE_ROOT"] = old
-
-
-def _cancel_leftovers(system_name: str) -> None:
-    """scancel the jobs of this root that are still queued or running (a failed test's sleepers)."""
-    try:
-        rows = config.db.jobs(system=system_name, status=["submitted", "started"])
-        ids = [r["remote_id"] for r in rows if r["remote_id"]]
-        if ids:
-            config.get_system(system_name).transport.run(["scancel", *ids], timeout=60)
-    except Exception as exc:  # noqa: BLE001 - best effort at teardown
-        logger.warning("could not cancel leftover jobs: %s", exc)
+    with isolated_root(tmp_path / "_expyre", {slurm_name: available_systems()[slurm_name]}) as root:
+        system = config.get_system(slurm_name)
+        probe = system.transport.run(["sinfo", "-h", "-o", "%P %a"], timeout=60)
+        if not probe.ok:
+            skip_or_fail(f"Slurm on system {slurm_name!r} does not answer: {probe.describe()}")
+        yield root  # (isolated_root cancels the jobs a test leaves queued or running)

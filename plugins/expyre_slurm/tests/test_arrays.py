@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
+from expyre.testing import check_golden
 from expyre.config_model import converter, iter_problems
 from expyre.hookspecs import JobState
 from expyre.script import build_array_script
@@ -16,7 +17,6 @@ from expyre_slurm import SlurmOptions
 from expyre_slurm.parse import parse_find, parse_max_array_size, parse_squeue_status
 
 from pathlib import Path
-import os
 
 from expyre.config_model import SystemConfig
 from expyre.hookspecs import JobRequest, Transport
@@ -43,11 +43,7 @@ def _job(system: System, resources: dict, job_id: str) -> JobRequest:
 
 
 def _check(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("EXPYRE_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.exists(), f"golden file {path} missing: run with EXPYRE_UPDATE_GOLDEN=1 and review it"
-    assert text == path.read_text(), f"{name} differs from the golden file (EXPYRE_UPDATE_GOLDEN=1 to regenerate)"
+    check_golden(GOLDEN / name, text)
 
 
 class Replay(Transport):

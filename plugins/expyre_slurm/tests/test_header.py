@@ -12,6 +12,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from expyre.testing import check_golden
 from expyre.config_model import SystemConfig, converter
 from expyre.hookspecs import JobRequest
 from expyre.resources import Resources
@@ -22,8 +23,8 @@ from expyre_slurm.header import default_header
 
 GOLDEN = Path(__file__).parent / "golden"
 
-# the seed's config.json example (README "config.json example"), on this machine
-SEED_SYSTEM = {
+# ExPyRe's README's config.json example (README "config.json example"), on this machine
+README_SYSTEM = {
     "host": None,
     "scheduler": "slurm",
     "commands": ["module purge", "module load python/3 compilers/gnu lapack ase quip vasp"],
@@ -38,7 +39,7 @@ SEED_SYSTEM = {
 
 
 def _system(tmp_path: Path, **overrides) -> System:
-    cfg = converter.structure({**SEED_SYSTEM, **overrides}, SystemConfig)
+    cfg = converter.structure({**README_SYSTEM, **overrides}, SystemConfig)
     return System("cluster", cfg, tmp_path)
 
 
@@ -53,25 +54,21 @@ def _job(system: System, resources: dict, job_id: str = "fit_ab12cd34", **kw) ->
 
 
 def _check(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("EXPYRE_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.exists(), f"golden file {path} missing: run with EXPYRE_UPDATE_GOLDEN=1 and review it"
-    assert text == path.read_text(), f"{name} differs from the golden file (EXPYRE_UPDATE_GOLDEN=1 to regenerate)"
+    check_golden(GOLDEN / name, text)
 
 
 def _script(system: System, job: JobRequest, **kw) -> str:
     return build_script(system, job, python_cmd="python3", **kw)
 
 
-def test_seed_example_script(tmp_path):
-    # the seed's resources: 1 hour on 1 node of a bigmem partition
+def test_readme_example_script(tmp_path):
+    # the README's resources: 1 hour on 1 node of a bigmem partition
     system = _system(tmp_path)
     job = _job(system, {"max_time": "1h", "n": (1, "nodes"), "partitions": ".*bigmem"})
     assert job.partition == "node56_bigmem"
     text = _script(system, job, header_extra=["#SBATCH --account=e89"], env_vars=[("OMP_NUM_THREADS", "1")],
                    pre_run_commands=["echo pre"], post_run_commands=["echo post"])
-    _check("seed_example.txt", text)
+    _check("readme_example.txt", text)
 
 
 def test_tasks_on_partition_list(tmp_path):

@@ -8,8 +8,11 @@ Sources, marked on each constant:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from expyre.hookspecs import JobState
+from expyre.testing import load_recorded
 from expyre_slurm.parse import (
     accounting_disabled,
     parse_exit_code,
@@ -20,10 +23,13 @@ from expyre_slurm.parse import (
     submit_failure_is_ambiguous,
 )
 
+#: recorded outputs shared with the offline contract (test_states.py), in expyre.testing.load_recorded's format
+RECORDED = Path(__file__).parent / "recorded"
+
 # -- sbatch ------------------------------------------------------------------------------------
 
 # [A] sbatch --parsable job.sh 1
-SBATCH_PARSABLE = "8\n"
+SBATCH_PARSABLE = load_recorded(RECORDED / "sbatch_parsable.txt").stdout
 
 
 def test_job_id():
@@ -41,10 +47,7 @@ SBATCH_OVER_LIMIT = (
     "sbatch: error: Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)\n"
 )
 # [A] sbatch -p nosuch --wrap true (exit 1)
-SBATCH_BAD_PARTITION = (
-    "sbatch: error: invalid partition specified: nosuch\n"
-    "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
-)
+SBATCH_BAD_PARTITION = load_recorded(RECORDED / "sbatch_bad_partition.txt").stderr
 
 
 def test_submit_failures_definitive_or_ambiguous():
@@ -79,15 +82,7 @@ def test_squeue_appendix_format():
 
 # [R] squeue --me -t all -h -o '%i|%T|%r'   (ids: done=18 fail=19 cancel=20 timeout=21 run=22
 #     pend=23 held=24; 9 and 25 are other jobs of the same user)
-SQUEUE_ALL = """20|CANCELLED|None
-9|COMPLETED|None
-18|COMPLETED|None
-19|FAILED|NonZeroExitCode
-23|PENDING|Resources
-24|PENDING|JobHeldUser
-21|RUNNING|None
-22|RUNNING|None
-"""
+SQUEUE_ALL = load_recorded(RECORDED / "squeue_all.txt").stdout
 # [R] the same, later: 21 hit its 1-minute limit, 22 was held by root while running (holds by
 #     root read JobHeldAdmin), 24 released
 SQUEUE_ALL_LATER = """20|CANCELLED|None

@@ -20,7 +20,8 @@ from typing import Any
 import cloudpickle
 import pytest
 from expyre import config
-from expyre.func import ExPyRe, ExPyReJobDiedError, _Poller
+from expyre.func import ExPyRe, ExPyReJobDiedError
+from expyre.poller import Poller
 from expyre.hookspecs import JobState
 from expyre.resources import Resources
 from expyre.system import System
@@ -65,7 +66,7 @@ def _start(name: str, fn: Any, system_name: str, args=(), resources=SMALL, **kw:
 
 
 def _statuses(system: System) -> dict:
-    poller = _Poller.get(system, config.db)
+    poller = Poller.get(system, config.db)
     poller.refresh(max_age=0.5)
     return poller.statuses
 
@@ -305,7 +306,7 @@ def test_walltime_exceeded_is_died_with_timeout(slurm_root: Path, slurm_name: st
 
 def test_fifty_jobs_batched_status(slurm_root: Path, slurm_name: str, record_property) -> None:
     system = config.get_system(slurm_name)
-    poller = _Poller.get(system, config.db)
+    poller = Poller.get(system, config.db)
     n = 50
     t0 = time.monotonic()
     with CallCounter(system) as counter:

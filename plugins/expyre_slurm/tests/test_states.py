@@ -7,8 +7,13 @@ field-facts.md ("Recommended generic" column).
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import attrs
 import pytest
 from expyre.hookspecs import JobState
+from expyre.testing import OfflineSchedulerContract, load_recorded
+from expyre_slurm import SlurmScheduler
 from expyre_slurm.states import COMPACT_CODES, STATES, map_state, normalize_state
 
 EXPECTED = {
@@ -112,3 +117,38 @@ def test_held_reason_only_matters_when_pending():
     # (observed on the project's test cluster for a job submitted with --hold, then released)
     assert map_state("COMPLETED", "JobHeldUser") is JobState.COMPLETED
     assert map_state("RUNNING", "JobHeldUser") is JobState.RUNNING
+
+
+# -- the offline contract (expyre.testing), from the recorded outputs in recorded/ -----------------
+RECORDED = Path(__file__).parent / "recorded"
+
+
+class TestSlurmOfflineContract(OfflineSchedulerContract):
+    backend = SlurmScheduler
+    # squeue -o %T prints the long forms of the 24 documented codes
+    state_codes = {COMPACT_CODES[code]: state for code, state in EXPECTED.items()}
+    job_id = "23"
+    array_id = "1843"  # sbatch --parsable of an array prints the array's id
+    array_size = 4
+    golden_dir = Path(__file__).parent / "golden"
+    golden_headers = {
+        "header_debug_two_tasks.txt": (
+            {"scheduler": "slurm", "host": None, "header": ["#SBATCH --ntasks={tot_ntasks}"],
+             "partitions": {"debug": {"ncores": 4, "max_time": "1h"}}},
+            {"max_time": "10m", "n": (2, "tasks")},
+        ),
+    }
+
+    def status_output(self, job_id, code):
+        # the recorded squeue output with job 23's line (PENDING|Resources) in this state
+        result = load_recorded(RECORDED / "squeue_all.txt")
+        return attrs.evolve(result, stdout=result.stdout.replace("23|PENDING|Resources", f"{job_id}|{code}|None"))
+
+    def submit_output(self):
+        return load_recorded(RECORDED / "sbatch_parsable.txt"), "8"
+
+    def submit_failure_output(self):
+        return load_recorded(RECORDED / "sbatch_bad_partition.txt")
+
+    def array_status_output(self, element_ids):
+        return load_recorded(RECORDED / "squeue_array.txt")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shlex
 import stat
 import sys
@@ -17,7 +17,7 @@ sys.path.insert(0, str(HERE))
 import sshjobs  # noqa: E402
 from sshtest import SSH_PORT, SshLog, WRAPPER, require_sshd  # noqa: E402
 
-from expyre.testing import make_root  # noqa: E402
+from expyre.testing import isolated_root  # noqa: E402
 
 # job functions of the test helper modules travel by value: the remote Python has only
 # cloudpickle and numpy, not these modules (nor expyre)
@@ -34,21 +34,12 @@ def sshd() -> None:
 def xpr_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """``xpr_root(systems)`` -> a fresh expyre root with these systems (cwd = tmp_path)."""
     monkeypatch.chdir(tmp_path)
-    old = os.environ.get("EXPYRE_ROOT")
+    with contextlib.ExitStack() as stack:
 
-    def make(systems: dict[str, dict[str, Any] | None]) -> Path:
-        return make_root(tmp_path / "_expyre", systems)
+        def make(systems: dict[str, dict[str, Any] | None]) -> Path:
+            return stack.enter_context(isolated_root(tmp_path / "_expyre", systems))
 
-    try:
         yield make
-    finally:
-        from expyre.system import close_all
-
-        close_all()
-        if old is None:
-            os.environ.pop("EXPYRE_ROOT", None)
-        else:
-            os.environ["EXPYRE_ROOT"] = old
 
 
 @pytest.fixture

@@ -63,7 +63,8 @@ def ssh_systems(scheduler: str | None = None) -> dict[str, dict[str, Any]]:
         import re
 
         rx = re.compile(os.environ.get("EXPYRE_PYTEST_SYSTEMS") or ".*")
-        systems = {k: v for k, v in default_ssh_systems().items() if rx.search(k)}
+        installed = set(plugins.schedulers())  # (ssh_slurm needs expyre-slurm: not with expyre-ssh alone)
+        systems = {k: v for k, v in default_ssh_systems().items() if rx.search(k) and v["scheduler"] in installed}
     return {k: v for k, v in systems.items() if scheduler is None or v.get("scheduler") == scheduler}
 
 

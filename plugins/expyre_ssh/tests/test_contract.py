@@ -1,17 +1,19 @@
-"""The shared scheduler contract (expyre.testing.SchedulerContract), run over ssh: the ``local``
-scheduler on the remote host, reached through this transport. (Slurm, SGE and PBS over ssh are
-covered by test_e2e.py; their own contract suites run in their plugins.)"""
+"""The shared contracts over ssh: expyre.testing.SchedulerContract with the ``local`` scheduler on
+the remote host, reached through this transport (Slurm, SGE and PBS over ssh are covered by
+test_e2e.py; their own contract suites run in their plugins), and expyre.testing.TransportContract
+on this transport against the test sshd."""
 
 from __future__ import annotations
 
-import os
+import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from sshtest import require_sshd, ssh_systems
+from sshtest import REMSH, SSH_HOST, TEST_USER, require_sshd, ssh_systems
 
-from expyre.testing import SchedulerContract, make_root, skip_or_fail
+from expyre.testing import SchedulerContract, TransportContract, isolated_root, skip_or_fail
+from expyre_ssh import SshTransport
 
 
 class TestLocalSchedulerOverSsh(SchedulerContract):
@@ -31,14 +33,23 @@ class TestLocalSchedulerOverSsh(SchedulerContract):
         sysd = ssh_systems(self.scheduler)[system_name]
         require_sshd(sysd)
         # (expyre.testing pickles its job functions by value itself: remote hosts need no expyre)
-        old = os.environ.get("EXPYRE_ROOT")
-        try:
-            yield make_root(tmp_path / "_expyre", {system_name: sysd})
-        finally:
-            from expyre.system import close_all
+        with isolated_root(tmp_path / "_expyre", {system_name: sysd}) as root:
+            yield root
 
-            close_all()
-            if old is None:
-                os.environ.pop("EXPYRE_ROOT", None)
-            else:
-                os.environ["EXPYRE_ROOT"] = old
+
+class TestSshTransportContract(TransportContract):
+    """The transport contract (expyre.testing.TransportContract) on the real test sshd."""
+
+    pytestmark = [pytest.mark.real_scheduler, pytest.mark.usefixtures("sshd")]
+
+    @pytest.fixture
+    def transport(self):
+        t = SshTransport(f"{TEST_USER}@{SSH_HOST}", REMSH)
+        yield t
+        t.close()
+
+    @pytest.fixture
+    def remote_dir(self, transport):
+        name = f"expyre-contract-{uuid.uuid4().hex[:8]} with space"  # relative to the remote home
+        yield name
+        transport.run(["rm", "-rf", "--", name], timeout=60)

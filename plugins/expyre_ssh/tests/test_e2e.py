@@ -1,6 +1,6 @@
 """The library API over ssh, end to end, on every selected ssh system (the ``local`` scheduler on
 the remote host, and Slurm, SGE and Torque-style PBS where their plugins are installed): the
-seed's example, input/output files, hostile names, the first-use probe, and the cost of a poll."""
+README's example, input/output files, hostile names, the first-use probe, and the cost of a poll."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ import pytest
 import sshjobs
 from sshtest import NETNS_HOST, REMOTE_PYTHON, TEST_USER, port_open, require_scheduler, require_sshd, ssh_systems
 
-from expyre import config
-from expyre.func import ExPyRe, _Poller
+from expyre import config, plugins
+from expyre.func import ExPyRe
+from expyre.poller import Poller
 from expyre_ssh import RemoteEnvironmentError
 
 pytestmark = pytest.mark.real_scheduler
 
-SCHEDULERS = ["local", "slurm", "sge", "pbs"]
+# the schedulers tried over ssh: those installed (expyre-ssh alone: the built-in local one; in the
+# workspace, Slurm, SGE and PBS too)
+SCHEDULERS = [s for s in ("local", "slurm", "sge", "pbs") if s in plugins.schedulers()]
 SMALL = {"max_time": "5m", "n": (1, "tasks")}
 
 
@@ -37,8 +40,8 @@ def _system(scheduler: str) -> tuple[str, dict[str, Any]]:
     return name, sysd
 
 
-def _seed_resources(system) -> dict[str, Any]:
-    """The seed's resources where a partition matches '.*bigmem', else the same on the system's
+def _readme_resources(system) -> dict[str, Any]:
+    """The README's resources where a partition matches '.*bigmem', else the same on the system's
     partitions with a time limit every test partition allows."""
     import re
 
@@ -52,14 +55,14 @@ def _remote_user(sysd: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
-def test_seed_example_over_ssh(scheduler: str, xpr_root) -> None:
+def test_readme_example_over_ssh(scheduler: str, xpr_root) -> None:
     name, sysd = _system(scheduler)
     xpr_root({name: sysd})
     system = config.get_system(name)
 
-    # the seed's example, with system_name set to the ssh system
+    # the README's example, with system_name set to the ssh system
     array_to_sum = np.ones((100, 50))
-    res = _seed_resources(system)
+    res = _readme_resources(system)
     xpr = ExPyRe("test_task", np.sum, args=[array_to_sum], kwargs={"axis": 1})
     xpr.start(resources=res, system_name=name)
     array_sum = xpr.get_results(timeout=300, check_interval=2, quiet=True)
@@ -161,7 +164,7 @@ def test_round_trips_per_poll_do_not_grow_with_jobs(njobs: int, xpr_root, counti
         x = ExPyRe(f"rt_{tag}_{i}", sshjobs.gated_square, args=[gate, i])
         x.start(resources=SMALL, system_name=name, partial_node=True)
         xprs.append(x)
-    poller = _Poller.get(system, config.db)
+    poller = Poller.get(system, config.db)
     try:
         # jobs are queued or blocked on the gate: a poll is one session, nothing to copy
         m = log.mark()
@@ -205,7 +208,7 @@ def _wait_all_finished(system, xprs, timeout: float) -> None:
 
 
 def test_netns_remote_host(xpr_root) -> None:
-    """The seed's function on the distinct 'remote host' (network namespace xpr-remote), if up."""
+    """The README's function on the distinct 'remote host' (network namespace xpr-remote), if up."""
     if not port_open("10.250.0.2", 22):
         pytest.skip("the optional network-namespace host xpr-remote is not up (EXPYRE_NETNS=1 scripts/services/up.sh)")
     # its own rundir: /home is shared with this machine, and the loopback host's local queue

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from expyre.testing import check_golden
 from expyre.types import CommandResult, TransportError
 from expyre_ssh import RemoteEnvironmentError, SshTransport
 from expyre_ssh import control, probe, remote, rsync
@@ -31,9 +32,9 @@ def run_locally(command, *, cwd=None, input=None, unset=(), env=None) -> subproc
 def test_script_golden() -> None:
     # golden file: the exact bash text sent for an argv with hostile elements, a cwd and prefixes
     script = remote.build_script(["printf", "%s\\n", *HOSTILE], cwd="expyre rundir/run_x", unset_env_prefixes=["SLURM_", "PBS_"])
-    assert script == (GOLDEN / "remote_script_argv.txt").read_text()
+    check_golden(GOLDEN / "remote_script_argv.txt", script)
     script = remote.build_script("squeue -h --me; printf '\\n__SEP %d\\n' $?", cwd=None)
-    assert script == (GOLDEN / "remote_script_bash.txt").read_text()
+    check_golden(GOLDEN / "remote_script_bash.txt", script)
 
 
 def test_argv_elements_arrive_verbatim(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The seed's example, verbatim: sum a numpy array in a job on the zero-config `local` system."""
+"""The README's example, verbatim: sum a numpy array in a job on the zero-config `local` system."""
 
 import numpy as np
 from expyre.func import ExPyRe

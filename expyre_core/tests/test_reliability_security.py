@@ -1,6 +1,6 @@
 """Security: private directories, results unpickled only from the job's own directory, no secrets
 on command lines. (`xpr rm` refusing to delete outside the root, also through a symlink, is in
-expyre_core/tests/test_cli.py::test_rm*; hostile names in test_reliability_catalogue.py.)"""
+test_cli.py::test_rm*; hostile names in test_reliability_catalogue.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from expyre import config
 from expyre.func import ExPyRe
-from expyre.testing import make_root
+from expyre.testing import isolated_root
 
 RES = {"max_time": "5m", "n": (1, "tasks")}
 SECRET = "s3cr3t-Token-value-9f8e7d"
@@ -25,19 +25,11 @@ SECRET = "s3cr3t-Token-value-9f8e7d"
 def root(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    old = os.environ.get("EXPYRE_ROOT")
     # "copied": this machine, but jobs run in a separate run dir (stage in/out like a remote host)
     copied = {"scheduler": "local", "rundir": str(tmp_path / "rundir"),
               "partitions": {"p": {"ncores": 1, "max_time": None, "max_mem": None}}}
-    yield make_root(tmp_path / "_expyre", {"copied": copied})
-    from expyre.system import close_all
-
-    close_all()
-    if old is None:
-        os.environ.pop("EXPYRE_ROOT", None)
-    else:
-        os.environ["EXPYRE_ROOT"] = old
-    config.init()
+    with isolated_root(tmp_path / "_expyre", {"copied": copied}) as r:
+        yield r
 
 
 def mode(p: Path) -> int:

@@ -1,7 +1,12 @@
-"""A complete third-party scheduler plugin, outside the expyre source tree: jobs are background
-bash processes tracked by pid. It uses only the public contract (expyre.hookimpl, expyre.hookspecs),
-including the optional job-array members: an "array" of n elements is n background processes
-started by one submit command, which prints their pids; element i's id is the i-th pid."""
+"""expyre-shellq: a complete scheduler plugin, written as a third party writes one. Jobs are
+background bash processes on the system's host, tracked by pid; ``ps`` is the status command and
+``kill`` the control command (cancel = TERM, hold = STOP, release = CONT).
+
+It uses only the public contract (``expyre.hookimpl``, ``expyre.hookspecs``), including the optional
+job-array members: an "array" of n elements is n background processes started by one submit
+command, which prints their pids; element i's id is the i-th pid. Its tests
+(``tests/test_contract.py``) run expyre's offline contract kit from recorded ``ps`` outputs.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,19 @@ import shlex
 import expyre
 from expyre.hookspecs import Scheduler, SchedulerSpec
 from expyre.types import JobState, JobStatus
+
+#: ``ps`` process state codes (the first letter of STAT; procps-ng ps(1), PROCESS STATE CODES)
+STATES = {
+    "R": JobState.RUNNING,  # running or runnable
+    "S": JobState.RUNNING,  # interruptible sleep (waiting for an event)
+    "D": JobState.RUNNING,  # uninterruptible sleep (usually I/O)
+    "I": JobState.RUNNING,  # idle kernel thread
+    "W": JobState.RUNNING,  # paging (not valid since Linux 2.6)
+    "T": JobState.HELD,  # stopped by a job control signal: our hold (SIGSTOP)
+    "t": JobState.HELD,  # stopped by a debugger
+    "Z": JobState.UNKNOWN,  # exited, not yet reaped by its parent: the job's result files decide
+    "X": JobState.UNKNOWN,  # dead (should never be seen)
+}
 
 
 class ShellQ(Scheduler):
@@ -56,8 +74,12 @@ fi"""]
     def parse_status(self, result, ids):
         out = {}
         for line in result.stdout.splitlines():
-            pid, stat = line.split()
-            out[pid] = JobStatus(JobState.UNKNOWN if stat.startswith("Z") else JobState.RUNNING, raw=stat)
+            fields = line.split()
+            if len(fields) != 2 or fields[0] not in ids:
+                continue
+            pid, stat = fields
+            # an unknown code is UNKNOWN: the core keeps waiting, it never fails a job on it
+            out[pid] = JobStatus(STATES.get(stat[:1], JobState.UNKNOWN), raw=stat)
         return out
 
     def control_command(self, op, ids):
@@ -66,4 +88,4 @@ fi"""]
 
 @expyre.hookimpl
 def expyre_register_schedulers():
-    yield SchedulerSpec("shellq", ShellQ, "background shells (test plugin)")
+    yield SchedulerSpec("shellq", ShellQ, "background shells (the example plugin)")
