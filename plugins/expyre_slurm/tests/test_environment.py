@@ -38,8 +38,9 @@ KEPT = {
     "SCANCEL_VERBOSE": "1",
     "SCONTROL_LOCAL": "1",
     "SRUN_CPUS_PER_TASK": "2",
+    "SLURM_WORKING_CLUSTER": "localcluster:127.0.0.1:6817:9728:109",
 }
-#: what Slurm 22.05 set in a real batch job of the test cluster, plus the forms documented for
+#: what Slurm 22.05 set in a real batch job and srun step of the test cluster, plus the forms documented for
 #: heterogeneous jobs and members of the families that newer releases set
 JOB = {
     "SLURM_JOB_ID": "4242", "SLURM_JOBID": "4242", "SLURM_JOB_NAME": "outer", "SLURM_JOB_NODELIST": "vm",
@@ -53,7 +54,7 @@ JOB = {
     "SLURM_EXPORT_ENV": "ALL", "SLURMD_NODENAME": "vm", "SLURM_ARRAY_JOB_ID": "4240", "SLURM_ARRAY_TASK_ID": "2",
     "SLURM_STEP_ID": "0", "SLURM_STEPID": "0", "SLURM_STEP_NODELIST": "vm", "SLURM_STEP_NUM_TASKS": "1",
     "SLURM_CPU_BIND_LIST": "0x1", "SLURM_MEM_BIND_TYPE": "local", "SLURM_SRUN_COMM_PORT": "4000",
-    "SLURM_NTASKS_HET_GROUP_1": "2", "SLURM_JOB_ID_HET_GROUP_0": "4242",
+    "SLURM_NTASKS_HET_GROUP_1": "2", "SLURM_JOB_ID_HET_GROUP_0": "4242", "SLURM_JOB_CPUS_PER_NODE_PACK_GROUP_0": "3",
     "SLURM_JOB_START_TIME": "1700000000", "SLURM_JOB_USER": "xprtest",
 }
 

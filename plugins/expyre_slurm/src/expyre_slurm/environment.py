@@ -10,8 +10,10 @@ talks to the wrong controller, or to none ("Unable to contact slurm controller")
 
 The names are those of the "OUTPUT ENVIRONMENT VARIABLES" sections of the ``sbatch``, ``srun`` and
 ``salloc`` man pages (Slurm 22.05), plus the variables their ``--cpu-bind``/``--mem-bind`` texts
-say are set. A name also covers its heterogeneous-job forms (``SLURM_NTASKS_HET_GROUP_1``...):
-they start with it, and the transport removes variables by prefix.
+say are set. A name also covers its heterogeneous-job forms (``SLURM_NTASKS_HET_GROUP_1``, and
+``..._PACK_GROUP_0`` which 22.05 still sets): they start with it, and the transport removes
+variables by prefix. ``SLURM_WORKING_CLUSTER`` (not in the man pages; set in a job to the cluster
+and controller address it runs on) is kept, like ``SLURM_CONF``: it says where the controller is.
 """
 
 from __future__ import annotations
