@@ -200,10 +200,10 @@ outer = {k: v for k, v in os.environ.items() if k.startswith("SLURM_")}
 print(json.dumps({"outer": outer, "nested": nested, "nested_id": xpr.remote_id}))
 """
 
-#: variables of a job step that a batch job asking for no tasks or cores per task does not get
+#: variables of an srun step that a batch job never gets
 _STEP_ONLY = ("SLURM_STEP_ID", "SLURM_STEPID", "SLURM_STEP_NODELIST", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NUM_NODES",
-              "SLURM_STEP_TASKS_PER_NODE", "SLURM_SRUN_COMM_HOST", "SLURM_SRUN_COMM_PORT", "SLURM_LAUNCH_NODE_IPADDR",
-              "SLURM_CPUS_PER_TASK", "SLURM_NTASKS", "SLURM_NPROCS", "SLURM_DISTRIBUTION")
+              "SLURM_STEP_TASKS_PER_NODE", "SLURM_STEP_LAUNCHER_PORT", "SLURM_SRUN_COMM_HOST", "SLURM_SRUN_COMM_PORT",
+              "SLURM_LAUNCH_NODE_IPADDR")
 
 
 def test_submission_from_inside_a_running_job_gets_its_own_allocation(
@@ -235,11 +235,11 @@ def test_submission_from_inside_a_running_job_gets_its_own_allocation(
     # the driver really ran in a job step with that allocation...
     assert outer["SLURM_CPUS_PER_TASK"] == "2" and outer["SLURM_MEM_PER_CPU"] == "77", outer
     step_vars = [k for k in _STEP_ONLY if k in outer]
-    assert {"SLURM_STEP_ID", "SLURM_CPUS_PER_TASK", "SLURM_NTASKS"} <= set(step_vars), outer
-    # ...and the nested job has its own, not those
+    assert {"SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS", "SLURM_SRUN_COMM_PORT"} <= set(step_vars), outer
+    # ...and the nested job (one core) has its own, not those
     assert nested["SLURM_JOB_ID"] == got["nested_id"] != outer["SLURM_JOB_ID"]
     assert nested["SLURM_JOB_NAME"] != outer["SLURM_JOB_NAME"]
-    assert nested.get("SLURM_MEM_PER_CPU") != "77"
+    assert nested.get("SLURM_MEM_PER_CPU") != "77" and nested.get("SLURM_CPUS_PER_TASK") != "2"
     assert [k for k in step_vars if k in nested] == []
     assert nested["EXPYRE_NCORES_PER_TASK"] == "1" and nested["EXPYRE_TOT_NCORES"] == "1"
     # while the client's configuration went with the submission
