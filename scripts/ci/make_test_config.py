@@ -8,7 +8,7 @@ running services (Slurm node CPUs, SGE slots), falling back to the services scri
     python3 scripts/ci/make_test_config.py /var/lib/expyre-ci/config.json
 
 When the network-namespace "remote host" is enabled (scripts/services/start-netns-sshd.sh), it
-adds ``netns_slurm``: Slurm over ssh to ``xpr-remote``, a host whose logins carry ``SLURM_CONF``
+adds ``ssh_slurm_netns``: Slurm over ssh to ``xpr-remote``, a host whose logins carry ``SLURM_CONF``
 (its own slurm.conf, naming the controller's address as seen from there), as at sites with
 several clusters behind one login node.
 """
@@ -67,11 +67,12 @@ def systems() -> dict:
         "ssh_pbs": {"host": "xprpbs@127.0.0.1", "scheduler": "pbs", "header": pbs_header, "partitions": slurm_parts,
                     "scheduler_options": {"flavor": "auto", **fast}, **SSH},
     }
+    # named to sort after ssh_slurm: tests that take the first Slurm-over-ssh system keep that one
     if NETNS_MARKER.exists():
-        out["netns_slurm"] = {"host": f"xprtest@{NETNS_HOST}", "scheduler": "slurm", "scheduler_options": fast,
+        out["ssh_slurm_netns"] = {"host": f"xprtest@{NETNS_HOST}", "scheduler": "slurm", "scheduler_options": fast,
                               "partitions": slurm_parts, **SSH, "remsh_cmd": "ssh"}
     else:
-        print(f"{NETNS_MARKER} is absent: no netns_slurm system (scripts/services/up.sh netns adds the host)",
+        print(f"{NETNS_MARKER} is absent: no ssh_slurm_netns system (scripts/services/up.sh netns adds the host)",
               file=sys.stderr)
     return out
 
