@@ -6,6 +6,11 @@ path) and ``EXPYRE_PYTEST_SYSTEMS`` (a regexp selecting systems). Core counts ar
 running services (Slurm node CPUs, SGE slots), falling back to the services scripts' defaults.
 
     python3 scripts/ci/make_test_config.py /var/lib/expyre-ci/config.json
+
+When the network-namespace "remote host" is enabled (scripts/services/start-netns-sshd.sh), it
+adds ``ssh_slurm_netns``: Slurm over ssh to ``xpr-remote``, a host whose logins carry ``SLURM_CONF``
+(its own slurm.conf, naming the controller's address as seen from there), as at sites with
+several clusters behind one login node.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from pathlib import Path
 
 REMOTE_PYTHON = "/opt/expyre-remote-venv/bin/python"
 SSH = {"remsh_cmd": "ssh -p 2222", "rundir": "expyre_rundir", "python_cmd": REMOTE_PYTHON}
+# the marker and ssh alias of scripts/services/start-netns-sshd.sh (port 22, known host key)
+NETNS_MARKER = Path("/etc/expyre-services/netns.enabled")
+NETNS_HOST = "xpr-remote"
 
 
 def _run(argv: list[str]) -> str:
@@ -46,7 +54,7 @@ def systems() -> dict:
     pbs_header = ["#PBS -l nodes={nnodes}:ppn={ncores_per_node}"]
     sge_header = ["#$ -pe smp {tot_ncores}"]
     fast = {"vanish_grace": 10}
-    return {
+    out = {
         "slurm_local": {"host": None, "scheduler": "slurm", "scheduler_options": fast, "partitions": slurm_parts},
         "sge_local": {"host": None, "scheduler": "sge", "scheduler_options": fast, "header": sge_header, "partitions": sge_parts},
         "pbs_local": {"host": None, "scheduler": "pbs", "header": pbs_header, "partitions": slurm_parts,
@@ -59,6 +67,14 @@ def systems() -> dict:
         "ssh_pbs": {"host": "xprpbs@127.0.0.1", "scheduler": "pbs", "header": pbs_header, "partitions": slurm_parts,
                     "scheduler_options": {"flavor": "auto", **fast}, **SSH},
     }
+    # named to sort after ssh_slurm: tests that take the first Slurm-over-ssh system keep that one
+    if NETNS_MARKER.exists():
+        out["ssh_slurm_netns"] = {"host": f"xprtest@{NETNS_HOST}", "scheduler": "slurm", "scheduler_options": fast,
+                              "partitions": slurm_parts, **SSH, "remsh_cmd": "ssh"}
+    else:
+        print(f"{NETNS_MARKER} is absent: no ssh_slurm_netns system (scripts/services/up.sh netns adds the host)",
+              file=sys.stderr)
+    return out
 
 
 def main() -> int:

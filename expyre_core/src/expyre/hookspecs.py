@@ -116,7 +116,7 @@ class Transport(abc.ABC):
         :param timeout: seconds after which the command is killed and :class:`TransportError` raised
             (default :attr:`command_timeout`).
         :param unset_env_prefixes: environment variables with these prefixes are removed from the
-            command's environment (so e.g. an enclosing job's ``SLURM_*`` do not leak into ``sbatch``).
+            command's environment (so e.g. an enclosing job's ``SLURM_JOB_ID`` does not leak into ``sbatch``).
         :raises TransportError: the command could not be run (``retry_safe`` says whether it
             certainly did not start).
 
@@ -181,7 +181,9 @@ class Scheduler(abc.ABC):
     #: core's converter.
     Options: ClassVar[type | None] = None
     #: Environment variable prefixes removed before running submit commands (an enclosing job's
-    #: variables must not leak into a nested submission), e.g. ``("SLURM_",)``.
+    #: variables must not leak into a nested submission), e.g. ``("PBS_O_", "PBS_JOB")``. Only what
+    #: the scheduler sets inside a job: its clients' own configuration (``SLURM_CONF``,
+    #: ``PBS_SERVER``...) must stay. The other commands run with the environment unchanged.
     foreign_env_prefixes: ClassVar[tuple[str, ...]] = ()
     #: Seconds a job must stay absent/terminal without result files before it is declared died
     #: (covers file systems that show new files late and schedulers that requeue).

@@ -271,6 +271,17 @@ def job_square(x: int) -> int:
     return x * x
 
 
+def job_wait_for_flag(flag: str, timeout: float) -> str:
+    """Return ``flag`` once that file (relative to the job's directory) exists; raise
+    :class:`TimeoutError` after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while not os.path.exists(flag):
+        if time.time() > deadline:
+            raise TimeoutError(f"{flag} never appeared in {os.getcwd()}")
+        time.sleep(0.1)
+    return flag
+
+
 import sys as _sys  # noqa: E402
 
 cloudpickle.register_pickle_by_value(_sys.modules[__name__])
@@ -372,19 +383,27 @@ class SchedulerContract:
         """``$EXPYRE_PYTEST_QUEUED_JOB_RESOURCES`` (default: two whole-node jobs) gives a small job
         and a large one that must stay queued behind it."""
         small_res, large_res = queued_job_resources() or [{"max_time": "5m", "n": (1, "nodes")}] * 2
-        small = ExPyRe("small", job_sleep, args=[4])
+        # the small job holds its resources until told to end (a fixed sleep may end before the
+        # large job is even submitted, over a slow ssh connection)
+        flag = "_expyre_test_go"
+        small = ExPyRe("small", job_wait_for_flag, args=[flag, 4 * self.timeout])  # the test's waits, and more
         small.start(resources=small_res, system_name=system_name)
-        wait_for(lambda: _started(small), self.timeout, "the small job to start")
-        large = ExPyRe("large", job_square, args=[3])
-        large.start(resources=large_res, system_name=system_name)
-        row = wait_for(lambda: (r := _poll(large))["remote_status"] not in (None, "submitted") and r, self.timeout,
-                       "the scheduler to report the large job")
-        assert row["status"] == "submitted", row
-        assert row["remote_status"].startswith(("queued", "held")), row
-        large.cancel()
-        with pytest.raises(ExPyReJobDiedError):
-            large.get_results(timeout=self.timeout, check_interval=2)
-        assert small.get_results(timeout=self.timeout, check_interval=2) == 4
+        system = _config.get_system(system_name)
+        try:
+            wait_for(lambda: _started(small), self.timeout, "the small job to start")
+            large = ExPyRe("large", job_square, args=[3])
+            large.start(resources=large_res, system_name=system_name)
+            row = wait_for(lambda: (r := _poll(large))["remote_status"] not in (None, "submitted") and r,
+                           self.timeout, "the scheduler to report the large job")
+            assert row["status"] == "submitted", row
+            assert row["remote_status"].startswith(("queued", "held")), row
+            large.cancel()
+            with pytest.raises(ExPyReJobDiedError):
+                large.get_results(timeout=self.timeout, check_interval=2)
+        finally:
+            touched = system.transport.run(["touch", flag], cwd=system.remote_dir(small.stage_dir), timeout=60)
+        assert touched.ok, touched.describe()
+        assert small.get_results(timeout=self.timeout, check_interval=2) == flag
 
     def test_many_jobs_batched_status(self, expyre_root: Path, system_name: str) -> None:
         system = _config.get_system(system_name)

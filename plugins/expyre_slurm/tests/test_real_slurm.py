@@ -8,9 +8,12 @@ Waits are on conditions with deadlines, never fixed sleeps.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import shlex
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -167,16 +170,82 @@ def test_header_keys_and_expyre_env_match_the_request(slurm_root: Path, slurm_na
 
 
 def test_enclosing_job_slurm_env_does_not_leak(slurm_root: Path, slurm_name: str, monkeypatch) -> None:
-    # as if this driver ran inside a Slurm job: its SLURM_* must not reach the nested job
+    # as if this driver ran inside a Slurm job step: what Slurm set there must not reach the nested
+    # job, while the client's own settings (here SLURM_TIME_FORMAT) must reach sbatch
     for k, v in {"SLURM_JOB_ID": "4242424", "SLURM_CPUS_PER_TASK": "3", "SLURM_MEM_PER_NODE": "100",
-                 "SLURM_EXPYRE_TEST_LEAK": "1"}.items():
+                 "SLURM_STEP_NUM_TASKS": "7", "SLURM_NTASKS_HET_GROUP_1": "5", "SLURM_TIME_FORMAT": "standard"}.items():
         monkeypatch.setenv(k, v)
     xpr = _start("nested", job_slurm_env, slurm_name)
     env = xpr.get_results(timeout=TIMEOUT, check_interval=1, quiet=True)
     assert env["SLURM_JOB_ID"] == xpr.remote_id
-    assert "SLURM_EXPYRE_TEST_LEAK" not in env
+    assert "SLURM_STEP_NUM_TASKS" not in env and "SLURM_NTASKS_HET_GROUP_1" not in env
     assert env.get("SLURM_MEM_PER_NODE") != "100"
     assert env["EXPYRE_NCORES_PER_TASK"] == "1"
+    if xpr.system.transport.is_local:  # over ssh the login's environment is the remote host's
+        assert env.get("SLURM_TIME_FORMAT") == "standard"
+
+
+#: submits a job from inside the Slurm job step it runs in, and prints both environments
+_NESTED_DRIVER = """
+import json, os, sys
+from expyre.func import ExPyRe
+
+def job_env():
+    import os
+    return {k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "EXPYRE_"))}
+
+xpr = ExPyRe("nested_in_step", job_env)
+xpr.start(resources={"max_time": "5m", "n": (1, "tasks")}, system_name=sys.argv[1], partial_node=True)
+nested = xpr.get_results(timeout=float(sys.argv[2]), check_interval=1, quiet=True)
+outer = {k: v for k, v in os.environ.items() if k.startswith("SLURM_")}
+print(json.dumps({"outer": outer, "nested": nested, "nested_id": xpr.remote_id}))
+"""
+
+#: variables of an srun step that a batch job never gets
+_STEP_ONLY = ("SLURM_STEP_ID", "SLURM_STEPID", "SLURM_STEP_NODELIST", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NUM_NODES",
+              "SLURM_STEP_TASKS_PER_NODE", "SLURM_STEP_LAUNCHER_PORT", "SLURM_SRUN_COMM_HOST", "SLURM_SRUN_COMM_PORT",
+              "SLURM_LAUNCH_NODE_IPADDR")
+
+
+def test_submission_from_inside_a_running_job_gets_its_own_allocation(
+    local_slurm_root: Path, local_slurm_name: str, tmp_path: Path
+) -> None:
+    """A driver running in a real Slurm job (sbatch -c 2 --mem-per-cpu=77, then srun) submits a
+    job: the nested job has its own allocation, none of the enclosing job's or step's, and the
+    driver's client settings."""
+    system = config.get_system(local_slurm_name)
+    short, _ = _short_and_long(system)
+    outer_name = f"expyre-outer-{tmp_path.name}"[:60]
+    driver = tmp_path / "driver.py"
+    driver.write_text(_NESTED_DRIVER)
+    out = tmp_path / "outer.out"
+    env = {**os.environ, "EXPYRE_PROGRESS": "0", "SLURM_TIME_FORMAT": "standard"}
+    argv = ["sbatch", "--wait", "--parsable", f"--job-name={outer_name}", f"--partition={short}", "--time=8",
+            "--nodes=1", "--ntasks=1", "--cpus-per-task=2", "--mem-per-cpu=77", f"--chdir={tmp_path}",
+            f"--output={out}", f"--error={tmp_path / 'outer.err'}",
+            "--wrap", shlex.join(["srun", sys.executable, str(driver), local_slurm_name, str(TIMEOUT)])]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=TIMEOUT + 180)
+    finally:  # a driver that hangs must not hold its allocation after the test
+        subprocess.run(["scancel", f"--name={outer_name}"], capture_output=True, timeout=60)
+    err = (tmp_path / "outer.err").read_text() if (tmp_path / "outer.err").exists() else ""
+    assert proc.returncode == 0, f"sbatch --wait exited {proc.returncode}: {proc.stderr[-2000:]} {err[-3000:]}"
+    got = json.loads(out.read_text().strip().splitlines()[-1])
+    outer, nested = got["outer"], got["nested"]
+
+    # the driver really ran in a job step with that allocation...
+    assert outer["SLURM_CPUS_PER_TASK"] == "2" and outer["SLURM_MEM_PER_CPU"] == "77", outer
+    step_vars = [k for k in _STEP_ONLY if k in outer]
+    assert {"SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS", "SLURM_SRUN_COMM_PORT"} <= set(step_vars), outer
+    # ...and the nested job (one core) has its own, not those
+    assert nested["SLURM_JOB_ID"] == got["nested_id"] != outer["SLURM_JOB_ID"]
+    assert nested["SLURM_JOB_NAME"] != outer["SLURM_JOB_NAME"]
+    assert nested.get("SLURM_MEM_PER_CPU") != "77" and nested.get("SLURM_CPUS_PER_TASK") != "2"
+    assert [k for k in step_vars if k in nested] == []
+    assert nested["EXPYRE_NCORES_PER_TASK"] == "1" and nested["EXPYRE_TOT_NCORES"] == "1"
+    # while the client's configuration went with the submission
+    assert nested.get("SLURM_TIME_FORMAT") == "standard"
+    assert nested.get("SLURM_CONF") == outer.get("SLURM_CONF")
 
 
 # -- submission --------------------------------------------------------------------------------

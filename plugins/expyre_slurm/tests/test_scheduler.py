@@ -24,6 +24,7 @@ from expyre.types import (
 )
 from expyre.units import Duration
 from expyre_slurm import SlurmOptions, SlurmScheduler
+from expyre_slurm.environment import JOB_ENV_PREFIXES
 
 
 class Replay(Transport):
@@ -73,7 +74,7 @@ def test_entry_point_and_registration():
     assert [ep.value for ep in eps] == ["expyre_slurm"]
     spec = plugins.get_scheduler_spec("slurm")
     assert spec.backend is SlurmScheduler
-    assert SlurmScheduler.name == "slurm" and SlurmScheduler.foreign_env_prefixes == ("SLURM_",)
+    assert SlurmScheduler.name == "slurm" and SlurmScheduler.foreign_env_prefixes == JOB_ENV_PREFIXES
 
 
 def test_options_from_config():
@@ -109,7 +110,24 @@ def test_submit_command_and_environment():
     t = Replay(lambda argv: (0, "8\n", ""))  # [A] sbatch --parsable
     assert s.submit(t, JOB) == "8"
     (argv, kw), = t.calls
-    assert kw == {"cwd": "/scratch/run_fit_ab12cd34", "unset_env_prefixes": ("SLURM_",)}
+    assert kw == {"cwd": "/scratch/run_fit_ab12cd34", "unset_env_prefixes": JOB_ENV_PREFIXES}
+
+
+def test_only_sbatch_has_variables_removed():
+    # squeue, sacct, scancel and scontrol read no variable of a job's environment, and they must
+    # ask the controller and cluster that sbatch used (SLURM_CONF, SLURM_CLUSTERS): they run with
+    # the environment as it is
+    s = _sched(accounting="slurmdbd")
+    t = Replay(lambda argv: (0, "8\n" if argv[0] == "sbatch" else "", ""))
+    assert s.submit(t, JOB) == "8"
+    s.status(t, ["8"])
+    s.accounting(t, ["8"])
+    s.find(t, ["fit_ab12cd34"])
+    s.control(t, "cancel", ["8"])
+    s.control(t, "hold", ["8"])
+    tools = [(argv[0], kw["unset_env_prefixes"]) for argv, kw in t.calls]
+    assert tools == [("sbatch", JOB_ENV_PREFIXES), ("squeue", ()), ("sacct", ()), ("squeue", ()), ("sacct", ()),
+                     ("scancel", ()), ("scontrol", ())]
 
 
 def test_submit_multi_cluster_id():

@@ -31,6 +31,7 @@ from expyre.types import (
 )
 
 from . import header as _header
+from .environment import JOB_ENV_PREFIXES
 from .parse import (
     SACCT_FIELDS,
     SQUEUE_FIND_FORMAT,
@@ -113,9 +114,10 @@ class SlurmScheduler(Scheduler):
 
     name = "slurm"
     Options = SlurmOptions
-    # an enclosing job's SLURM_* (SLURM_JOB_ID, SLURM_MEM_PER_CPU, SLURM_CPUS_PER_TASK...) must not
-    # reach a nested sbatch: sbatch exports its environment into the new job
-    foreign_env_prefixes = ("SLURM_",)
+    # what Slurm sets in an enclosing job or step (SLURM_JOB_ID, SLURM_MEM_PER_CPU, SLURM_CPUS_PER_TASK...)
+    # must not reach a nested sbatch, which exports its environment into the new job; its own inputs
+    # (SLURM_CONF, SLURM_CLUSTERS, SBATCH_*...) must. See expyre_slurm.environment
+    foreign_env_prefixes = JOB_ENV_PREFIXES
     vanish_grace = 30.0
     directive = _header.DIRECTIVE
     max_array_size = 1001  # Slurm's default MaxArraySize; the cluster's own is asked
