@@ -44,6 +44,8 @@ __all__ = [
     "wait_for",
     "CallCounter",
     "queued_job_resources",
+    "job_wait_for_file",
+    "release_flag",
 ]
 
 
@@ -225,6 +227,27 @@ def job_sleep(seconds: float) -> float:
     return seconds
 
 
+def job_wait_for_file(flag: str, value: Any = None, limit: float = 600.0) -> Any:
+    """Return ``value`` once ``flag`` (a path relative to the job's directory) exists: a job that
+    holds its cores exactly as long as the test needs (see :func:`release_flag`)."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(flag):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{flag} never appeared (waited {limit:g} s)")
+        time.sleep(0.05)
+    return value
+
+
+def release_flag(system_name: str, flag: str) -> None:
+    """Create ``<rundir>/<flag>`` on the host that runs the system's jobs: jobs waiting in
+    :func:`job_wait_for_file` for ``../<flag>`` return."""
+    from .shell import remote_path
+
+    system = _config.get_system(system_name)
+    result = system.transport.run(f"touch -- {remote_path(system.rundir)}/{flag}")
+    assert result.ok, result.describe()
+
+
 def job_square(x: int) -> int:
     return x * x
 
@@ -345,7 +368,10 @@ class SchedulerContract:
         from .func import ExPyRe, ExPyReJobDiedError
 
         small_res, large_res = queued_job_resources() or [{"max_time": "5m", "n": (1, "nodes")}] * 2
-        small = ExPyRe("small", job_sleep, args=[4])
+        # the small job holds its cores until the test releases it (a flag file, never a duration:
+        # under load any sleep can end before the large job is seen queued)
+        flag = f"release_{os.getpid()}_{time.time_ns()}"
+        small = ExPyRe("small", job_wait_for_file, args=[f"../{flag}", 4])
         small.start(resources=small_res, system_name=system_name)
         wait_for(lambda: _started(small), self.timeout, "the small job to start")
         large = ExPyRe("large", job_square, args=[3])
@@ -354,6 +380,7 @@ class SchedulerContract:
                        "the scheduler to report the large job")
         assert row["status"] == "submitted", row
         assert row["remote_status"].startswith(("queued", "held")), row
+        release_flag(system_name, flag)
         large.cancel()
         with pytest.raises(ExPyReJobDiedError):
             large.get_results(timeout=self.timeout, check_interval=2)
