@@ -164,7 +164,9 @@ def test_queue_records_hold_no_environment_and_are_removed(root, monkeypatch):
     leftovers = [p for p in q.rglob("*.json") if "hunter2-secret" in p.read_text()]
     assert leftovers == []  # the environment went with the job's start
     jid = xpr.remote_id
-    assert (q / "state" / f"{jid}.json").exists() and (q / "done" / f"{jid}.json").exists()
+    # the result can be read a moment before the queue records the job's end
+    wait_for(lambda: localq.status(str(q), [jid])[jid]["state"] == "completed", 60, "the queue to record the end")
+    assert (q / "done" / f"{jid}.json").exists()
     system = config.get_system("local")
     system.scheduler.forget(system.transport, [jid])
     assert [p for p in q.rglob("*") if jid in p.name] == []
