@@ -51,6 +51,20 @@ def test_executor_futures_survive_a_job_exit(root):
         assert [f.result() for f in good] == [0, 1, 4]
 
 
+@pytest.mark.parametrize("chunksize", [2, 4])
+def test_packed_element_exit_fails_only_its_future(root, chunksize):
+    with Executor(system_name="local", resources=RES, partial_node=True, check_interval=0.5, progress=False) as ex:
+        fs = ex.map_futures(jf.exit_or_square, range(4), [2] * 4, chunksize=chunksize)
+        cf.wait(fs, timeout=120)
+        for i, f in enumerate(fs):
+            if i == 2:
+                exc = f.exception()
+                assert isinstance(exc, RemoteBaseException) and exc.code == 7, exc
+                assert exc.type_name == "builtins.SystemExit" and "exit_or_square" in exc.remote_traceback
+            else:
+                assert f.result() == i * i
+
+
 DRIVER = """
 import sys
 sys.path.insert(0, {here!r})
