@@ -369,10 +369,6 @@ class Scheduler(abc.ABC):
         if ids:
             self.check_control(op, transport.run(self.control_command(op, ids)), ids)
 
-    def forget(self, transport: Transport, ids: Sequence[str]) -> None:
-        """Remove the scheduler's own records of these ended jobs, for a scheduler that keeps
-        them in files of its own (the built-in ``local`` queue does); by default nothing."""
-
     # -- helpers for subclasses -----------------------------------------------------------------
     @staticmethod
     def quote(value: object) -> str:
