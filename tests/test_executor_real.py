@@ -166,8 +166,17 @@ def test_cancel_a_queued_element(real):
             fs = ex.map_futures(funcs.wait_for_file, range(4), [f"../{flag}"] * 4)
             wait_for(lambda: all(config.db.get(f.job_id)["status"] == "submitted" for f in fs), TIMEOUT,
                      "the elements to be submitted")
-            wait_for(lambda: all(scheduler_state(f.job_id) in ("queued", "held") for f in fs), TIMEOUT,
-                     "the scheduler to report every element queued behind the whole-node job")
+            seen: dict[str, object] = {}
+
+            def all_queued():
+                seen["blocker"] = scheduler_state(blocker.job_id)
+                seen["elements"] = [scheduler_state(f.job_id) for f in fs]
+                return all(st in ("queued", "held") for st in seen["elements"])
+
+            try:
+                wait_for(all_queued, TIMEOUT, "the scheduler to report every element queued behind the whole-node job")
+            except pytest.fail.Exception as exc:
+                pytest.fail(f"{exc} (last seen: {seen})")
             assert fs[2].cancel() and fs[2].cancelled()
             row = config.db.get(fs[2].job_id)
             assert row["reason"] == "cancel requested by user"
