@@ -35,6 +35,10 @@ WHOLE_NODE = {"max_time": "5m", "n": (1, "nodes")}
 #: a whole-node job that holds the node until the test releases it (a flag file): its time limit
 #: must never be what ends it, however slow a loaded machine makes the test
 BLOCKER = {"max_time": "1h", "n": (1, "nodes")}
+#: header lines that make it ask for all the node's cores where the test systems' config.json
+#: header does not (Slurm's default header asks for none: the job would hold one CPU)
+BLOCKER_HEADER = {kind: ["#SBATCH --nodes={nnodes}", "#SBATCH --ntasks={tot_ntasks}", "#SBATCH --cpus-per-task={ncores_per_task}"]
+                  for kind in ("slurm", "ssh_slurm")}
 #: one system per kind: the schedulers on this machine, and Slurm over ssh
 KINDS = {"slurm": ("slurm", "local"), "sge": ("sge", "local"), "pbs": ("pbs", "local"), "ssh_slurm": ("slurm", "ssh")}
 TIMEOUT = 240
@@ -158,7 +162,7 @@ def test_cancel_a_queued_element(real):
         st = system.status([rid]).get(rid) if rid else None
         return st.state.value if st else None
 
-    with _executor(name, resources=BLOCKER) as blocker_ex:
+    with _executor(name, resources=BLOCKER, header_extra=BLOCKER_HEADER.get(kind, [])) as blocker_ex:
         blocker = blocker_ex.submit(funcs.wait_for_file, -1, f"../{flag}")
         wait_for(lambda: blocker.running(), TIMEOUT, "the whole-node job to start")
         wait_for(lambda: scheduler_state(blocker.job_id) == "running", TIMEOUT, "the scheduler to run the whole-node job")

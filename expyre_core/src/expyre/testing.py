@@ -270,6 +270,10 @@ class SchedulerContract:
     resources: ClassVar[dict[str, Any]] = {"max_time": "5m", "n": (1, "tasks")}
     timeout: ClassVar[float] = 300.0
     many: ClassVar[int] = 10
+    #: header lines (with header keys) that make a whole-node job really hold its node's cores, for
+    #: schedulers whose default header asks for none (Slurm gives such a job one CPU unless the
+    #: system's config.json header asks for tasks): the queued-job test's jobs use them
+    whole_node_header: ClassVar[tuple[str, ...]] = ()
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "system_name" in metafunc.fixturenames:
@@ -372,10 +376,10 @@ class SchedulerContract:
         # under load any sleep can end before the large job is seen queued)
         flag = f"release_{os.getpid()}_{time.time_ns()}"
         small = ExPyRe("small", job_wait_for_file, args=[f"../{flag}", 4])
-        small.start(resources=small_res, system_name=system_name)
+        small.start(resources=small_res, system_name=system_name, header_extra=self.whole_node_header)
         wait_for(lambda: _started(small), self.timeout, "the small job to start")
         large = ExPyRe("large", job_square, args=[3])
-        large.start(resources=large_res, system_name=system_name)
+        large.start(resources=large_res, system_name=system_name, header_extra=self.whole_node_header)
         row = wait_for(lambda: (r := _poll(large))["remote_status"] not in (None, "submitted") and r, self.timeout,
                        "the scheduler to report the large job")
         assert row["status"] == "submitted", row
