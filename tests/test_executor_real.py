@@ -32,6 +32,13 @@ pytestmark = pytest.mark.real_scheduler
 
 RES = {"max_time": "5m", "n": (1, "tasks")}
 WHOLE_NODE = {"max_time": "5m", "n": (1, "nodes")}
+#: a whole-node job that holds the node until the test releases it (a flag file): its time limit
+#: must never be what ends it, however slow a loaded machine makes the test
+BLOCKER = {"max_time": "1h", "n": (1, "nodes")}
+#: header lines that make it ask for all the node's cores where the test systems' config.json
+#: header does not (Slurm's default header asks for none: the job would hold one CPU)
+BLOCKER_HEADER = {kind: ["#SBATCH --nodes={nnodes}", "#SBATCH --ntasks={tot_ntasks}", "#SBATCH --cpus-per-task={ncores_per_task}"]
+                  for kind in ("slurm", "ssh_slurm")}
 #: one system per kind: the schedulers on this machine, and Slurm over ssh
 KINDS = {"slurm": ("slurm", "local"), "sge": ("sge", "local"), "pbs": ("pbs", "local"), "ssh_slurm": ("slurm", "ssh")}
 TIMEOUT = 240
@@ -143,20 +150,40 @@ def test_one_raising_element_fails_only_its_future(real, chunksize):
 
 def test_cancel_a_queued_element(real):
     """A whole-node job holds the node; the array's elements queue behind it; cancelling one
-    element's future cancels that element in the scheduler, and only it."""
+    element's future cancels that element in the scheduler, and only it. Nothing here races a
+    duration: the blocker holds the node until the flag file appears (its time limit is far away),
+    and the elements are seen queued by the scheduler itself before one is cancelled."""
     name, kind = real
     flag = f"go_{secrets.token_hex(4)}"
-    with _executor(name, resources=WHOLE_NODE) as blocker_ex:
+    system = config.get_system(name)
+
+    def scheduler_state(job_id):
+        rid = config.db.get(job_id)["remote_id"]
+        st = system.status([rid]).get(rid) if rid else None
+        return st.state.value if st else None
+
+    with _executor(name, resources=BLOCKER, header_extra=BLOCKER_HEADER.get(kind, [])) as blocker_ex:
         blocker = blocker_ex.submit(funcs.wait_for_file, -1, f"../{flag}")
         wait_for(lambda: blocker.running(), TIMEOUT, "the whole-node job to start")
+        wait_for(lambda: scheduler_state(blocker.job_id) == "running", TIMEOUT, "the scheduler to run the whole-node job")
         with _executor(name, array=True) as ex:
             fs = ex.map_futures(funcs.wait_for_file, range(4), [f"../{flag}"] * 4)
             wait_for(lambda: all(config.db.get(f.job_id)["status"] == "submitted" for f in fs), TIMEOUT,
                      "the elements to be submitted")
+            seen: dict[str, object] = {}
+
+            def all_queued():
+                seen["blocker"] = scheduler_state(blocker.job_id)
+                seen["elements"] = [scheduler_state(f.job_id) for f in fs]
+                return all(st in ("queued", "held") for st in seen["elements"])
+
+            try:
+                wait_for(all_queued, TIMEOUT, "the scheduler to report every element queued behind the whole-node job")
+            except pytest.fail.Exception as exc:
+                pytest.fail(f"{exc} (last seen: {seen})")
             assert fs[2].cancel() and fs[2].cancelled()
             row = config.db.get(fs[2].job_id)
             assert row["reason"] == "cancel requested by user"
-            system = config.get_system(name)
             rid = row["remote_id"]
 
             def cancelled_in_scheduler():  # asked directly: the executor no longer waits for it

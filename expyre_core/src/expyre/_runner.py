@@ -10,9 +10,20 @@ nothing else). Every outcome is a file created by atomic rename:
 * ``_expyre_stdout`` / ``_expyre_stderr`` - what the function wrote (file descriptors 1 and 2,
   so output of C code and subprocesses is captured too); they are restored afterwards.
 
-Exit status: 0 if the function returned, 1 if it raised (or the call could not be loaded).
+A ``BaseException`` that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``...)
+raised by the function is recorded as a :class:`RemoteBaseException`, an ``Exception`` that keeps
+its type name, exit code and traceback: it must never end or interrupt the driver that reads it.
+
+When the file system of the stage directory is full, a failed write removes its temporary file,
+and the runner records instead a small failure saying no space is left and where (writing it
+usually succeeds once the temporary file is gone). If even that cannot be written, the runner
+exits with :data:`EXIT_NO_SPACE` after saying so on stderr.
+
+Exit status: 0 if the function returned, 1 if it raised (or the call could not be loaded),
+:data:`EXIT_NO_SPACE` if its outcome could not be recorded for lack of space.
 """
 
+import errno
 import os
 import pickle
 import sys
@@ -28,15 +39,83 @@ SUCCEEDED = "_expyre_job_succeeded"
 FAILED = "_expyre_job_failed"
 STDOUT = "_expyre_stdout"
 STDERR = "_expyre_stderr"
+#: the runner's exit status when no outcome file could be written for lack of space (ENOSPC)
+EXIT_NO_SPACE = 28
+
+
+class RemoteBaseException(Exception):
+    """A job's function raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``,
+    ``KeyboardInterrupt``, ``GeneratorExit``...). It reaches the driver as this ``Exception``, so
+    that a job's ``sys.exit(5)`` neither ends nor interrupts the driver.
+
+    :ivar type_name: the original exception's type, e.g. ``"builtins.SystemExit"``.
+    :ivar code: ``SystemExit.code`` (the job's exit code) for a ``SystemExit``, else None.
+    :ivar remote_traceback: the traceback text in the job.
+    """
+
+    def __init__(self, type_name, message="", code=None, remote_traceback=""):
+        super().__init__(type_name, message, code, remote_traceback)
+        self.type_name = type_name
+        self.message = message
+        self.code = code
+        self.remote_traceback = remote_traceback
+
+    def __str__(self):
+        short = self.type_name.rpartition(".")[2] if self.type_name.startswith("builtins.") else self.type_name
+        text = f"the job's function raised {short}"
+        if self.type_name == "builtins.SystemExit":
+            text += f" (exit code {self.code!r})"
+        elif self.message:
+            text += f": {self.message}"
+        return text
+
+    def __reduce__(self):
+        # In a job this class lives in ``__main__`` (this file is run as a script), so it is
+        # pickled by the name it has on the driver, where expyre is installed.
+        return (_DriverClass(), self.args)
+
+
+class _DriverName:
+    """Pickles as ``importlib.import_module("expyre._runner")`` (stdlib only)."""
+
+    def __reduce__(self):
+        import importlib
+
+        return (importlib.import_module, ("expyre._runner",))
+
+
+class _DriverClass:
+    """Pickles as ``expyre._runner.RemoteBaseException``, whether or not expyre is importable here."""
+
+    def __call__(self, *args):  # never called: pickle only requires a callable
+        return RemoteBaseException(*args)
+
+    def __reduce__(self):
+        return (getattr, (_DriverName(), "RemoteBaseException"))
+
+
+class NoSpaceError(OSError):
+    """Writing an outcome file failed with ENOSPC (the file system of the stage directory is full)."""
 
 
 def _atomic_write(path, write):
+    """Write ``path`` through a temporary file renamed into place; the temporary file is removed
+    if anything fails (a disk-full failure raises :class:`NoSpaceError`)."""
     tmp = f".{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise NoSpaceError(errno.ENOSPC, f"no space left on device writing {os.path.abspath(path)}") from exc
+        raise
 
 
 def _load_task():
@@ -104,6 +183,21 @@ def _dump(obj, f):
 
 
 def _fail(exc, tb_text, stage):
+    if not isinstance(exc, Exception):
+        code = exc.code if isinstance(exc, SystemExit) else None
+        if code is not None and not isinstance(code, (int, str)):
+            code = repr(code)
+        exc = RemoteBaseException(f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), code, tb_text)
+        info = {
+            "type": "expyre._runner.RemoteBaseException",
+            "message": str(exc),
+            "traceback": tb_text,
+            "stage": stage,
+            "host": _hostname(),
+            "exception": exc,  # not round-tripped here: it unpickles on the driver (see __reduce__)
+        }
+        _atomic_write(FAILED, lambda f: f.write(_dumps(info)))
+        return
     info = {
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
         "message": str(exc),
@@ -128,9 +222,42 @@ def _dumps(obj):
     return buf.getvalue()
 
 
+def _no_space(exc, stage):
+    """Record that an outcome could not be written for lack of space: a small failure file if it
+    fits (the big temporary file is gone by now), else a line on stderr; the exit status says it."""
+    message = f"{exc.strerror} (while {stage}); free space there and run the job again"
+    info = {
+        "type": "builtins.OSError",
+        "message": message,
+        "traceback": "",
+        "stage": stage,
+        "host": _hostname(),
+        "exception": OSError(errno.ENOSPC, message),
+    }
+    try:
+        _atomic_write(FAILED, lambda f: pickle.dump(info, f, protocol=pickle.HIGHEST_PROTOCOL))
+        return 1
+    except BaseException:  # noqa: BLE001 - nothing else can be written: say it on stderr, and by the exit status
+        try:
+            os.write(2, f"expyre runner: {message}\n".encode())
+        except OSError:
+            pass
+        return EXIT_NO_SPACE
+
+
 def main():
+    try:
+        return _main()
+    except NoSpaceError as exc:
+        return _no_space(exc, "recording the job's outcome")
+
+
+def _main():
     stamp = f"host={_hostname()} pid={os.getpid()} time={time.time():.3f}\n".encode()
-    _atomic_write(STARTED, lambda f: f.write(stamp))
+    try:
+        _atomic_write(STARTED, lambda f: f.write(stamp))
+    except NoSpaceError as exc:
+        return _no_space(exc, "starting")
     try:
         try:
             function, args, kwargs = _load_task()  # imports cloudpickle if the pickle needs it
@@ -152,6 +279,8 @@ def main():
         return 1
     try:
         _atomic_write(SUCCEEDED, lambda f: _dump(result, f))
+    except NoSpaceError as exc:
+        return _no_space(exc, "writing the return value")
     except BaseException as exc:
         _fail(exc, _format_exc(), "pickling the return value")
         return 1

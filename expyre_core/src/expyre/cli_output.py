@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Sequence
 
 __all__ = ["STATUS_STYLE", "isatty", "console", "table", "status_style", "when", "ago", "first_line", "json_out",
-           "TIME_FORMAT"]
+           "TIME_FORMAT", "printable"]
 
 STATUS_STYLE = {
     "created": "cyan",
@@ -26,6 +26,33 @@ STATUS_STYLE = {
 }
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(c: str) -> str:
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    o = ord(c)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+def _unsafe(c: str) -> bool:
+    import unicodedata
+
+    # control characters (C0, DEL, C1: terminal escapes start here) and invisible format
+    # characters such as the bidirectional overrides, which reorder what the terminal shows
+    return unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: control and format characters (newlines, ``ESC`` of
+    terminal escape sequences, bidirectional overrides...) shown as Python-style escapes
+    (``\\n``, ``\\x1b``, ``\\u202e``); other text unchanged."""
+    if text.isprintable():
+        return text  # the common case, fast
+    return "".join(_escape_char(c) if _unsafe(c) else c for c in text)
 
 
 def isatty(stream=None) -> bool:
@@ -45,7 +72,10 @@ def console(stderr: bool = False):
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: Callable[[int, int, str], str | None] | None = None,
           wrap: bool = False) -> None:
-    """A rich table on a terminal; plain columns separated by two spaces when piped (never cut)."""
+    """A rich table on a terminal; plain columns separated by two spaces when piped (never cut).
+    Every cell is shown through :func:`printable`: a job name cannot move the cursor, clear the
+    screen or fake a row."""
+    rows = [[printable(str(c)) for c in r] for r in rows]
     if isatty():
         from rich.markup import escape
         from rich.table import Table

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 from .config_files import find_config_files
 from .jobsdb import STATUS_GROUPS, STATUSES, JobsDB
 
-__all__ = ["Option", "FILTER_OPTIONS", "expand_status_filters", "light_db", "select"]
+__all__ = ["Option", "FILTER_OPTIONS", "expand_status_filters", "light_db", "select", "check_regexp"]
 
 
 class Option:
@@ -74,6 +74,104 @@ def expand_status_filters(values: Iterable[str]) -> list[str]:
     return out
 
 
+# -- regexps that cannot burn CPU ---------------------------------------------------------------
+# Python's re backtracks: '(a+)+' takes seconds on one 30-character name, and doubles with every
+# character more. A filter is checked before it runs: a repetition inside another repetition, or
+# a repeated alternation whose alternatives can start alike ('(a|ab)+'), is refused with a message
+# saying why; every usual filter ('fit_.*', 'run[0-9]+', '(relax|md)_.*') passes.
+
+
+def check_regexp(pattern: str, what: str = "name") -> None:
+    """:class:`ValueError` for an invalid regexp, or one whose matching time can explode."""
+    try:
+        re.compile(pattern)
+        from re import _parser  # type: ignore[attr-defined]
+    except re.error as exc:
+        raise ValueError(f"invalid {what} regexp {pattern!r}: {exc}") from None
+    except ImportError:  # Python < 3.11
+        import sre_parse as _parser  # type: ignore[no-redef]
+    problem = _backtracking_risk(_parser.parse(pattern), False)
+    if problem:
+        raise ValueError(f"{what} regexp {pattern!r} is refused: it has {problem}, which can take exponential "
+                         f"time to match; write it without nesting, e.g. '(a+)+' as 'a+', '(a|ab)+' as '[ab]+'")
+
+
+_REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+
+
+def _backtracking_risk(items, in_repeat: bool) -> str | None:
+    for op, av in items:
+        name = str(op)
+        if name in _REPEATS:
+            lo, hi, sub = av
+            if in_repeat and (hi > 1 or lo == 0) and lo != hi:
+                return "a repetition inside a repetition"
+            found = _backtracking_risk(sub, in_repeat or hi > 1)
+            if found:
+                return found
+        elif name == "SUBPATTERN":
+            found = _backtracking_risk(av[-1], in_repeat)
+            if found:
+                return found
+        elif name == "BRANCH":
+            branches = av[1]
+            if in_repeat:
+                starts = [_first(b) for b in branches]
+                for i, a in enumerate(starts):
+                    for b in starts[i + 1:]:
+                        if a is None or b is None or a & b:
+                            return "a repeated alternation whose alternatives can start with the same character"
+            for b in branches:
+                found = _backtracking_risk(b, in_repeat)
+                if found:
+                    return found
+        elif name in ("ASSERT", "ASSERT_NOT"):
+            found = _backtracking_risk(av[1], in_repeat)
+            if found:
+                return found
+        elif name == "GROUPREF_EXISTS":
+            for b in av[1:]:
+                if b is not None:
+                    found = _backtracking_risk(b, in_repeat)
+                    if found:
+                        return found
+    return None
+
+
+def _first(items) -> set[int] | None:
+    """The characters a match of ``items`` can start with; None: any, or it can match empty."""
+    for op, av in items:
+        name = str(op)
+        if name == "AT":
+            continue  # anchors match no character
+        if name == "LITERAL":
+            return {av}
+        if name == "IN":
+            chars: set[int] = set()
+            for iop, iav in av:
+                if str(iop) == "LITERAL":
+                    chars.add(iav)
+                elif str(iop) == "RANGE" and iav[1] - iav[0] < 512:
+                    chars.update(range(iav[0], iav[1] + 1))
+                else:
+                    return None
+            return chars
+        if name == "SUBPATTERN":
+            return _first(av[-1])
+        if name in _REPEATS:
+            return _first(av[2]) if av[0] > 0 else None
+        if name == "BRANCH":
+            out: set[int] = set()
+            for b in av[1]:
+                f = _first(b)
+                if f is None:
+                    return None
+                out |= f
+            return out
+        return None
+    return None
+
+
 def light_db() -> JobsDB | None:
     """The jobs database without loading plugins or validating config.json (fast, and works with a
     broken config). None when there is no database yet."""
@@ -92,6 +190,9 @@ def select(db: JobsDB | None, ids: Sequence[str], name: Sequence[str], status: S
     """The jobs matching every given filter (each a list of regexps, any of which matches), as
     dicts, ordered by ``order``. :class:`ValueError` for an invalid filter."""
     statuses = expand_status_filters(status)
+    for what, patterns in (("job id", ids), ("name", name), ("system", system)):
+        for p in patterns:
+            check_regexp(p, what)
     if db is None:
         return []
     return db.jobs(id=list(ids) or None, name=list(name) or None, status=statuses or None,

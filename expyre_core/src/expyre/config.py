@@ -22,7 +22,7 @@ import os
 import threading
 from typing import Any
 
-from .config_files import ConfigError, find_config_files
+from .config_files import ConfigError, ensure_root, find_config_files
 from .config_load import LoadedConfig, default_local_system, load_config
 from .jobsdb import JobsDB
 from .machine import LOCAL_PARTITION, machine_mem_kb, machine_ncores
@@ -60,8 +60,7 @@ def init(root_dir: str | os.PathLike | None = None, verbose: bool = False) -> No
                     os.environ.pop("EXPYRE_ROOT", None)
                 else:
                     os.environ["EXPYRE_ROOT"] = old_env
-        root = loaded.root.absolute()
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root = ensure_root(loaded.root)  # created private; an existing one checked (owner, mode)
         _loaded.clear()
         _loaded["root"] = root
         _loaded["loaded"] = loaded

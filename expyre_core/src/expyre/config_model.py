@@ -59,7 +59,7 @@ class Partition:
     """One partition/queue/node type (the key may be a comma list in the scheduler's own syntax)."""
 
     ncores: int = field(validator=attrs.validators.gt(0))
-    max_time: Duration | None = None
+    max_time: Duration | None = field(default=None, validator=lambda i, a, v: _positive_duration(i, a, v))
     max_mem: Memory | None = None
     #: extra header lines used only for jobs on this partition (an expyre extension)
     header: tuple[str, ...] = field(default=(), validator=_check_header_lines)

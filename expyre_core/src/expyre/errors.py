@@ -6,7 +6,11 @@ from here so that no service needs the facade.
 
 from __future__ import annotations
 
+# defined where the job runs (the runner is stdlib-only and stands alone); caught here
+from ._runner import RemoteBaseException
+
 __all__ = [
+    "RemoteBaseException",
     "ExPyReJobDiedError",
     "ExPyReJobDied",
     "ExPyReTimeoutError",

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import sys
 import time
@@ -39,6 +38,7 @@ from .errors import (  # re-exported: their documented home is expyre.func
     ExPyReRemoteTraceback,
     ExPyReResultError,
     ExPyReTimeoutError,
+    RemoteBaseException,
     RemoteError,
 )
 from .job import JobHandle
@@ -47,7 +47,7 @@ from .layout import STAGE_DIR_PREFIX, TASK
 from .names import make_job_id
 from .poller import Poller
 from .progress import Waiting
-from .resources import Resources
+from .resources import Resources, parse_env_vars
 from .units import Duration
 
 if TYPE_CHECKING:
@@ -70,7 +70,6 @@ if os.environ.get("EXPYRE_TIMING_VERBOSE"):
     timing.addHandler(_h)
     timing.setLevel(logging.DEBUG)
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 #: the former private name of :class:`expyre.poller.Poller`, for callers not yet moved to it
 _Poller = Poller
@@ -131,16 +130,7 @@ class ExPyRe(JobHandle):
         for f in output_files:
             if f.startswith("/") or ".." in Path(f).parts:
                 raise ValueError(f"output file {f!r}: must be a relative path without '..'")
-        env = []
-        for item in env_vars:
-            k, eq, v = str(item).partition("=")
-            if not _ENV_NAME.match(k):
-                raise ValueError(f"env_vars entry {item!r}: {k!r} is not a valid variable name")
-            if not eq:
-                if k not in os.environ:
-                    raise KeyError(f"env_vars entry {item!r}: {k} is not set in this environment (use '{k}=value')")
-                v = os.environ[k]
-            env.append((k, v))
+        env = parse_env_vars(env_vars)
         inputs = staging.expand_inputs(input_files)
         meta = {
             "name": name,

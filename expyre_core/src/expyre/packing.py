@@ -118,7 +118,16 @@ def decode_outcome(outcome: tuple[str, bytes], where: str) -> tuple[bool, Any]:
     except Exception as exc:  # noqa: BLE001
         return False, PackedElementError(f"{where} raised, and its error cannot be unpickled here: {exc}")
     exc = info.get("exception")
-    if not isinstance(exc, BaseException):
+    if isinstance(exc, BaseException) and not isinstance(exc, Exception):
+        # an element's sys.exit() or KeyboardInterrupt must not end or interrupt the driver
+        from ._runner import RemoteBaseException
+
+        code = exc.code if isinstance(exc, SystemExit) else None
+        if code is not None and not isinstance(code, (int, str)):
+            code = repr(code)
+        exc = RemoteBaseException(info.get("type") or type(exc).__name__, info.get("message", ""), code,
+                                  info.get("traceback", ""))
+    elif not isinstance(exc, BaseException):
         exc = PackedElementError(f"{info.get('type')}: {info.get('message')}")
     exc.__cause__ = ExPyReRemoteTraceback(info.get("traceback", ""))
     if hasattr(exc, "add_note"):

@@ -10,13 +10,13 @@ least the scheduler's ``vanish_grace`` apart.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import config
+from .config_files import poll_outage_limit
 from .jobsdb import JobsDB
 from .layout import JOB_STDERR, PARTIAL_PREFIX, RESULT_MARKERS, STARTED
 from .results import outcome_files, tail
@@ -160,19 +160,6 @@ class Poller:
         logger.warning("%s: poll of %d job(s) failed (%s); they keep their last known state, the next poll "
                        "tries again (failing for %.0f s, giving up after %g s)", self.system.name, n_jobs, exc,
                        outage, limit)
-
-
-def poll_outage_limit() -> float:
-    """``EXPYRE_POLL_OUTAGE``: seconds of consecutive failed polls of a system (each already
-    retried ``EXPYRE_RETRY`` times) tolerated while waiting, default 600; 0 fails at once."""
-    raw = os.environ.get("EXPYRE_POLL_OUTAGE", "600")
-    try:
-        value = float(raw)
-        if value < 0:
-            raise ValueError
-        return value
-    except ValueError:
-        raise ValueError(f"EXPYRE_POLL_OUTAGE={raw!r} is invalid: give seconds >= 0, e.g. 600") from None
 
 
 def evaluate(job: Any, poller: Poller) -> str | None:

@@ -76,6 +76,7 @@ def remove(ids: Iterable[str], *, clean: bool = False, cancel: bool = False, by:
     found = db.get_many(ids)
     rows = [found[i] for i in ids if i in found]
     report = RemoveReport()
+    forget: dict[str, list[tuple[str, str]]] = {}
     cancelled: set[str] = set()
     if cancel:
         outcome = control("cancel", [r["id"] for r in rows if r["status"] in STATUS_GROUPS["ongoing"]], by=by, db=db)
@@ -107,4 +108,23 @@ def remove(ids: Iterable[str], *, clean: bool = False, cancel: bool = False, by:
             report.left_running.append(r["id"])
         db.remove(r["id"])
         report.deleted.append(r["id"])
+        if r["remote_id"] and r["system"] and not still_running:
+            forget.setdefault(r["system"], []).append((r["id"], r["remote_id"]))
+    for sysname, jobs in forget.items():
+        _forget(sysname, jobs, report)
     return report
+
+
+def _forget(sysname: str, jobs: list[tuple[str, str]], report: RemoveReport) -> None:
+    """A scheduler that keeps records of ended jobs (the local queue's ``forget``) drops those of
+    the jobs deleted here."""
+    from . import config
+
+    try:
+        system = config.systems.get(sysname)
+        forget = getattr(system.scheduler, "forget", None) if system is not None else None
+        if forget is not None:
+            forget(system.transport, [rid for _, rid in jobs])
+    except Exception as exc:  # noqa: BLE001 - the jobs are deleted; only the scheduler's records remain
+        logger.info("%s: forgetting %d ended job(s) failed: %s", sysname, len(jobs), exc)
+        report.errors += [(jid, f"deleted, but {sysname}'s records of it remain", exc) for jid, _ in jobs]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from attrs import field, frozen
 
@@ -11,7 +11,9 @@ from .config_model import Partition
 from .types import NodeAllocation
 from .units import Duration, Memory
 
-__all__ = ["Resources", "NoPartitionFitsError"]
+__all__ = ["Resources", "NoPartitionFitsError", "parse_env_vars"]
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class NoPartitionFitsError(ValueError):
@@ -46,6 +48,43 @@ def _partitions(value: Any) -> tuple[str, ...] | None:
     return tuple(out)
 
 
+def _max_time(value: Any) -> Duration:
+    d = Duration.parse(value)
+    if d.seconds <= 0:
+        raise ValueError(f"resources 'max_time' must be more than 0 seconds, got {value!r} "
+                         f"({d.seconds} s); give the job's time limit, e.g. '30m' or 3600")
+    return d
+
+
+def parse_env_vars(items: Iterable[str], environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """``env_vars`` entries (``"NAME=value"``, or ``"NAME"`` for its value in ``environ``, default
+    ``os.environ``) as ``(name, value)`` pairs. :class:`ValueError` (:class:`KeyError` for a
+    variable that is not set) names the entry: an invalid name, or a NUL character in the value
+    (an environment cannot hold one; it would be dropped silently)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    if isinstance(items, (str, bytes)):
+        raise TypeError(f"env_vars must be a list of 'NAME=value' or 'NAME' strings, got the string {items!r}")
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"env_vars entry {item!r}: expected a 'NAME=value' or 'NAME' string")
+        k, eq, v = item.partition("=")
+        if not _ENV_NAME.match(k):
+            raise ValueError(f"env_vars entry {item!r}: {k!r} is not a valid variable name "
+                             f"(letters, digits and _, not starting with a digit)")
+        if not eq:
+            if k not in env:
+                raise KeyError(f"env_vars entry {item!r}: {k} is not set in this environment (use '{k}=value')")
+            v = env[k]
+        if "\0" in v:
+            raise ValueError(f"env_vars entry {k}: its value contains a NUL character (at position {v.index(chr(0))}), "
+                             f"which no environment variable can hold; remove it")
+        out.append((k, v))
+    return out
+
+
 def _ncores_per_task(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"resources 'ncores_per_task' must be an int >= 0 (0: one task per node), got {value!r}")
@@ -56,14 +95,14 @@ def _ncores_per_task(value: Any) -> int:
 class Resources:
     """What a job needs.
 
-    :param max_time: int seconds or a time string (``"1h"``, ``"48:00:00"``...).
+    :param max_time: int seconds or a time string (``"1h"``, ``"48:00:00"``...); more than 0.
     :param n: ``(int, "nodes")`` or ``(int, "tasks")``.
     :param ncores_per_task: cores per task (default 1; 0 = one task per node using all its cores).
     :param max_mem_per_task: int kB or a memory string (``"4GB"``).
     :param partitions: regexp or list of regexps, each matching a whole partition name.
     """
 
-    max_time: Duration = field(converter=Duration.parse)
+    max_time: Duration = field(converter=_max_time)
     n: tuple[int, str] = field(converter=_n)
     ncores_per_task: int = field(default=1, converter=_ncores_per_task)
     max_mem_per_task: Memory | None = field(default=None, converter=lambda v: None if v is None else Memory.parse(v))

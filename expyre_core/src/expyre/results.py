@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import _faults, config
-from .errors import ExPyReJobDiedError, ExPyReRemoteTraceback, ExPyReResultError, RemoteError
+from .errors import ExPyReJobDiedError, ExPyReRemoteTraceback, ExPyReResultError, RemoteBaseException, RemoteError
 from .layout import FAILED, STDERR, STDOUT, SUCCEEDED
 from .staging import copy_outputs
 
@@ -65,9 +65,13 @@ def remote_exception(job: Any) -> BaseException:
     except Exception as exc:
         return ExPyReResultError(f"job {job.id} failed, and its error file cannot be read: {exc}")
     exc = info.get("exception")
+    tb = info.get("traceback", "")
     if not isinstance(exc, BaseException):
         exc = RemoteError(f"{info.get('type')}: {info.get('message')}")
-    tb = info.get("traceback", "")
+    elif not isinstance(exc, Exception):  # a SystemExit recorded by an older runner: never raise it here
+        code = exc.code if isinstance(exc, SystemExit) else None
+        exc = RemoteBaseException(f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc),
+                                  code if code is None or isinstance(code, (int, str)) else repr(code), tb)
     exc.__cause__ = ExPyReRemoteTraceback(tb)
     if hasattr(exc, "add_note"):
         exc.add_note(f"raised in expyre job {job.id} on {info.get('host')} while {info.get('stage')}")

@@ -68,6 +68,8 @@ __all__ = [
     "wait_for",
     "CallCounter",
     "queued_job_resources",
+    "job_wait_for_file",
+    "release_flag",
 ]
 
 
@@ -267,6 +269,27 @@ def job_sleep(seconds: float) -> float:
     return seconds
 
 
+def job_wait_for_file(flag: str, value: Any = None, limit: float = 600.0) -> Any:
+    """Return ``value`` once ``flag`` (a path relative to the job's directory) exists: a job that
+    holds its cores exactly as long as the test needs (see :func:`release_flag`)."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(flag):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{flag} never appeared (waited {limit:g} s)")
+        time.sleep(0.05)
+    return value
+
+
+def release_flag(system_name: str, flag: str) -> None:
+    """Create ``<rundir>/<flag>`` on the host that runs the system's jobs: jobs waiting in
+    :func:`job_wait_for_file` for ``../<flag>`` return."""
+    from .shell import remote_path
+
+    system = _config.get_system(system_name)
+    result = system.transport.run(f"touch -- {remote_path(system.rundir)}/{flag}")
+    assert result.ok, result.describe()
+
+
 def job_square(x: int) -> int:
     return x * x
 
@@ -300,6 +323,10 @@ class SchedulerContract:
     resources: ClassVar[dict[str, Any]] = {"max_time": "5m", "n": (1, "tasks")}
     timeout: ClassVar[float] = 300.0
     many: ClassVar[int] = 10
+    #: header lines (with header keys) that make a whole-node job really hold its node's cores, for
+    #: schedulers whose default header asks for none (Slurm gives such a job one CPU unless the
+    #: system's config.json header asks for tasks): the queued-job test's jobs use them
+    whole_node_header: ClassVar[tuple[str, ...]] = ()
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "system_name" in metafunc.fixturenames:
@@ -385,14 +412,14 @@ class SchedulerContract:
         small_res, large_res = queued_job_resources() or [{"max_time": "5m", "n": (1, "nodes")}] * 2
         # the small job holds its resources until told to end (a fixed sleep may end before the
         # large job is even submitted, over a slow ssh connection)
-        flag = "_expyre_test_go"
+        flag = "contract_test_go"
         small = ExPyRe("small", job_wait_for_flag, args=[flag, 4 * self.timeout])  # the test's waits, and more
-        small.start(resources=small_res, system_name=system_name)
+        small.start(resources=small_res, system_name=system_name, header_extra=self.whole_node_header)
         system = _config.get_system(system_name)
         try:
             wait_for(lambda: _started(small), self.timeout, "the small job to start")
             large = ExPyRe("large", job_square, args=[3])
-            large.start(resources=large_res, system_name=system_name)
+            large.start(resources=large_res, system_name=system_name, header_extra=self.whole_node_header)
             row = wait_for(lambda: (r := _poll(large))["remote_status"] not in (None, "submitted") and r,
                            self.timeout, "the scheduler to report the large job")
             assert row["status"] == "submitted", row

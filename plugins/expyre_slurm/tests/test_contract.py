@@ -15,3 +15,7 @@ pytestmark = pytest.mark.real_scheduler
 class TestSlurmContract(SchedulerContract):
     scheduler = "slurm"
     many = 20
+    # a test system's config.json may have no header asking for cores: then a whole-node job
+    # would get one CPU and hold nothing
+    whole_node_header = ("#SBATCH --nodes={nnodes}", "#SBATCH --ntasks={tot_ntasks}",
+                         "#SBATCH --cpus-per-task={ncores_per_task}")

@@ -165,13 +165,20 @@ class LocalScheduler(Scheduler):
                 self.queue_dir, directory=job.remote_dir, script=job.script, stdout=job.stdout, stderr=job.stderr,
                 ncores=job.nodes.tot_ncores, max_time=job.max_time.seconds if job.max_time else None, name=job.id,
             )
+        except localq.UnsafeQueueError as exc:
+            raise SubmitError(str(exc)) from exc
         except OSError as exc:
             raise SubmitError(f"local queue submission failed: {exc}") from exc
 
     def status(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobStatus]:
         if not transport.is_local:
             return super().status(transport, ids)
-        return self._to_status(localq.status(self.queue_dir, list(ids)))
+        try:
+            return self._to_status(localq.status(self.queue_dir, list(ids)))
+        except localq.UnsafeQueueError:
+            raise
+        except (OSError, ValueError) as exc:  # e.g. an unreadable state file: a failed poll
+            raise SchedulerCommandError(f"local queue status failed: {exc}") from exc
 
     def find(self, transport: Transport, names: Sequence[str]) -> dict[str, str] | None:
         if not transport.is_local:
@@ -188,6 +195,17 @@ class LocalScheduler(Scheduler):
             return super().control(transport, op, ids)
         if ids:
             localq.control(self.queue_dir, op, list(ids))
+
+    def forget(self, transport: Transport, ids: Sequence[str]) -> None:
+        """Remove the queue's records of these ended jobs (request, state, environment)."""
+        if not ids:
+            return
+        if not transport.is_local:
+            result = transport.run([*self._helper(), "forget", self.queue_dir, *ids])
+            if not result.ok:
+                raise SchedulerCommandError(f"local queue forget failed: {result.describe()}", result)
+            return
+        localq.forget(self.queue_dir, list(ids))
 
 
 @hookimpl

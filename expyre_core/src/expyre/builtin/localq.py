@@ -4,9 +4,13 @@ Standard library only: it is imported in-process when the jobs run on this machi
 ``<rundir>/_expyre_localq/localq.py`` and run as ``python3 localq.py <command> ...`` when the
 ``local`` scheduler serves a remote host over ssh.
 
-Layout of a queue directory ``Q`` (mode 0700)::
+Layout of a queue directory ``Q``, owned by the user of the queue and private to it (mode 0700;
+any other owner or mode is refused, as a job request planted there would run as that user)::
 
-    Q/jobs/<jid>.json     the request (written atomically by ``submit``)
+    Q/jobs/<jid>.json     the request (written atomically by ``submit``): no environment in it
+    Q/env/<jid>.json      the environment the job starts with; removed as soon as it starts (or ends
+                          without starting), so that the driver's variables do not linger on disk
+    Q/done/<jid>.json     the request of a finished job
     Q/state/<jid>.json    what the daemon says: queued|held|running|completed|failed|timeout|cancelled
     Q/ctl/<jid>.<op>      cancel / hold / release requests
     Q/daemon.lock         flock held by the one daemon of this queue
@@ -16,7 +20,13 @@ Layout of a queue directory ``Q`` (mode 0700)::
 One daemon per queue directory runs the jobs as detached process groups (they survive the
 process that submitted them), never more cores at once than its capacity (this machine's cores),
 kills a job at its max_time (SIGTERM, then SIGKILL after a grace period) and exits after a while
-with nothing to do. Any client that finds work queued and no daemon starts one.
+with nothing to do. Any client that finds work queued and no daemon starts one. Only requests
+written by the queue's user are run.
+
+A full file system does not crash the daemon: a state it cannot write is kept and written again
+on every tick, and :func:`status` reports a job whose process ended while its state could not be
+written as failed, saying that no space is left and where. :func:`forget` removes the records of
+finished jobs.
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ import time
 import uuid
 
 KILL_GRACE = 5.0
+#: the job runner's exit status when it could not record its outcome for lack of space
+EXIT_NO_SPACE = 28
 IDLE_EXIT = 20.0
 TERMINAL = ("completed", "failed", "timeout", "cancelled")
 
@@ -45,13 +57,69 @@ def machine_ncores() -> int:
 
 
 def capacity() -> int:
-    """Cores the queue runs at once: ``$EXPYRE_LOCAL_NCORES``, else this machine's cores."""
-    return int(os.environ.get("EXPYRE_LOCAL_NCORES") or machine_ncores())
+    """Cores the queue runs at once: ``$EXPYRE_LOCAL_NCORES``, else this machine's cores.
+    :class:`ValueError` names the variable when it is not a whole number >= 1."""
+    raw = os.environ.get("EXPYRE_LOCAL_NCORES", "")
+    if not raw.strip():
+        return machine_ncores()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"EXPYRE_LOCAL_NCORES={raw!r} is invalid: give a whole number of cores >= 1 "
+                         f"(this machine has {machine_ncores()}), or unset it to use all of them")
+    return value
+
+
+class UnsafeQueueError(PermissionError):
+    """The queue directory is not private to the current user: it is not used."""
+
+
+def check_private_dir(path: str, what: str = "queue directory") -> None:
+    """Refuse ``path`` unless it is a real directory owned by the current user and not
+    accessible to group or others (:class:`UnsafeQueueError` names path, owner, mode and fix)."""
+    st = os.lstat(path)
+    import stat as _stat
+
+    euid = os.geteuid()
+    problem = None
+    if not _stat.S_ISDIR(st.st_mode):
+        problem = "is not a directory (a symlink or a file)"
+    elif st.st_uid != euid:
+        problem = f"is owned by {_user(st.st_uid)}, not by {_user(euid)} who runs this"
+    elif st.st_mode & 0o077:
+        problem = "is accessible to group or others"
+    if problem:
+        fix = (f"remove it (it is recreated private), or if it is yours: chmod 700 {path}"
+               if _stat.S_ISDIR(st.st_mode) and st.st_uid == euid else f"remove it; it is recreated private to {_user(euid)}")
+        raise UnsafeQueueError(
+            f"{what} {path} {problem} (owner {_user(st.st_uid)}, mode {_stat.S_IMODE(st.st_mode):04o}); "
+            f"refusing to use it, as others could plant jobs there that would run as {_user(euid)}: {fix}"
+        )
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
 
 
 def _mkdirs(q: str) -> None:
-    for sub in ("", "jobs", "done", "state", "ctl"):
-        os.makedirs(os.path.join(q, sub), mode=0o700, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(q)), mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(q, 0o700)
+    except FileExistsError:
+        pass
+    check_private_dir(q)
+    for sub in ("jobs", "done", "state", "ctl", "env"):
+        try:
+            os.mkdir(os.path.join(q, sub), 0o700)
+        except FileExistsError:
+            pass
     fifo = os.path.join(q, "wake")
     try:
         os.mkfifo(fifo, 0o600)
@@ -61,18 +129,56 @@ def _mkdirs(q: str) -> None:
 
 def _write_json(path: str, data: dict) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
-def _read_json(path: str) -> dict | None:
+def _read_json(path: str, owned: bool = False) -> dict | None:
+    """The JSON object in ``path``; None if it does not exist or is being written (not JSON yet).
+    Any other error (e.g. an unreadable file) raises. ``owned``: None unless the file belongs to
+    the current user and is writable by nobody else."""
     try:
         with open(path) as f:
+            if owned:
+                st = os.fstat(f.fileno())
+                if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                    return None
             return json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _no_space_left(q: str) -> bool:
+    """The file system of ``q`` has (almost) no space left for ordinary users."""
+    try:
+        st = os.statvfs(q)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024 or (st.f_files > 0 and st.f_favail == 0)
+
+
+def _owned_private(path: str) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return True  # gone: nothing to ignore
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _wake(q: str) -> None:
@@ -112,6 +218,7 @@ def ensure_daemon(q: str, python: str | None = None) -> None:
     if daemon_alive(q):
         _wake(q)
         return
+    check_private_dir(q)
     log = open(os.path.join(q, "daemon.log"), "ab")
     subprocess.Popen(
         [python or sys.executable, os.path.abspath(__file__), "daemon", q],
@@ -155,22 +262,40 @@ def submit(
         "stderr": stderr,
         "ncores": int(ncores),
         "max_time": max_time,
-        "env": dict(os.environ if env is None else env),
         "seq": time.time_ns(),
     }
+    if max_time is not None and not max_time > 0:
+        raise ValueError(f"max_time must be > 0 seconds (or None for no limit), got {max_time!r}")
     if hold:
         open(os.path.join(q, "ctl", f"{jid}.hold"), "w").close()
-    _write_json(os.path.join(q, "jobs", f"{jid}.json"), request)
+    env_path = os.path.join(q, "env", f"{jid}.json")
+    try:
+        _write_json(env_path, dict(os.environ if env is None else env))
+        _write_json(os.path.join(q, "jobs", f"{jid}.json"), request)
+    except BaseException:
+        _unlink(env_path)
+        _unlink(os.path.join(q, "ctl", f"{jid}.hold"))
+        raise
     ensure_daemon(q, python)
     return jid
 
 
 def status(q: str, jids: list[str]) -> dict[str, dict]:
-    """``jid -> {"state", "exit", "reason"}`` for the jids this queue knows."""
+    """``jid -> {"state", "exit", "reason"}`` for the jids this queue knows. An unreadable state
+    file raises :class:`OSError` (the caller counts it as a failed poll)."""
     out: dict[str, dict] = {}
     pending = False
+    if os.path.isdir(q):
+        check_private_dir(q)
     for jid in jids:
         st = _read_json(os.path.join(q, "state", f"{jid}.json"))
+        if st is not None and st.get("state") == "running" and _proc_start(st.get("pid") or 0) != st.get("pstart") \
+                and _no_space_left(q):
+            # the job's process ended, and the daemon cannot write its state: say so now
+            # rather than "running" until the disk is freed
+            st = {"state": "failed", "exit": None, "start": st.get("start"),
+                  "reason": f"the job's process ended but the queue cannot record how: no space left on device "
+                            f"in {os.path.abspath(q)}"}
         if st is None:
             if os.path.exists(os.path.join(q, "jobs", f"{jid}.json")):
                 held = os.path.exists(os.path.join(q, "ctl", f"{jid}.hold"))
@@ -207,6 +332,29 @@ def find(q: str, names: list[str]) -> dict[str, str]:
     return {name: jid for name, (_, jid) in found.items()}
 
 
+def forget(q: str, jids: list[str]) -> list[str]:
+    """Remove every record of these jobs (request, state, environment, controls) once they have
+    ended; returns the jids left alone because they have not ended (queued, held or running)."""
+    if not os.path.isdir(q):
+        return []
+    check_private_dir(q)
+    busy = []
+    for jid in jids:
+        if "/" in jid or jid.startswith("."):
+            raise ValueError(f"invalid job id {jid!r}")
+        st = _read_json(os.path.join(q, "state", f"{jid}.json"))
+        known = st is not None or os.path.exists(os.path.join(q, "jobs", f"{jid}.json"))
+        if known and (st is None or st.get("state") not in TERMINAL):
+            busy.append(jid)
+            continue
+        for path in (os.path.join(q, "jobs", f"{jid}.json"), os.path.join(q, "done", f"{jid}.json"),
+                     os.path.join(q, "env", f"{jid}.json"), os.path.join(q, "state", f"{jid}.json")):
+            _unlink(path)
+        for op in ("hold", "release", "cancel"):
+            _unlink(os.path.join(q, "ctl", f"{jid}.{op}"))
+    return busy
+
+
 def control(q: str, op: str, jids: list[str]) -> list[str]:
     """Ask the daemon to cancel/hold/release; returns the jids this queue does not know."""
     if op not in ("cancel", "hold", "release"):
@@ -240,23 +388,49 @@ def _proc_start(pid: int) -> str | None:
 class Daemon:
     def __init__(self, q: str) -> None:
         self.q = q
-        self.capacity = capacity()
+        try:
+            self.capacity = capacity()
+        except ValueError as exc:
+            self.capacity = machine_ncores()
+            self.log(f"{exc}; using {self.capacity}")
+        self.unwritten: dict[str, dict] = {}  # jid -> a state that could not be written yet
         self.running: dict[str, dict] = {}  # jid -> {proc|pid, ncores, deadline, kill_at, state_if_killed}
         self.known: set[str] = set()
         self.queue: list[dict] = []
 
     def log(self, msg: str) -> None:
-        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
-        sys.stderr.flush()
+        try:
+            sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # e.g. the file system of the log is full: the daemon goes on without it
 
     def set_state(self, jid: str, state: str, **extra) -> None:
         data = {"state": state, "time": time.time(), **extra}
-        _write_json(os.path.join(self.q, "state", f"{jid}.json"), data)
-        if state in TERMINAL:  # keep jobs/ small: it is scanned on every tick
+        self._write_state(jid, data)
+
+    def _write_state(self, jid: str, data: dict) -> None:
+        """Write a job's state; one that cannot be written (disk full) is kept and written again on
+        the next tick (:meth:`retry_unwritten`) instead of ending the daemon."""
+        if data["state"] in TERMINAL:
+            _unlink(os.path.join(self.q, "env", f"{jid}.json"))  # frees space too
+        try:
+            _write_json(os.path.join(self.q, "state", f"{jid}.json"), data)
+        except OSError as exc:
+            if jid not in self.unwritten:
+                self.log(f"cannot write the state of job {jid} ({data['state']}): {exc}; trying again")
+            self.unwritten[jid] = data
+            return
+        self.unwritten.pop(jid, None)
+        if data["state"] in TERMINAL:  # keep jobs/ small: it is scanned on every tick
             try:
                 os.replace(os.path.join(self.q, "jobs", f"{jid}.json"), os.path.join(self.q, "done", f"{jid}.json"))
             except FileNotFoundError:
                 pass
+
+    def retry_unwritten(self) -> None:
+        for jid, data in list(self.unwritten.items()):
+            self._write_state(jid, data)
 
     # -- start-up: adopt what a previous daemon left running -----------------------------------
     def adopt(self) -> None:
@@ -274,7 +448,7 @@ class Daemon:
                 if pid and _proc_start(pid) == st.get("pstart"):
                     req = _read_json(os.path.join(self.q, "jobs", f"{jid}.json")) or {}
                     self.known.add(jid)
-                    deadline = st["start"] + req["max_time"] if req.get("max_time") else None
+                    deadline = st["start"] + req["max_time"] if req.get("max_time") is not None else None
                     self.running[jid] = {"pid": pid, "pstart": st.get("pstart"), "ncores": st.get("ncores", 1),
                                          "deadline": deadline, "kill_at": None, "final": None, "start": st["start"]}
                     self.log(f"adopted running job {jid} pid {pid}")
@@ -291,9 +465,22 @@ class Daemon:
             jid = entry[:-5]
             if jid in self.known:
                 continue
-            req = _read_json(os.path.join(jdir, entry))
+            path = os.path.join(jdir, entry)
+            try:
+                req = _read_json(path, owned=True)
+            except OSError as exc:
+                self.log(f"ignoring job request {path}: {exc}")
+                self.known.add(jid)
+                continue
             if req is None:
-                continue  # being written
+                if os.path.exists(path) and not _owned_private(path):
+                    self.log(f"ignoring job request {path}: not written by this user (or writable by others)")
+                    self.known.add(jid)
+                continue  # else being written
+            if req.get("jid") != jid:
+                self.log(f"ignoring job request {path}: its jid does not match its file name")
+                self.known.add(jid)
+                continue
             self.known.add(jid)
             self.queue.append(req)
         self.queue.sort(key=lambda r: r["seq"])
@@ -353,6 +540,9 @@ class Daemon:
                     state, reason = "completed", "exit status unknown: the queue daemon restarted"
                 elif code == 0:
                     state, reason = "completed", ""
+                elif code == EXIT_NO_SPACE:
+                    state, reason = "failed", (f"exit code {code}: the job could not record its outcome: no space left "
+                                               f"on device in {job.get('dir') or 'its directory'}")
                 else:
                     state, reason = "failed", f"exit code {code}" if code > 0 else f"killed by signal {-code}"
                 self.set_state(jid, state, exit=code, reason=reason, start=job["start"], end=now_wall)
@@ -393,23 +583,28 @@ class Daemon:
     def start(self, req: dict) -> None:
         jid = req["jid"]
         d = req["dir"]
+        env_path = os.path.join(self.q, "env", f"{jid}.json")
         try:
+            env = _read_json(env_path, owned=True)
+            if env is None:
+                raise OSError(f"its environment {env_path} is missing or not written by this user")
             out = open(os.path.join(d, req["stdout"]), "ab")
             err = open(os.path.join(d, req["stderr"]), "ab")
             proc = subprocess.Popen(
                 ["bash", req["script"]], cwd=d, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                env=req["env"], start_new_session=True, close_fds=True,
+                env=env, start_new_session=True, close_fds=True,
             )
             out.close()
             err.close()
         except OSError as exc:
             self.set_state(jid, "failed", exit=None, reason=f"could not start: {exc}")
             return
+        _unlink(env_path)  # the job has it now
         now = time.time()
-        deadline = now + req["max_time"] if req.get("max_time") else None
+        deadline = now + req["max_time"] if req.get("max_time") is not None else None
         pstart = _proc_start(proc.pid)
         self.running[jid] = {"proc": proc, "pid": proc.pid, "pstart": pstart, "ncores": req["ncores"],
-                             "deadline": deadline, "kill_at": None, "final": None, "start": now}
+                             "deadline": deadline, "kill_at": None, "final": None, "start": now, "dir": d}
         self.set_state(jid, "running", pid=proc.pid, pstart=pstart, ncores=req["ncores"], start=now)
 
     def run(self) -> int:
@@ -432,11 +627,16 @@ class Daemon:
         self.adopt()
         idle_since = time.monotonic()
         while True:
-            self.scan_queue()
-            self.handle_controls()
-            self.check_running()
-            self.schedule()
-            if self.running or self.queue:
+            try:
+                self.retry_unwritten()
+                self.scan_queue()
+                self.handle_controls()
+                self.check_running()
+                self.schedule()
+            except OSError as exc:  # e.g. a full disk: the next tick tries again; never a crash loop
+                self.log(f"error in the queue loop (trying again): {exc!r}")
+                time.sleep(0.5)
+            if self.running or self.queue or self.unwritten:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since > IDLE_EXIT:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
@@ -487,6 +687,9 @@ def _main(argv: list[str]) -> int:
     f = sub.add_parser("find")
     f.add_argument("q")
     f.add_argument("names", nargs="*")
+    fg = sub.add_parser("forget")
+    fg.add_argument("q")
+    fg.add_argument("jids", nargs="*")
     c = sub.add_parser("control")
     c.add_argument("q")
     c.add_argument("op", choices=["cancel", "hold", "release"])
@@ -503,6 +706,9 @@ def _main(argv: list[str]) -> int:
         return 0
     if a.cmd == "find":
         print(json.dumps(find(a.q, a.names)))
+        return 0
+    if a.cmd == "forget":
+        print(json.dumps(forget(a.q, a.jids)))
         return 0
     unknown = control(a.q, a.op, a.jids)
     if unknown:
