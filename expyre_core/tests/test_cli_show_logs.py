@@ -268,3 +268,39 @@ def test_ls_long_does_not_say_running_for_a_finished_job(root):
     config.db.update(waiting.id, status="submitted", remote_id="123", remote_status="queued (Priority)")
     line = [ln for ln in xpr("ls", "-l").stdout.splitlines() if ln.startswith(waiting.id)][0]
     assert "queued (Priority)" in line
+
+
+def test_logs_remote_command_reads_new_bytes_in_pieces(root, tmp_path, monkeypatch):
+    """The one command of a remote read, run by bash here: new bytes only, at most MAX_READ a
+    read, offsets kept across reads, the result markers listed."""
+    import expyre.logs as logs_mod
+    from expyre.builtin.local_transport import LocalTransport
+    from expyre.logs import JobLogs
+
+    x = ExPyRe("quick", jobfuncs.add, args=[1, 2])
+    d = tmp_path / "remote dir"
+    d.mkdir()
+    (d / "_expyre_stdout").write_text("héllo world\n")
+    (d / "_expyre_job.out").write_text("")
+
+    class FakeSystem:
+        host = "somewhere"
+        transport = LocalTransport(None)
+
+    monkeypatch.setattr(logs_mod, "MAX_READ", 5)
+    logs = JobLogs(x.id)
+    got, sizes = [], []
+    for _ in range(4):
+        data, markers = logs._read_remote(FakeSystem, str(d), None)
+        for f, (size, raw) in data.items():
+            logs.offsets[f] = size
+            got.append(raw)
+        sizes.append(logs.offsets["_expyre_stdout"])
+    assert b"".join(got) == "héllo world\n".encode() and sizes == [5, 10, 13, 13] and markers == set()
+    with (d / "_expyre_stdout").open("a") as f:
+        f.write("more\n")
+    (d / "_expyre_job_failed").write_bytes(b"x")
+    data, markers = logs._read_remote(FakeSystem, str(d), None)
+    assert data["_expyre_stdout"] == (18, b"more\n") and markers == {"_expyre_job_failed"}
+    data, _ = JobLogs(x.id)._read_remote(FakeSystem, str(d), 1)
+    assert data["_expyre_stdout"] == (18, b"more\n")

@@ -151,14 +151,15 @@ class JobLogs:
     def command(self, remote_dir: str, tail_lines: int | None = None) -> str:
         """The one shell command that reads the new output in ``remote_dir`` (and its markers)."""
         parts = [f"cd -- {remote_path(remote_dir)} 2>/dev/null || exit 0"]
-        for f in self.files:
+        for f in self.files:  # s: the size read up to (the next offset), taken before reading
             if tail_lines is not None:
+                limit = ""
                 body = f'head -c "$s" {f} | tail -n {int(tail_lines)} | base64'
             else:
-                body = (f'o={int(self.offsets[f])}; [ "$s" -lt "$o" ] && o=0; '
-                        f'[ $((s - o)) -gt {MAX_READ} ] && s=$((o + {MAX_READ})); '
-                        f'head -c "$s" {f} | tail -c +$((o + 1)) | base64')
-            parts.append(f'if [ -f {f} ] && [ ! -L {f} ]; then s=$(wc -c < {f} | tr -d " "); '
+                limit = (f'o={int(self.offsets[f])}; [ "$s" -lt "$o" ] && o=0; '
+                         f'[ $((s - o)) -gt {MAX_READ} ] && s=$((o + {MAX_READ})); ')
+                body = f'head -c "$s" {f} | tail -c +$((o + 1)) | base64'
+            parts.append(f'if [ -f {f} ] && [ ! -L {f} ]; then s=$(wc -c < {f} | tr -d " "); {limit}'
                          f'printf "{_SEP} file %s %s\\n" {f} "$s"; {body}; fi')
         parts.append(" ".join(f'[ -e {m} ] && printf "{_SEP} marker %s\\n" {m};' for m in RESULT_MARKERS) + " true")
         return "\n".join(parts)
