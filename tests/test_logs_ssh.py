@@ -14,6 +14,7 @@ from expyre import config
 from expyre.func import ExPyRe
 from expyre.logs import JobLogs
 from expyre.shell import remote_path
+from expyre.show import describe
 from expyre.testing import CallCounter, available_systems, isolated_root, selected_systems, skip_or_fail, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,6 +60,11 @@ def test_logs_over_ssh_one_command_per_read_and_follow(scheduler, tmp_path, monk
         with CallCounter(system) as c:
             out = xpr("logs", x.id)
         assert out.exit_code == 0 and "hello over ssh" in out.stdout and len(c.calls) == 1
+
+        info = describe(x.id)  # xpr show of the running job: its remote dir, the scheduler's view
+        assert info["remote_dir"] == f"{system.host}:{system.remote_dir(x.stage_dir)}"
+        assert info["scheduler"]["state"] == "running" and info["failure"] is None
+        assert info["partition"] in system.partitions
 
         r = system.transport.run(f"touch -- {remote_path(system.remote_dir(x.stage_dir))}/go_flag")
         assert r.ok, r.describe()
