@@ -50,7 +50,8 @@ def one_line_error(result) -> str:
 
 
 @pytest.mark.parametrize("cmd", [[], ["ls"], ["rm"], ["db_unlock"], ["sync"], ["cancel"], ["hold"], ["release"],
-                                 ["plugins"], ["config"], ["config", "show"], ["config", "check"], ["why"]])
+                                 ["plugins"], ["config"], ["config", "show"], ["config", "check"], ["why"],
+                                 ["show"], ["logs"]])
 def test_every_command_has_help_with_an_example(cmd):
     r = xpr(*cmd, "--help")
     assert r.exit_code == 0, r.stdout

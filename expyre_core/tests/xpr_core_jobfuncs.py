@@ -49,3 +49,24 @@ def unpicklable_result():
     import threading
 
     return threading.Lock()
+
+
+class CustomError(Exception):
+    """An exception of a class only this module defines."""
+
+
+def raise_custom(message):
+    raise CustomError(message)
+
+
+def print_then_wait(first, flag, last="the end", timeout=120):
+    """Print ``first``, wait until the file ``flag`` exists, print ``last`` (and the same on stderr)."""
+    print(first, flush=True)
+    print(f"err {first}", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(flag):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{flag} never appeared")
+        time.sleep(0.05)
+    print(last, flush=True)
+    return True

@@ -21,7 +21,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Check", "check_system"]
+__all__ = ["Check", "check_system", "check_system_offline"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,39 @@ def check_system(name: str, cfg, root: Path, timeout: float = 60) -> list[Check]
     except Exception as exc:  # noqa: BLE001 - any failure is this system's failure
         what = "host" if not checks else "scheduler" if len(checks) == 1 else "partitions"
         checks.append(Check(what, False, _one_line(exc)))
+    finally:
+        system.close()
+    return checks
+
+
+def check_system_offline(name: str, cfg, root: Path) -> list[Check]:
+    """What can be checked of system ``name`` without running any command on any host: its
+    scheduler and transport plugins are installed, the scheduler accepts its
+    ``scheduler_options`` and this configuration, and it has partitions (configured or the
+    scheduler's defaults) that a job can be placed on. Never raises for the system's failures."""
+    from . import plugins
+    from .system import System
+
+    checks: list[Check] = []
+    system = System(name, cfg, root)
+    try:
+        try:
+            plugins.get_transport_spec(cfg.transport_name)
+            checks.append(Check("transport", True, f"{cfg.transport_name} (for {cfg.host or 'this machine'})"))
+        except Exception as exc:  # noqa: BLE001
+            checks.append(Check("transport", False, _one_line(exc)))
+        try:
+            sched = system.scheduler  # builds the backend with its options: no command is run
+            checks.append(Check("scheduler", True, f"{cfg.scheduler} ({type(sched).__module__}.{type(sched).__qualname__})"))
+        except Exception as exc:  # noqa: BLE001
+            checks.append(Check("scheduler", False, f"{cfg.scheduler}: {_one_line(exc)}"))
+            return checks
+        parts = system.partitions
+        if not parts:
+            checks.append(Check("partitions", False, f"none configured and scheduler {cfg.scheduler!r} offers no defaults"))
+        else:
+            checks.append(Check("partitions", True, ", ".join(parts) + ("" if cfg.partitions else " (scheduler defaults)")
+                                + "; not compared with the scheduler's (offline)"))
     finally:
         system.close()
     return checks

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 from .cli_output import ago, first_line, json_out, status_style, table, when
 from .cli_select import FILTER_OPTIONS, Option, light_db, select
+from .jobsdb import STATUS_GROUPS
 
 __all__ = ["SORT", "LS_OPTIONS", "ALL_OPTIONS", "parse_fast", "list_jobs", "show", "run_fast"]
 
@@ -141,10 +142,18 @@ def show(rows: list[dict[str, Any]], long_: bool, as_json: bool) -> None:
     for r in rows:
         cells = [r["id"], r["name"], r["status"], when(r["creation_time"]), when(r["status_time"]), ago(r["creation_time"], now)]
         if long_:
-            cells += [r["system"] or "-", r["remote_id"] or "-", r["remote_status"] or "-", (r["hash"] or "-")[:12],
+            cells += [r["system"] or "-", r["remote_id"] or "-", _remote_status(r), (r["hash"] or "-")[:12],
                       r["from_dir"], first_line(r["reason"])]
         out.append(cells)
     table(headers, out, styles=status_style, wrap=long_)
+
+
+def _remote_status(row: dict[str, Any]) -> str:
+    """The scheduler's last word for a queued or running job; ``(finished)`` once the job ended
+    (the last state a poll recorded, e.g. ``running``, is no longer true then)."""
+    if row["status"] in STATUS_GROUPS["ongoing"]:
+        return row["remote_status"] or "-"
+    return "(finished)" if row["remote_id"] else "-"
 
 
 def run_fast(argv: list[str]) -> bool:

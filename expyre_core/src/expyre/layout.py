@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "TASK", "META", "HASHES", "RUNNER", "SCRIPT", "JOB_STDOUT", "JOB_STDERR", "STARTED", "SUCCEEDED",
-    "FAILED", "STDOUT", "STDERR", "MARKERS", "RESULT_MARKERS", "PARTIAL_PREFIX", "ARRAY_SCRIPT", "ARRAY_DIRS",
+    "FAILED", "STDOUT", "STDERR", "USAGE", "MARKERS", "RESULT_MARKERS", "PARTIAL_PREFIX", "ARRAY_SCRIPT", "ARRAY_DIRS",
     "ARRAY_OUTPUT_PREFIX", "ARRAY_REF", "PREVIOUS_RUN_PREFIX", "LOCAL_QUEUE_DIR", "STAGE_DIR_PREFIX",
 ]
 
@@ -49,6 +49,8 @@ MARKERS = (SUCCEEDED, FAILED, STARTED)
 #: the markers that mean the job has a result
 RESULT_MARKERS = (SUCCEEDED, FAILED)
 #: per-call outcome files of a packed job (``<prefix><index>``), written as its calls finish
+#: resources the job used (peak memory, times), written by the runner when it ends
+USAGE = "_expyre_usage.json"
 PARTIAL_PREFIX = "_expyre_elem_"
 
 # -- job arrays ----------------------------------------------------------------------------------

@@ -236,11 +236,17 @@ def plugin_infos() -> list[PluginInfo]:
 
 
 def _unknown(kind: str, name: str, available: Iterable[str]) -> UnknownBackendError:
+    import difflib
+
     state = _ensure()
-    msg = (
-        f"unknown {kind} {name!r}; available: {', '.join(sorted(available)) or 'none'}. "
-        f"Install a plugin, e.g. `pip install expyre-{name}`"
-    )
+    names = sorted(available)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    msg = f"unknown {kind} {name!r}"
+    if close:
+        msg += f"; did you mean {close[0]!r}? available: {', '.join(names)}"
+    else:
+        msg += (f"; available: {', '.join(names) or 'none'}; a {kind} of another name needs its plugin: "
+                f"pip install expyre-{name}")
     if name in state.failed:
         msg += f" (plugin {name!r} is installed but failed to load: {state.failed[name]})"
     elif name in _disabled():

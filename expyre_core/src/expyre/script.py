@@ -14,7 +14,7 @@ from .system import System
 from .types import JobRequest
 
 __all__ = ["build_script", "build_array_script", "expyre_env", "SCRIPT", "JOB_STDOUT", "JOB_STDERR", "RUNNER",
-           "ARRAY_SCRIPT", "ARRAY_DIRS", "ARRAY_OUTPUT_PREFIX"]
+           "ARRAY_SCRIPT", "ARRAY_DIRS", "ARRAY_OUTPUT_PREFIX", "PARTITION_NOTE"]
 
 
 
@@ -59,6 +59,16 @@ def build_header(system: System, job: JobRequest, header_extra: Sequence[str]) -
     return header
 
 
+#: how the job script records the partition chosen for the job (read back by ``expyre.show``)
+PARTITION_NOTE = ", partition "
+
+
+def _partition_note(job: JobRequest) -> str:
+    if not job.partition:
+        return ""
+    return PARTITION_NOTE + " ".join(str(job.partition).split())  # one line, whatever the name
+
+
 def build_script(
     system: System,
     job: JobRequest,
@@ -69,7 +79,7 @@ def build_script(
     pre_run_commands: Sequence[str] = (),
     post_run_commands: Sequence[str] = (),
 ) -> str:
-    lines = ["#!/bin/bash", *build_header(system, job, header_extra), "", f"# expyre job {job.id} on system {system.name}"]
+    lines = ["#!/bin/bash", *build_header(system, job, header_extra), "", f"# expyre job {job.id} on system {system.name}{_partition_note(job)}"]
     lines.append(f"cd -- {remote_path(job.remote_dir)} || exit 1")
     lines += list(system.cfg.commands)
     lines += [f"export {k}={shlex.quote(v)}" for k, v in expyre_env(job).items()]

@@ -9,7 +9,8 @@ from typing import Sequence
 import click
 
 from ..config_files import ConfigError
-from . import main_config, main_control, main_db_unlock, main_ls, main_plugins, main_rm, main_sync, main_why
+from . import (main_config, main_control, main_db_unlock, main_logs, main_ls, main_plugins, main_rm, main_show, main_sync,
+               main_why)
 from .common import Group, one_line
 
 __all__ = ["cli", "main"]
@@ -27,12 +28,14 @@ def cli() -> None:
       xpr rm -n 'fit_.*' -s failed -y --clean
       xpr config check                     # can every system run jobs?
       xpr why fit_energy                   # why was (or wasn't) an old job reused?
+      xpr show fit_energy_ab12cd34ef_3     # everything known of a job, its traceback if it failed
+      xpr logs -f fit_energy_ab12cd34ef_3  # its output so far, following it while it runs
     """
 
 
 for _command in (main_ls.ls_cmd, main_rm.rm_cmd, main_db_unlock.db_unlock_cmd, main_sync.sync_cmd,
                  main_control.cancel_cmd, main_control.hold_cmd, main_control.release_cmd, main_plugins.plugins_cmd,
-                 main_config.config_group, main_why.why_cmd):
+                 main_config.config_group, main_why.why_cmd, main_show.show_cmd, main_logs.logs_cmd):
     cli.add_command(_command)
 
 

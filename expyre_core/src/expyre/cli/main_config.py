@@ -130,15 +130,20 @@ def config_show_cmd(system, as_json) -> None:
 @config_group.command("check")
 @click.option("-S", "--system", multiple=True, metavar="REGEXP", help="only these systems (regexp, repeatable)")
 @click.option("--timeout", type=float, default=60, show_default=True, help="seconds allowed for each remote command")
+@click.option("--offline", is_flag=True,
+              help="validate config.json and the plugins' options only: run no command on any host")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def config_check_cmd(system, timeout, as_json) -> None:
+def config_check_cmd(system, timeout, offline, as_json) -> None:
     """Validate the configuration and probe each system: host reachable, scheduler commands
-    present, configured partitions exist. Exits 1 if any check fails.
+    present, configured partitions exist. With --offline, only what needs no host: config.json,
+    the scheduler and transport plugins, their options, the partitions. Exits 1 if any check fails.
 
     \b
-    Example:  xpr config check -S 'archer2|local'
+    Examples:
+      xpr config check -S 'archer2|local'
+      xpr config check --offline
     """
-    from ..check import check_system
+    from ..check import check_system, check_system_offline
 
     try:
         loaded, names = _load_selected(system)
@@ -148,7 +153,10 @@ def config_check_cmd(system, timeout, as_json) -> None:
             sys.exit(1)
         click.echo(f"config: FAIL  {one_line(exc)}")
         sys.exit(1)
-    report = {n: check_system(n, loaded.config.systems[n], loaded.root.absolute(), timeout) for n in names}
+    if offline:
+        report = {n: check_system_offline(n, loaded.config.systems[n], loaded.root.absolute()) for n in names}
+    else:
+        report = {n: check_system(n, loaded.config.systems[n], loaded.root.absolute(), timeout) for n in names}
     ok = all(c.ok for checks in report.values() for c in checks)
     if as_json:
         json_out({"config": {"ok": True, "sources": [str(s) for s in loaded.sources]},

@@ -65,14 +65,14 @@ def _command(op: str, example: str) -> click.Command:
         "release": "Release held jobs (one command per system).",
     }[op]
 
-    @filters
-    @click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation (cancel only)")
-    @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-    def command(ids, name, status, system, yes, as_json) -> None:
+    def command(ids, name, status, system, as_json, yes=False) -> None:
         _run(op, ids, name, status, system, yes, as_json)
 
-    command.__doc__ = f"{doc}\n\n\\b\nExample:  {example}"
-    return click.command(op)(command)
+    command.__doc__ = f"{doc}\n\n\b\nExample:  {example}"  # \b (a real backspace): click keeps the line as is
+    command = click.option("--json", "as_json", is_flag=True, help="machine-readable output")(command)
+    if op == "cancel":
+        command = click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation")(command)
+    return click.command(op)(filters(command))
 
 
 cancel_cmd = _command("cancel", "xpr cancel -n 'relax_.*' -S archer2 -y")
