@@ -1,12 +1,13 @@
-"""expyre against the original ExPyRe, submitit and the physical floor, side by side in one run.
+"""expyre against the original ExPyRe, submitit, Dask and the physical floor, side by side in one run.
 
     bash bench/run.sh                      # everything, 3 repetitions (about 70 min on 2 cores)
     bash bench/run.sh --quick              # smoke test: small N, 1 repetition (about a minute)
     bash bench/run.sh -s local,db --reps 5 # some scenarios
 
-Scenarios: local, sweep, slurm, executor, ssh, db, bigarg. Each measurement runs in its own
-process with a fresh expyre root: expyre's with the workspace's Python, the peers' (the original
-ExPyRe = PyPI expyre-wfl, also imported as `expyre`, and submitit) with bench/.venv-peers/bin/python.
+Scenarios: local, sweep, slurm, executor, ssh, db, bigarg, scale, poll, ssh-shell. Each measurement
+runs in its own process with a fresh expyre root: expyre's (and ProcessPoolExecutor's) with the
+workspace's Python, the peers' (the original ExPyRe = PyPI expyre-wfl, also imported as `expyre`,
+submitit, Dask) with bench/.venv-peers/bin/python.
 The variants of a scenario alternate inside each repetition (rotating their order). Medians,
 ratios to the floor and the issue's targets are printed and written to bench/results/<name>.json,
 then bench/plot.py draws the PNG. Not part of the test suite.
@@ -351,12 +352,22 @@ def sc_scale(R: Roots, o) -> dict:
         tag = f"N={n}" + (f", {kb} kB arg" if kb else "")
         a = ["--n", str(n), "--arg-kb", str(kb)]
         v[f"floor (pickle call + result) {tag}"] = (lambda a=a: xpr(["pickle_floor", *a], None))
-        v[f"expyre chunksize={cs} {tag}"] = (lambda a=a: xpr(["scale", "--lib", "expyre", "--chunksize", cs, *a], R.new(False)))
+        v[f"expyre chunksize={cs} {tag}"] = (lambda a=a: scale_expyre(R, ["scale", "--lib", "expyre", "--chunksize", cs, *a]))
         v[f"ProcessPoolExecutor chunksize={cs} {tag}"] = (lambda a=a: xpr(["scale", "--lib", "ppe", "--chunksize", cs, *a], None))
         if n <= o.scale_dask_map_max:
             v[f"dask client.map {tag}"] = (lambda a=a: peer(["dask_map", "--nproc", nproc, *a], R.new(True)))
         v[f"dask bag {tag}"] = (lambda a=a: peer(["dask_bag", "--nproc", nproc, *a], R.new(True)))
     return v
+
+
+def scale_expyre(R: Roots, args: list[str]) -> dict:
+    """One expyre scale run in a fresh root, removed right after (10^5 calls with a 10 kB argument
+    stage about 1.5 GB)."""
+    root = R.new(False)
+    try:
+        return xpr(args, root)
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
 
 
 def sc_poll(R: Roots, o) -> dict:
@@ -467,7 +478,8 @@ def run_scenario(name: str, R: Roots, o) -> dict:
                        f"add {r['add_per_job'] * 1e3:7.2f} ms/job")
             elif name == "poll" and r.get("available"):
                 msg = (f"steady cycle {r['steady_cpu'] * 1e3:8.2f} ms CPU ({r['steady_wall'] * 1e3:.1f} ms wall), first "
-                       f"{r['first_cpu'] * 1e3:.1f} ms CPU, parse alone {r.get('parse_cpu', 0) * 1e3:.1f} ms; {r['n']} jobs")
+                       f"{r['first_cpu'] * 1e3:.1f} ms CPU" + (f", parse alone {r['parse_cpu'] * 1e3:.1f} ms" if "parse_cpu" in r else "")
+                       + f"; {r['n']} jobs")
             elif name == "scale" and r.get("available"):
                 msg = f"{t:9.3f} s  {r['cpu_per_call'] * 1e6:8.1f} us CPU/call"
                 if r.get("t_first") is not None:
@@ -609,7 +621,110 @@ def evaluate(res: dict) -> list[dict]:
         t("1 GB argument: expyre peak RSS / payload", p, "<= 1.3", (p or 99) <= 1.3)
         t("1 GB argument: original / one dump (time)", ratio(B["original"]["median"], f), "(peer)", None)
         t("1 GB argument: original peak RSS / payload", med(B["original"]["runs"], "peak_over_payload"), "(peer)", None)
+    if "scale" in res:
+        evaluate_scale(res, t)
+    if "poll" in res:
+        P = res["poll"]
+        nmax = max(int(k.rsplit("=", 1)[1]) for k in P if " N=" in k)
+        for k, v in P.items():
+            if not k.endswith(f" N={nmax}") or k.startswith("slurm real"):
+                continue
+            c = med(v["runs"], "steady_cpu")
+            t(f"poll: one cycle, {k}: driver CPU (s)", c, "< 0.1 at N=10^4" if nmax >= 10_000 else "(info: < 0.1 at N=10^4)",
+              (c is not None and c < 0.1) if nmax >= 10_000 else None,
+              f"first cycle (every state new) {med(v['runs'], 'first_cpu') or 0:.3f} s; parse alone {med(v['runs'], 'parse_cpu') or 0:.3f} s")
+        for k, v in P.items():
+            if k.startswith("slurm real"):
+                c, n = med(v["runs"], "steady_cpu"), med(v["runs"], "n")
+                t(f"poll: one cycle, real Slurm, {n and int(n)} held jobs: driver CPU (s)", c, "(info)", None,
+                  f"wall {med(v['runs'], 'steady_wall') or 0:.3f} s (squeue included); first cycle "
+                  f"{med(v['runs'], 'first_cpu') or 0:.3f} s CPU" if c is not None else str(v.get("not_available", ""))[:200])
+    if "ssh-shell" in res:
+        S = res["ssh-shell"]
+        sizes = sorted({int(k.rsplit("=", 1)[1]) for k in S})
+        for n in sizes:
+            e, f, pc = S.get(f"expyre N={n}"), S.get(f"floor (sbatch loop in one ssh) N={n}"), S.get(f"one ssh per sbatch N={n}")
+            if not e or not f:
+                continue
+            r = ratio(e["median"], f["median"])
+            at_target = n == 50
+            t(f"ssh-shell (0.3 s .bashrc): expyre N={n} / sbatch loop in one ssh", r,
+              "<= 1.3" if at_target else "(info: <= 1.3 at N=50)", ((r or 99) <= 1.3) if at_target else None,
+              f"start() median {med(e['runs'], 'start_median'):.2f} s" if med(e["runs"], "start_median") else "")
+            if pc:
+                t(f"ssh-shell: one ssh per sbatch N={n} / sbatch loop in one ssh", ratio(pc["median"], f["median"]), "(info)", None)
+            mx = max((x.get("ssh_per_poll_max", 0) for x in e["runs"] if x.get("available")), default=None)
+            t(f"ssh-shell: round trips per poll cycle, max (expyre N={n})", mx, "<= 2 (as the ssh scenario)",
+              mx is not None and mx <= 2)
     return T
+
+
+def evaluate_scale(res: dict, t) -> None:
+    """The scale targets: CPU per call at the largest N (<= 50 us, and its ratio to the pickling
+    floor), constant over N within 20 %, peak RSS growth <= 2 kB per call, wall below Dask's
+    batched form, the first result before the end, staging without holding every argument."""
+    S = res["scale"]
+
+    def get(prefix, n, kb=0):
+        tag = f"N={n}" + (f", {kb} kB arg" if kb else "")
+        return next((v for k, v in S.items() if k.startswith(prefix) and k.endswith(tag)), None)
+
+    plain = sorted({int(k.rsplit("N=", 1)[1]) for k in S if k.rsplit("N=", 1)[1].isdigit()})
+    if not plain:
+        return
+    nmax = plain[-1]
+    big = nmax >= 100_000
+    nproc = res["machine"].get("nproc") or 1
+    e = get("expyre", nmax)
+    fl = get("floor", nmax)
+    if e and e.get("median"):
+        c = med(e["runs"], "cpu_per_call")
+        f = med(fl["runs"], "cpu_per_call") if fl else None
+        t(f"scale N={nmax}: expyre driver CPU per call (s)", c, "<= 50e-6 at N=10^5" if big else "(info: <= 50e-6 at 10^5)",
+          (c is not None and c <= 50e-6) if big else None,
+          f"{ratio(c, f):.1f}x the pickling floor ({f * 1e6:.1f} us)" if c and f else "")
+        cs = [med(get("expyre", n)["runs"], "cpu_per_call") for n in plain if get("expyre", n)]
+        cs = [x for x in cs if x]
+        if len(cs) >= 2:
+            spread = max(cs) / min(cs)
+            t(f"scale: expyre CPU per call, max / min over N={plain[0]}..{nmax}", spread,
+              "<= 1.2" if big else "(info: <= 1.2 from 10^3 to 10^5)", spread <= 1.2 if big else None,
+              ", ".join(f"{x * 1e6:.1f}" for x in cs) + " us")
+        g = med(e["runs"], "rss_growth_per_call")
+        t(f"scale N={nmax}: expyre driver peak RSS growth per call (B)", g, "<= 2048" if big else "(info: <= 2048 at 10^5)",
+          (g is not None and g <= 2048) if big else None)
+        tf, w = med(e["runs"], "t_first"), e["median"]
+        jobs = max(1, nmax // (res["options"].get("scale_chunk") or 1000))
+        few = jobs <= nproc
+        t(f"scale N={nmax}: expyre time to the first result / wall", ratio(tf, w), "< 0.5 (first chunk, not all N)",
+          None if few else (ratio(tf, w) or 99) < 0.5,
+          f"{jobs} jobs" + (" (no more jobs than cores: the first chunk ends with the last)" if few else ""))
+        db, st = med(e["runs"], "db_bytes"), med(e["runs"], "stage_bytes")
+        t(f"scale N={nmax}: expyre jobs DB / stage dirs on disk (MB)", f"{(db or 0) / 1e6:.2f} / {(st or 0) / 1e6:.2f}",
+          "(info)", None)
+        b = get("dask bag", nmax)
+        if b and b.get("median"):
+            r = ratio(w, b["median"])
+            t(f"scale N={nmax}: expyre wall / dask bag wall", r, "< 1 at N=10^5" if big else "(info: < 1 at 10^5)",
+              (r is not None and r < 1) if big else None)
+        for k in ("ProcessPoolExecutor", "dask client.map"):
+            p = get(k, nmax)
+            if p and p.get("median"):
+                pc = med(p["runs"], "cpu_per_call")
+                t(f"scale N={nmax}: expyre wall / {k} wall", ratio(w, p["median"]), "(peer)", None,
+                  f"{k}: {pc * 1e6:.1f} us CPU/call, RSS +{med(p['runs'], 'rss_growth_per_call'):.0f} B/call" if pc else "")
+    kb = res["options"].get("scale_arg_kb")
+    a = get("expyre", nmax, kb) if kb else None
+    if a and a.get("median"):
+        g = med(a["runs"], "rss_growth_per_call")
+        t(f"scale N={nmax}, {kb} kB numpy argument: expyre peak RSS growth per call (B)", g,
+          "<= 2048 (the arguments never all in memory)" if big else "(info: <= 2048 at 10^5)",
+          (g is not None and g <= 2048) if big else None)
+        c = med(a["runs"], "cpu_per_call")
+        fa = get("floor", nmax, kb)
+        f = med(fa["runs"], "cpu_per_call") if fa else None
+        t(f"scale N={nmax}, {kb} kB numpy argument: expyre driver CPU per call (s)", c, "(info)", None,
+          f"{ratio(c, f):.1f}x the pickling floor" if c and f else "")
 
 
 def report(res: dict, targets: list[dict]) -> None:
@@ -627,7 +742,7 @@ def report(res: dict, targets: list[dict]) -> None:
             elif m is None:
                 print(f"{sc:9s} {k:42s}  not available: {str(v.get('not_available'))[:150]}")
             else:
-                r = f"{m / floor:6.2f}x floor" if floor and sc not in ("db", "sweep", "scale", "poll") else ""
+                r = f"{m / floor:6.2f}x floor" if floor and sc not in ("db", "sweep", "scale", "poll", "ssh-shell") else ""
                 print(f"{sc:9s} {k:42s} {m:10.3f} {r}")
     print("\n=== targets ===")
     for t_ in targets:
@@ -651,8 +766,9 @@ def main() -> int:
                     help="skip submitit's map_array on Slurm (measured by default, except with --quick)")
     ap.add_argument("--scale-dask-map-max", type=int, default=None,
                     help="scale: the largest N for Dask's client.map (one task per call; default: every N)")
-    ap.add_argument("--quiet-wait", type=float, default=300,
-                    help="before each Slurm measurement wait up to this many s for an empty queue and an up node")
+    ap.add_argument("--quiet-wait", type=float, default=None,
+                    help="before each Slurm measurement wait up to this many s for an empty queue and an up node "
+                         "(default 300; 30 with --quick)")
     o = ap.parse_args()
     if o.reevaluate:
         res = json.loads(Path(o.reevaluate).read_text())
@@ -664,6 +780,8 @@ def main() -> int:
         return 0
     q = o.quick
     o.reps = o.reps or (1 if q else 3)
+    if o.quiet_wait is None:
+        o.quiet_wait = 30.0 if q else 300.0
     o.n_local = 20 if q else 200
     o.sweep = [1, 10, 50] if q else [1, 10, 100, 1000]
     o.sweep_submitit_max = 10 if q else 1000  # submitit's LocalExecutor over the whole sweep (~5 min at N=1000)

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COL = {"expyre": "#1f77b4", "floor": "#7f7f7f", "original": "#d62728", "submitit": "#ff7f0e", "dask": "#9467bd",
+COL = {"expyre": "#1f77b4", "floor": "#7f7f7f", "original": "#d62728", "submitit": "#ff7f0e", "dask bag": "#e377c2", "dask": "#9467bd",
        "ProcessPool": "#8c564b", "one ssh": "#bcbd22"}
 
 
@@ -168,11 +168,11 @@ def main() -> None:
     for ax in axes[i:]:
         ax.set_visible(False)
     fig.suptitle(f"expyre benchmarks, {m['date']}, {m['host']}: {m['nproc']} cores ({m['cpu']}), {m['mem_gb']} GB, "
-                 f"Slurm node {m['slurm_node_cpus']} CPUs (shared with other test suites; per-scenario load in the JSON); "
+                 f"Slurm node {m['slurm_node_cpus']} CPUs (shared with other test suites; per-scenario load in the JSON);\n"
                  f"{res['options']['reps']} reps, medians; expyre {m['versions'].get('expyre-core')} @ {m['git_commit']}, "
                  f"expyre-wfl {m['versions'].get('expyre-wfl')}, submitit {m['versions'].get('submitit')}, "
                  f"dask {m['versions'].get('dask')}", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (4.25 * rows)))
     fig.savefig(out, dpi=110)
 
 

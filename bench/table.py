@@ -45,9 +45,10 @@ def main() -> None:
           f"{res['options']['reps']} repetitions, medians.\n")
     for sc, info in res.get("machine_per_scenario", {}).items():
         print(f"- `{sc}`: started {info['date']}, load average {info['loadavg_start'][0]:.1f} → {info['loadavg_end'][0]:.1f}")
-    print()
-    print("| scenario | variant | median | × floor | best | × best floor |")
-    print("|---|---|---|---|---|---|")
+    if any(sc in res for sc in ("local", "slurm", "executor", "ssh", "bigarg")):
+        print()
+        print("| scenario | variant | median | × floor | best | × best floor |")
+        print("|---|---|---|---|---|---|")
     for sc in ("local", "slurm", "executor", "ssh", "bigarg"):
         if sc not in res:
             continue
