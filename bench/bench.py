@@ -1,12 +1,13 @@
-"""expyre against the original ExPyRe, submitit and the physical floor, side by side in one run.
+"""expyre against the original ExPyRe, submitit, Dask and the physical floor, side by side in one run.
 
     bash bench/run.sh                      # everything, 3 repetitions (about 70 min on 2 cores)
     bash bench/run.sh --quick              # smoke test: small N, 1 repetition (about a minute)
     bash bench/run.sh -s local,db --reps 5 # some scenarios
 
-Scenarios: local, sweep, slurm, executor, ssh, db, bigarg. Each measurement runs in its own
-process with a fresh expyre root: expyre's with the workspace's Python, the peers' (the original
-ExPyRe = PyPI expyre-wfl, also imported as `expyre`, and submitit) with bench/.venv-peers/bin/python.
+Scenarios: local, sweep, slurm, executor, ssh, db, bigarg, scale, poll, ssh-shell. Each measurement
+runs in its own process with a fresh expyre root: expyre's (and ProcessPoolExecutor's) with the
+workspace's Python, the peers' (the original ExPyRe = PyPI expyre-wfl, also imported as `expyre`,
+submitit, Dask) with bench/.venv-peers/bin/python.
 The variants of a scenario alternate inside each repetition (rotating their order). Medians,
 ratios to the floor and the issue's targets are printed and written to bench/results/<name>.json,
 then bench/plot.py draws the PNG. Not part of the test suite.
@@ -38,9 +39,13 @@ from common import MARK  # noqa: E402
 XPR_PY = os.environ.get("BENCH_XPR_PYTHON", str(REPO / ".venv" / "bin" / "python"))
 PEER_PY = os.environ.get("BENCH_PEER_PYTHON", str(BENCH / ".venv-peers" / "bin" / "python"))
 SSH_HOST, SSH_PORT = "xprtest@127.0.0.1", 2222
+SLOW_HOST = "xprslow@127.0.0.1"
+POLL_KINDS = {"slurm": ("slurm", {"min_status_interval": 0}), "torque": ("pbs", {"flavor": "torque"}),
+              "pbspro": ("pbs", {"flavor": "pbspro"}), "sge": ("sge", {"user": "bench"})}
 REMOTE_PY = "/opt/expyre-remote-venv/bin/python"
-ALL = ["local", "sweep", "slurm", "executor", "ssh", "db", "bigarg"]
+ALL = ["local", "sweep", "slurm", "executor", "ssh", "db", "bigarg", "scale", "poll", "ssh-shell"]
 TMP = Path(os.environ.get("BENCH_TMP", "/tmp"))
+SLURM_SCENARIOS = ("slurm", "executor", "ssh", "ssh-shell")
 
 
 def log(msg: str) -> None:
@@ -69,7 +74,7 @@ def machine() -> dict:
         "git_dirty": [l.split(maxsplit=1)[-1] for l in sh(f"git -C {REPO} status --porcelain --untracked-files=no").splitlines()],
         "python": sh(f"{XPR_PY} -V"),
         "versions": json.loads(sh(f"{PEER_PY} -c \"import json,importlib.metadata as m; print(json.dumps({{p: m.version(p) for p in "
-                                  f"['expyre-wfl','submitit','cloudpickle']}}))\"") or "{}")
+                                  f"['expyre-wfl','submitit','cloudpickle','dask','distributed']}}))\"") or "{}")
         | {"expyre-core": sh(f"{XPR_PY} -c 'import importlib.metadata as m; print(m.version(\"expyre-core\"))'")},
     }
 
@@ -114,7 +119,19 @@ class Roots:
                 "bench_slurm": {"host": None, "scheduler": "slurm", "partitions": parts},
                 "bench_ssh_slurm": {"host": SSH_HOST, "scheduler": "slurm", "remsh_cmd": remsh,
                                     "rundir": "expyre_bench_rundir", "python_cmd": REMOTE_PY, "partitions": parts},
+                # ssh-shell: an account whose ~/.bashrc sleeps 0.3 s (scripts/services/make-slow-user.sh)
+                "bench_ssh_slow": {"host": SLOW_HOST, "scheduler": "slurm", "remsh_cmd": remsh,
+                                   "rundir": "expyre_bench_rundir", "python_cmd": REMOTE_PY, "partitions": parts},
+                # poll: the real Slurm, every status query a fresh squeue
+                "bench_slurm_poll": {"host": None, "scheduler": "slurm", "partitions": parts,
+                                     "scheduler_options": {"min_status_interval": 0}},
             }
+            # poll from recorded outputs: the transport is replaced by a replay (xpr_worker.py)
+            for kind, (sched, opts) in POLL_KINDS.items():
+                for where in ("remote", "here"):
+                    systems[f"bench_poll_{kind}_{where}"] = {
+                        "host": None if where == "here" else "bench@cluster", "scheduler": sched, "partitions": parts,
+                        "scheduler_options": opts, **({} if where == "here" else {"rundir": "expyre_bench_rundir"})}
         (root / "config.json").write_text(json.dumps({"systems": systems}, indent=1))
         return root
 
@@ -325,27 +342,102 @@ def sc_bigarg(R: Roots, o) -> dict:
     }
 
 
+def sc_scale(R: Roots, o) -> dict:
+    """Executor.map of N packed calls on `local` against ProcessPoolExecutor and Dask, same inputs."""
+    v = {}
+    nproc = str(os.cpu_count() or 1)
+    cs = str(o.scale_chunk)
+    runs = [(n, 0) for n in o.scale_sizes] + [(o.scale_sizes[-1], o.scale_arg_kb)]
+    for n, kb in runs:
+        tag = f"N={n}" + (f", {kb} kB arg" if kb else "")
+        a = ["--n", str(n), "--arg-kb", str(kb)]
+        v[f"floor (pickle call + result) {tag}"] = (lambda a=a: xpr(["pickle_floor", *a], None))
+        v[f"expyre chunksize={cs} {tag}"] = (lambda a=a: scale_expyre(R, ["scale", "--lib", "expyre", "--chunksize", cs, *a]))
+        v[f"ProcessPoolExecutor chunksize={cs} {tag}"] = (lambda a=a: xpr(["scale", "--lib", "ppe", "--chunksize", cs, *a], None))
+        if n <= o.scale_dask_map_max:
+            v[f"dask client.map {tag}"] = (lambda a=a: peer(["dask_map", "--nproc", nproc, *a], R.new(True)))
+        v[f"dask bag {tag}"] = (lambda a=a: peer(["dask_bag", "--nproc", nproc, *a], R.new(True)))
+    return v
+
+
+def scale_expyre(R: Roots, args: list[str]) -> dict:
+    """One expyre scale run in a fresh root, removed right after (10^5 calls with a 10 kB argument
+    stage about 1.5 GB)."""
+    root = R.new(False)
+    try:
+        return xpr(args, root)
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def sc_poll(R: Roots, o) -> dict:
+    """One poll cycle of N live jobs: recorded-format outputs (no scheduler), and the real Slurm."""
+    v = {}
+    for n in o.poll_sizes:
+        for kind in POLL_KINDS:
+            for where in ("remote", "here"):
+                v[f"{kind} {where} N={n}"] = (lambda n=n, kind=kind, where=where: xpr(
+                    ["poll_replay", "--kind", kind, "--where", where, "--n", str(n)], R.new(False)))
+    v[f"slurm real held jobs N<={o.poll_real}"] = lambda: poll_real_slurm(R, o.poll_real)
+    return v
+
+
+def poll_real_slurm(R: Roots, n: int) -> dict:
+    name = f"xbpoll{os.getpid()}{int(time.time()) % 100000}"
+    try:
+        return xpr(["poll_slurm", "--n", str(n), "--name", name], R.new(False))
+    finally:  # the worker cancels its jobs; this covers a worker that died
+        subprocess.run(["scancel", "-n", name], capture_output=True)
+
+
+def floor_ssh_slurm(n: int, host: str, per_call: bool) -> dict:
+    """The sbatch loop over ssh as `host`: one ssh session running the loop of n sbatch and the
+    squeue wait (the floor: the shell start-up paid once), or (per_call) one ssh per sbatch."""
+    name = f"xbfloor{os.getpid()}{int(time.time()) % 100000}"
+    ssh = f"ssh -p {SSH_PORT} -o BatchMode=yes {host}"
+    sub = f"sbatch --parsable -p debug -n1 -t 5 -J {name} -o /dev/null -e /dev/null --wrap true >/dev/null"
+    wait = f"while [ -n \"$(squeue -h -n {name} -o %i)\" ]; do sleep 1; done"
+    if per_call:
+        script = f"for i in $(seq {n}); do {ssh} {shlex.quote(sub)}; done\n{wait}\n"
+    else:
+        script = f"{ssh} {shlex.quote(f'for i in $(seq {n}); do {sub}; done; {wait}')}\n"
+    t0 = time.perf_counter()
+    subprocess.run(["bash", "-c", script], check=True, stdin=subprocess.DEVNULL)
+    return {"available": True, "time": time.perf_counter() - t0}
+
+
+def sc_ssh_shell(R: Roots, o) -> dict:
+    """ExPyRe's README API over ssh to Slurm as an account whose ~/.bashrc sleeps 0.3 s."""
+    v = {}
+    for n in o.ssh_shell_sizes:
+        v[f"expyre N={n}"] = (lambda n=n: xpr(["ssh_api", "--n", str(n), "--system", "bench_ssh_slow", "--log",
+                                               str(R.ssh_log)], R.new(False)))
+        v[f"floor (sbatch loop in one ssh) N={n}"] = (lambda n=n: floor_ssh_slurm(n, SLOW_HOST, False))
+        v[f"one ssh per sbatch N={n}"] = (lambda n=n: floor_ssh_slurm(n, SLOW_HOST, True))
+    return v
+
+
 SCENARIOS = {"local": sc_local, "sweep": sc_sweep, "slurm": sc_slurm, "executor": sc_executor, "ssh": sc_ssh,
-             "db": sc_db, "bigarg": sc_bigarg}
+             "db": sc_db, "bigarg": sc_bigarg, "scale": sc_scale, "poll": sc_poll, "ssh-shell": sc_ssh_shell}
 
 
 # ------------------------------------------------------------------------------------------------
-def check_ssh() -> str | None:
+def check_ssh(host: str = SSH_HOST) -> str | None:
     """The original runs `python3` on the remote side with its own pickled script (standard pickle,
     so only the Python stdlib is needed there), plus bash, rsync, sbatch and squeue; ours needs its
     remote venv (scripts/ci/make-remote-python.sh). Say what is missing, or None."""
-    p = subprocess.run(["ssh", "-p", str(SSH_PORT), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", SSH_HOST,
+    p = subprocess.run(["ssh", "-p", str(SSH_PORT), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", host,
                         f"for c in python3 rsync sbatch squeue; do command -v $c >/dev/null || echo missing $c; done; "
                         f"python3 -c 'import pickle' || echo 'missing python3 pickle'; "
                         f"test -x {REMOTE_PY} || echo 'missing {REMOTE_PY} (bash scripts/ci/make-remote-python.sh)'"],
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     if p.returncode != 0:
-        return f"ssh {SSH_HOST} -p {SSH_PORT} failed ({p.stderr.strip()[-200:]}); bring it up: bash scripts/services/up.sh sshd"
+        return f"ssh {host} -p {SSH_PORT} failed ({p.stderr.strip()[-200:]}); bring it up: bash scripts/services/up.sh sshd"
     return p.stdout.strip() or None
 
 
-def clean_remote() -> None:
-    subprocess.run(["ssh", "-p", str(SSH_PORT), "-o", "BatchMode=yes", SSH_HOST, "rm -rf expyre_bench_orig expyre_bench_rundir"],
+def clean_remote(host: str = SSH_HOST) -> None:
+    subprocess.run(["ssh", "-p", str(SSH_PORT), "-o", "BatchMode=yes", host, "rm -rf expyre_bench_orig expyre_bench_rundir"],
                    capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
@@ -369,11 +461,11 @@ def run_scenario(name: str, R: Roots, o) -> dict:
         for k in order:
             if k in skip:
                 continue
-            q = slurm_quiet(o.quiet_wait) if name in ("slurm", "executor", "ssh") else {}
+            q = slurm_quiet(o.quiet_wait) if name in SLURM_SCENARIOS else {}
             t_start = time.time()
             r = variants[k]()
             r.update(q, t_start=t_start, t_end=time.time(), loadavg_end=os.getloadavg()[0])
-            if name in ("slurm", "executor", "ssh"):
+            if name in SLURM_SCENARIOS:
                 r["busy_at_end"] = slurm_busy()
                 r["foreign_cpu_s"] = foreign_cpu(t_start, r["t_end"])
                 r.update(our_jobs_span(t_start, r["t_end"]))
@@ -384,6 +476,16 @@ def run_scenario(name: str, R: Roots, o) -> dict:
             if name == "db" and r.get("available"):
                 msg = (f"lookup {r['lookup_median'] * 1e3:8.2f} ms  xpr ls -s ongoing {r['xpr_ls_ongoing']:6.3f} s  "
                        f"add {r['add_per_job'] * 1e3:7.2f} ms/job")
+            elif name == "poll" and r.get("available"):
+                msg = (f"steady cycle {r['steady_cpu'] * 1e3:8.2f} ms CPU ({r['steady_wall'] * 1e3:.1f} ms wall), first "
+                       f"{r['first_cpu'] * 1e3:.1f} ms CPU" + (f", parse alone {r['parse_cpu'] * 1e3:.1f} ms" if "parse_cpu" in r else "")
+                       + f"; {r['n']} jobs")
+            elif name == "scale" and r.get("available"):
+                msg = f"{t:9.3f} s  {r['cpu_per_call'] * 1e6:8.1f} us CPU/call"
+                if r.get("t_first") is not None:
+                    msg += f"  first {r['t_first']:.3f} s  RSS +{r['rss_growth_per_call']:.0f} B/call"
+                if r.get("db_bytes") is not None:
+                    msg += f"  db {r['db_bytes'] / 1e6:.2f} MB  stage {r['stage_bytes'] / 1e6:.2f} MB"
             elif t is not None:
                 msg = f"{t:9.3f} s"
             else:
@@ -395,6 +497,8 @@ def run_scenario(name: str, R: Roots, o) -> dict:
             log(f"{name:8s} rep {rep + 1}/{o.reps}  {k:40s} {msg}")
         if name == "ssh":
             clean_remote()
+        if name == "ssh-shell":
+            clean_remote(SLOW_HOST)
     out = {}
     for k, rs in runs.items():
         d = {"runs": rs, "median": med(rs)}
@@ -517,7 +621,110 @@ def evaluate(res: dict) -> list[dict]:
         t("1 GB argument: expyre peak RSS / payload", p, "<= 1.3", (p or 99) <= 1.3)
         t("1 GB argument: original / one dump (time)", ratio(B["original"]["median"], f), "(peer)", None)
         t("1 GB argument: original peak RSS / payload", med(B["original"]["runs"], "peak_over_payload"), "(peer)", None)
+    if "scale" in res:
+        evaluate_scale(res, t)
+    if "poll" in res:
+        P = res["poll"]
+        nmax = max(int(k.rsplit("=", 1)[1]) for k in P if " N=" in k)
+        for k, v in P.items():
+            if not k.endswith(f" N={nmax}") or k.startswith("slurm real"):
+                continue
+            c = med(v["runs"], "steady_cpu")
+            t(f"poll: one cycle, {k}: driver CPU (s)", c, "< 0.1 at N=10^4" if nmax >= 10_000 else "(info: < 0.1 at N=10^4)",
+              (c is not None and c < 0.1) if nmax >= 10_000 else None,
+              f"first cycle (every state new) {med(v['runs'], 'first_cpu') or 0:.3f} s; parse alone {med(v['runs'], 'parse_cpu') or 0:.3f} s")
+        for k, v in P.items():
+            if k.startswith("slurm real"):
+                c, n = med(v["runs"], "steady_cpu"), med(v["runs"], "n")
+                t(f"poll: one cycle, real Slurm, {n and int(n)} held jobs: driver CPU (s)", c, "(info)", None,
+                  f"wall {med(v['runs'], 'steady_wall') or 0:.3f} s (squeue included); first cycle "
+                  f"{med(v['runs'], 'first_cpu') or 0:.3f} s CPU" if c is not None else str(v.get("not_available", ""))[:200])
+    if "ssh-shell" in res:
+        S = res["ssh-shell"]
+        sizes = sorted({int(k.rsplit("=", 1)[1]) for k in S})
+        for n in sizes:
+            e, f, pc = S.get(f"expyre N={n}"), S.get(f"floor (sbatch loop in one ssh) N={n}"), S.get(f"one ssh per sbatch N={n}")
+            if not e or not f:
+                continue
+            r = ratio(e["median"], f["median"])
+            at_target = n == 50
+            t(f"ssh-shell (0.3 s .bashrc): expyre N={n} / sbatch loop in one ssh", r,
+              "<= 1.3" if at_target else "(info: <= 1.3 at N=50)", ((r or 99) <= 1.3) if at_target else None,
+              f"start() median {med(e['runs'], 'start_median'):.2f} s" if med(e["runs"], "start_median") else "")
+            if pc:
+                t(f"ssh-shell: one ssh per sbatch N={n} / sbatch loop in one ssh", ratio(pc["median"], f["median"]), "(info)", None)
+            mx = max((x.get("ssh_per_poll_max", 0) for x in e["runs"] if x.get("available")), default=None)
+            t(f"ssh-shell: round trips per poll cycle, max (expyre N={n})", mx, "<= 2 (as the ssh scenario)",
+              mx is not None and mx <= 2)
     return T
+
+
+def evaluate_scale(res: dict, t) -> None:
+    """The scale targets: CPU per call at the largest N (<= 50 us, and its ratio to the pickling
+    floor), constant over N within 20 %, peak RSS growth <= 2 kB per call, wall below Dask's
+    batched form, the first result before the end, staging without holding every argument."""
+    S = res["scale"]
+
+    def get(prefix, n, kb=0):
+        tag = f"N={n}" + (f", {kb} kB arg" if kb else "")
+        return next((v for k, v in S.items() if k.startswith(prefix) and k.endswith(tag)), None)
+
+    plain = sorted({int(k.rsplit("N=", 1)[1]) for k in S if k.rsplit("N=", 1)[1].isdigit()})
+    if not plain:
+        return
+    nmax = plain[-1]
+    big = nmax >= 100_000
+    nproc = res["machine"].get("nproc") or 1
+    e = get("expyre", nmax)
+    fl = get("floor", nmax)
+    if e and e.get("median"):
+        c = med(e["runs"], "cpu_per_call")
+        f = med(fl["runs"], "cpu_per_call") if fl else None
+        t(f"scale N={nmax}: expyre driver CPU per call (s)", c, "<= 50e-6 at N=10^5" if big else "(info: <= 50e-6 at 10^5)",
+          (c is not None and c <= 50e-6) if big else None,
+          f"{ratio(c, f):.1f}x the pickling floor ({f * 1e6:.1f} us)" if c and f else "")
+        cs = [med(get("expyre", n)["runs"], "cpu_per_call") for n in plain if get("expyre", n)]
+        cs = [x for x in cs if x]
+        if len(cs) >= 2:
+            spread = max(cs) / min(cs)
+            t(f"scale: expyre CPU per call, max / min over N={plain[0]}..{nmax}", spread,
+              "<= 1.2" if big else "(info: <= 1.2 from 10^3 to 10^5)", spread <= 1.2 if big else None,
+              ", ".join(f"{x * 1e6:.1f}" for x in cs) + " us")
+        g = med(e["runs"], "rss_growth_per_call")
+        t(f"scale N={nmax}: expyre driver peak RSS growth per call (B)", g, "<= 2048" if big else "(info: <= 2048 at 10^5)",
+          (g is not None and g <= 2048) if big else None)
+        tf, w = med(e["runs"], "t_first"), e["median"]
+        jobs = max(1, nmax // (res["options"].get("scale_chunk") or 1000))
+        few = jobs <= nproc
+        t(f"scale N={nmax}: expyre time to the first result / wall", ratio(tf, w), "< 0.5 (first chunk, not all N)",
+          None if few else (ratio(tf, w) or 99) < 0.5,
+          f"{jobs} jobs" + (" (no more jobs than cores: the first chunk ends with the last)" if few else ""))
+        db, st = med(e["runs"], "db_bytes"), med(e["runs"], "stage_bytes")
+        t(f"scale N={nmax}: expyre jobs DB / stage dirs on disk (MB)", f"{(db or 0) / 1e6:.2f} / {(st or 0) / 1e6:.2f}",
+          "(info)", None)
+        b = get("dask bag", nmax)
+        if b and b.get("median"):
+            r = ratio(w, b["median"])
+            t(f"scale N={nmax}: expyre wall / dask bag wall", r, "< 1 at N=10^5" if big else "(info: < 1 at 10^5)",
+              (r is not None and r < 1) if big else None)
+        for k in ("ProcessPoolExecutor", "dask client.map"):
+            p = get(k, nmax)
+            if p and p.get("median"):
+                pc = med(p["runs"], "cpu_per_call")
+                t(f"scale N={nmax}: expyre wall / {k} wall", ratio(w, p["median"]), "(peer)", None,
+                  f"{k}: {pc * 1e6:.1f} us CPU/call, RSS +{med(p['runs'], 'rss_growth_per_call'):.0f} B/call" if pc else "")
+    kb = res["options"].get("scale_arg_kb")
+    a = get("expyre", nmax, kb) if kb else None
+    if a and a.get("median"):
+        g = med(a["runs"], "rss_growth_per_call")
+        t(f"scale N={nmax}, {kb} kB numpy argument: expyre peak RSS growth per call (B)", g,
+          "<= 2048 (the arguments never all in memory)" if big else "(info: <= 2048 at 10^5)",
+          (g is not None and g <= 2048) if big else None)
+        c = med(a["runs"], "cpu_per_call")
+        fa = get("floor", nmax, kb)
+        f = med(fa["runs"], "cpu_per_call") if fa else None
+        t(f"scale N={nmax}, {kb} kB numpy argument: expyre driver CPU per call (s)", c, "(info)", None,
+          f"{ratio(c, f):.1f}x the pickling floor" if c and f else "")
 
 
 def report(res: dict, targets: list[dict]) -> None:
@@ -535,7 +742,7 @@ def report(res: dict, targets: list[dict]) -> None:
             elif m is None:
                 print(f"{sc:9s} {k:42s}  not available: {str(v.get('not_available'))[:150]}")
             else:
-                r = f"{m / floor:6.2f}x floor" if floor and sc not in ("db", "sweep") else ""
+                r = f"{m / floor:6.2f}x floor" if floor and sc not in ("db", "sweep", "scale", "poll", "ssh-shell") else ""
                 print(f"{sc:9s} {k:42s} {m:10.3f} {r}")
     print("\n=== targets ===")
     for t_ in targets:
@@ -557,8 +764,11 @@ def main() -> int:
                     help="keep the other scenarios of an existing results file (re-run only those selected)")
     ap.add_argument("--no-submitit-array", dest="submitit_array", action="store_false",
                     help="skip submitit's map_array on Slurm (measured by default, except with --quick)")
-    ap.add_argument("--quiet-wait", type=float, default=300,
-                    help="before each Slurm measurement wait up to this many s for an empty queue and an up node")
+    ap.add_argument("--scale-dask-map-max", type=int, default=None,
+                    help="scale: the largest N for Dask's client.map (one task per call; default: every N)")
+    ap.add_argument("--quiet-wait", type=float, default=None,
+                    help="before each Slurm measurement wait up to this many s for an empty queue and an up node "
+                         "(default 300; 30 with --quick)")
     o = ap.parse_args()
     if o.reevaluate:
         res = json.loads(Path(o.reevaluate).read_text())
@@ -570,6 +780,8 @@ def main() -> int:
         return 0
     q = o.quick
     o.reps = o.reps or (1 if q else 3)
+    if o.quiet_wait is None:
+        o.quiet_wait = 30.0 if q else 300.0
     o.n_local = 20 if q else 200
     o.sweep = [1, 10, 50] if q else [1, 10, 100, 1000]
     o.sweep_submitit_max = 10 if q else 1000  # submitit's LocalExecutor over the whole sweep (~5 min at N=1000)
@@ -579,6 +791,13 @@ def main() -> int:
     o.n_ssh = 8 if q else 200
     o.db_sizes = [2000] if q else [10_000, 100_000]
     o.gb = 0.1 if q else 1.0
+    o.scale_sizes = [1000, 2000] if q else [1000, 10_000, 100_000]
+    o.scale_chunk = 1000
+    o.scale_arg_kb = 10
+    o.scale_dask_map_max = o.scale_dask_map_max if o.scale_dask_map_max is not None else o.scale_sizes[-1]
+    o.poll_sizes = [10, 1000] if q else [10, 1000, 10_000]
+    o.poll_real = 50 if q else 2000
+    o.ssh_shell_sizes = [5, 10] if q else [50, 200]
     scen = [s for s in o.scenarios.split(",") if s]
     bad = set(scen) - set(ALL)
     if bad:
@@ -587,12 +806,16 @@ def main() -> int:
     for p in (XPR_PY, PEER_PY):
         if not Path(p).exists():
             sys.exit(f"{p} missing: run bench/run.sh (it makes both environments)")
-    if any(s in scen for s in ("slurm", "executor", "ssh", "bigarg")) and not shutil.which("sbatch"):
+    if any(s in scen for s in ("slurm", "executor", "ssh", "bigarg", "poll", "ssh-shell")) and not shutil.which("sbatch"):
         sys.exit("no sbatch: bring Slurm up with `bash scripts/services/up.sh slurm`")
     if "ssh" in scen:
         problem = check_ssh()
         if problem:
             sys.exit(f"ssh scenario: {problem}")
+    if "ssh-shell" in scen:
+        problem = check_ssh(SLOW_HOST)
+        if problem:
+            sys.exit(f"ssh-shell scenario: {problem} (the user: bash scripts/services/make-slow-user.sh)")
     res: dict = {}
     if o.update and out.exists():
         res = json.loads(out.read_text())

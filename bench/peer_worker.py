@@ -149,6 +149,72 @@ def submitit_calls(kind: str, n: int, folder: str, array: bool = False) -> dict:
     return {"available": True, "time": t1 - t0, "submit_time": t_sub - t0}
 
 
+# ---------------------------------------------------------------------------- Dask
+def dask_calls(n: int, arg_kb: int, form: str, nproc: int, chunk: int = 1000) -> dict:
+    """n calls on a LocalCluster of nproc single-threaded worker processes: `form` = map
+    (client.map of the calls, results gathered as they complete) or bag (dask.bag of n/chunk
+    partitions, each partition's results as it completes). The cluster's start is timed apart
+    (a user keeps one); the driver (this process) also runs Dask's scheduler."""
+    import itertools
+
+    import dask.bag as db
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    def rss_now() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def cpu() -> float:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime
+
+    if arg_kb:
+        import numpy as np
+
+        m = arg_kb * 1024 // 8
+        fn, want = np.sum, float(m) * n * (n - 1) / 2
+        inputs = ((np.full(m, float(i)),) for i in range(n))
+    else:
+        fn, want = pow, sum(i * i for i in range(n))
+        inputs = zip(range(n), itertools.repeat(2, n))
+    t0 = time.perf_counter()
+    cluster = LocalCluster(n_workers=nproc, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(cluster)
+    start = time.perf_counter() - t0
+    try:
+        rss0, cpu0 = rss_now(), cpu()
+        t0 = time.perf_counter()
+        got, k, t_first = 0.0, 0, None
+        if form == "map":
+            cols = list(zip(*inputs))
+            futs = client.map(fn, *cols, pure=False)
+            del cols
+            for f in as_completed(futs):
+                if t_first is None:
+                    t_first = time.perf_counter() - t0
+                got += f.result()
+                k += 1
+        else:
+            calls = list(inputs)
+            bag = db.from_sequence(calls, npartitions=max(1, n // chunk)).map(lambda c: fn(*c))
+            del calls
+            for f in as_completed(client.compute(bag.to_delayed())):
+                if t_first is None:
+                    t_first = time.perf_counter() - t0
+                part = f.result()
+                got += sum(part)
+                k += len(part)
+        t1 = time.perf_counter()
+        cpu1 = cpu()
+    finally:
+        client.close()
+        cluster.close()
+    assert k == n and got == want, f"wrong results: {k} of {n}, sum {got} != {want}"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"available": True, "time": t1 - t0, "t_first": t_first, "cluster_start": start, "driver_cpu": cpu1 - cpu0,
+            "cpu_per_call": (cpu1 - cpu0) / n, "rss_before": rss0, "peak_rss": peak,
+            "rss_growth_per_call": max(0, peak - rss0) / n, "n": n}
+
+
 def main() -> None:
     try:
         _main()
@@ -161,7 +227,9 @@ def main() -> None:
 def _main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["orig_slurm", "orig_db", "orig_bigarg", "submitit_local", "submitit_slurm",
-                                     "submitit_slurm_array"])
+                                     "submitit_slurm_array", "dask_map", "dask_bag"])
+    ap.add_argument("--arg-kb", type=int, default=0)
+    ap.add_argument("--nproc", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--system", default="bench_slurm")
     ap.add_argument("--check-interval", type=int, default=30)
@@ -181,6 +249,8 @@ def _main() -> None:
         emit(submitit_calls("slurm", a.n, a.folder))
     elif a.what == "submitit_slurm_array":
         emit(submitit_calls("slurm", a.n, a.folder, array=True))
+    elif a.what in ("dask_map", "dask_bag"):
+        emit(dask_calls(a.n, a.arg_kb, a.what[5:], a.nproc))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COL = {"expyre": "#1f77b4", "floor": "#7f7f7f", "original": "#d62728", "submitit": "#ff7f0e"}
+COL = {"expyre": "#1f77b4", "floor": "#7f7f7f", "original": "#d62728", "submitit": "#ff7f0e", "dask bag": "#e377c2", "dask": "#9467bd",
+       "ProcessPool": "#8c564b", "one ssh": "#bcbd22"}
 
 
 def colour(name: str) -> str:
@@ -53,7 +54,10 @@ def main() -> None:
     res = json.load(open(sys.argv[1]))
     out = sys.argv[2]
     m = res["machine"]
-    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
+    panels = sum(k in res for k in ("local", "sweep", "ssh", "db", "bigarg", "ssh-shell", "poll")) + 2 * ("scale" in res) \
+        + (("slurm" in res) or ("executor" in res))
+    rows = max(1, -(-panels // 3))
+    fig, axes = plt.subplots(rows, 3, figsize=(16, 4.25 * rows), squeeze=False)
     axes = axes.ravel()
     i = 0
     if "local" in res:
@@ -104,13 +108,71 @@ def main() -> None:
         items += [(f"{k} peak RSS / payload", med(v["runs"], "peak_over_payload")) for k, v in B.items()]
         bars(axes[i], items, f"one {res['options']['gb']:g} GB numpy argument: construct + stage", unit="s or ratio")
         i += 1
+
+    if "scale" in res:
+        S = res["scale"]
+        ax = axes[i]
+        i += 1
+        libs = {}
+        for k, v in S.items():
+            if " kB arg" in k or not v.get("median"):
+                continue
+            lib, n = k.rsplit(" N=", 1)
+            c = med(v["runs"], "cpu_per_call")
+            if c is not None:
+                libs.setdefault(lib, []).append((int(n), c * 1e6))
+        for lib, pts in libs.items():
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=colour(lib), label=lib)
+        ax.axhline(50, color="k", ls=":", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("N calls (packed)", fontsize=8)
+        ax.set_ylabel("driver CPU per call (us)", fontsize=8)
+        ax.set_title("scale: driver CPU per call (target <= 50 us dotted)", fontsize=9)
+        ax.legend(fontsize=6)
+        ax.tick_params(labelsize=7)
+        nmax = max(int(k.rsplit(" N=", 1)[1].split(",")[0]) for k in S)
+        bars(axes[i], [(k, v["median"]) for k, v in S.items() if f"N={nmax}" in k and not k.startswith("floor")],
+             f"scale: wall at N={nmax} (median s, log)", log=True)
+        i += 1
+    if "poll" in res:
+        P = res["poll"]
+        ax = axes[i]
+        i += 1
+        series = {}
+        for k, v in P.items():
+            if k.startswith("slurm real"):
+                continue
+            name, n = k.rsplit(" N=", 1)
+            c = med(v["runs"], "steady_cpu")
+            if c is not None:
+                series.setdefault(name, []).append((int(n), c * 1e3))
+        for name, pts in series.items():
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if "remote" in name else "s--", label=name)
+        for k, v in P.items():
+            if k.startswith("slurm real") and med(v["runs"], "steady_cpu") is not None:
+                ax.plot([med(v["runs"], "n")], [med(v["runs"], "steady_cpu") * 1e3], "k*", ms=10, label="real Slurm, held jobs")
+        ax.axhline(100, color="k", ls=":", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("live jobs", fontsize=8)
+        ax.set_ylabel("driver CPU per poll cycle (ms)", fontsize=8)
+        ax.set_title("poll: one cycle (target < 100 ms at 10^4 dotted)", fontsize=9)
+        ax.legend(fontsize=6)
+        ax.tick_params(labelsize=7)
+    if "ssh-shell" in res:
+        bars(axes[i], [(k, v["median"]) for k, v in res["ssh-shell"].items()], "ssh-shell: 0.3 s .bashrc, README API (median wall s)")
+        i += 1
     for ax in axes[i:]:
         ax.set_visible(False)
     fig.suptitle(f"expyre benchmarks, {m['date']}, {m['host']}: {m['nproc']} cores ({m['cpu']}), {m['mem_gb']} GB, "
-                 f"Slurm node {m['slurm_node_cpus']} CPUs (shared with other test suites; per-scenario load in the JSON); "
+                 f"Slurm node {m['slurm_node_cpus']} CPUs (shared with other test suites; per-scenario load in the JSON);\n"
                  f"{res['options']['reps']} reps, medians; expyre {m['versions'].get('expyre-core')} @ {m['git_commit']}, "
-                 f"expyre-wfl {m['versions'].get('expyre-wfl')}, submitit {m['versions'].get('submitit')}", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+                 f"expyre-wfl {m['versions'].get('expyre-wfl')}, submitit {m['versions'].get('submitit')}, "
+                 f"dask {m['versions'].get('dask')}", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (4.25 * rows)))
     fig.savefig(out, dpi=110)
 
 

@@ -3,8 +3,11 @@
 #   bash bench/run.sh             # all scenarios, 3 repetitions, writes bench/results/results.{json,png}
 #   bash bench/run.sh --quick     # smoke test (small N, 1 repetition), bench/results/quick.{json,png}
 #   bash bench/run.sh -s local,db # some scenarios
-# Needs uv; Slurm and the test sshd for the slurm/executor/ssh/bigarg scenarios
-# (bash scripts/services/up.sh slurm sshd; the remote venv: bash scripts/ci/make-remote-python.sh).
+#   bash bench/run.sh -s scale,poll,ssh-shell   # many calls (vs Dask), poll cost, a slow remote .bashrc
+# Needs uv; Slurm and the test sshd for the slurm/executor/ssh/bigarg/poll/ssh-shell scenarios
+# (bash scripts/services/up.sh slurm sshd, which also makes the user xprslow of ssh-shell; the
+# remote venv: bash scripts/ci/make-remote-python.sh). The peers (original ExPyRe, submitit, Dask)
+# are installed below into bench/.venv-peers from bench/requirements-peers.txt.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"

@@ -45,9 +45,10 @@ def main() -> None:
           f"{res['options']['reps']} repetitions, medians.\n")
     for sc, info in res.get("machine_per_scenario", {}).items():
         print(f"- `{sc}`: started {info['date']}, load average {info['loadavg_start'][0]:.1f} → {info['loadavg_end'][0]:.1f}")
-    print()
-    print("| scenario | variant | median | × floor | best | × best floor |")
-    print("|---|---|---|---|---|---|")
+    if any(sc in res for sc in ("local", "slurm", "executor", "ssh", "bigarg")):
+        print()
+        print("| scenario | variant | median | × floor | best | × best floor |")
+        print("|---|---|---|---|---|---|")
     for sc in ("local", "slurm", "executor", "ssh", "bigarg"):
         if sc not in res:
             continue
@@ -92,8 +93,54 @@ def main() -> None:
         for lib in ("floor", "expyre", "submitit"):
             row = [res["sweep"].get(f"{lib} N={n}", {}).get("median") for n in ns]
             print(f"| {lib} | " + " | ".join(fmt(x) if x is not None else "–" for x in row) + " |")
+
+    if "scale" in res:
+        print()
+        print("| scale: variant | wall | first result | driver CPU / call | peak RSS growth / call | jobs DB + stage dirs |")
+        print("|---|---|---|---|---|---|")
+        for k, v in res["scale"].items():
+            if v.get("not_available"):
+                print(f"| {k} | not available: {str(v['not_available']).splitlines()[-1][:100]} | | | | |")
+                continue
+            rs = v["runs"]
+            tf, g = med(rs, "t_first"), med(rs, "rss_growth_per_call")
+            c = med(rs, "cpu_per_call")
+            db, st = med(rs, "db_bytes"), med(rs, "stage_bytes")
+            disk = f"{db / 1e6:.2f} + {st / 1e6:.1f} MB" if db is not None else ""
+            print(f"| {k} | {fmt(v['median'])} | {fmt(tf) if tf is not None else ''} | {c * 1e6:.1f} µs | "
+                  f"{f'{g / 1024:.2f} kB' if g is not None else ''} | {disk} |" if c is not None else f"| {k} | {fmt(v['median'])} | | | | |")
+    if "poll" in res:
+        print()
+        print("| poll: scheduler, where, live jobs | one cycle, driver CPU | wall | first cycle (every state new), CPU | the plugin's parse alone |")
+        print("|---|---|---|---|---|")
+        for k, v in res["poll"].items():
+            if v.get("not_available"):
+                print(f"| {k} | not available: {str(v['not_available']).splitlines()[-1][:100]} | | | |")
+                continue
+            rs = v["runs"]
+            n = med(rs, "n")
+            name = k if not k.startswith("slurm real") else f"{k} ({n:.0f} submitted)"
+            pc = med(rs, "parse_cpu")
+            print(f"| {name} | {fmt(med(rs, 'steady_cpu'), 'ms')} | {fmt(med(rs, 'steady_wall'), 'ms')} | "
+                  f"{fmt(med(rs, 'first_cpu'), 'ms')} | {fmt(pc, 'ms') if pc is not None else ''} |")
+    if "ssh-shell" in res:
+        print()
+        print("| ssh-shell (0.3 s .bashrc): variant | median | × floor | start() median | ssh in all | ssh round trips per poll, max |")
+        print("|---|---|---|---|---|---|")
+        S = res["ssh-shell"]
+        for k, v in S.items():
+            n = k.rsplit("=", 1)[1]
+            f = S.get(f"floor (sbatch loop in one ssh) N={n}", {}).get("median")
+            rs = v["runs"]
+            if v.get("not_available"):
+                print(f"| {k} | not available: {_err(rs)} | | | | |")
+                continue
+            sm, tot = med(rs, "start_median"), med(rs, "ssh_total")
+            mx = max((r.get("ssh_per_poll_max", 0) for r in rs if r.get("available") and "ssh_per_poll_max" in r), default=None)
+            print(f"| {k} | {fmt(v['median'])} | {fmt(v['median'] / f, 'x') if f and v['median'] else ''} | "
+                  f"{fmt(sm) if sm is not None else ''} | {f'{tot:.0f}' if tot is not None else ''} | {mx if mx is not None else ''} |")
     print()
-    print("| target (issue 10) | measured | target | |")
+    print("| target | measured | target | |")
     print("|---|---|---|---|")
     for t in res.get("targets", []):
         v = t["value"]

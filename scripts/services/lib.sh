@@ -19,6 +19,7 @@ XPR_NETNS_MARKER="$XPR_STATE_DIR/netns.enabled"
 # Fixed names used by several scripts.
 XPR_TEST_USER=xprtest
 XPR_PBS_USER=xprpbs
+XPR_SLOW_USER=xprslow # like xprtest, with a slow ~/.bashrc (make-slow-user.sh)
 XPR_TORQUE_DIR=/opt/slurm-torque
 XPR_SSHD_DIR=/var/lib/expyre-test-sshd
 XPR_SSHD_PORT=2222

@@ -3,7 +3,7 @@
 # from-scratch run of up.sh can be measured again. Needs XPR_PURGE_YES=1.
 # Stops the daemons (stop-all.sh), removes the network namespace and veth pair, purges
 # the packages the scripts installed, their data (Slurm state and accounting database,
-# SGE spool), the test sshd directory, /opt/slurm-torque, the users xprtest and xprpbs
+# SGE spool), the test sshd directory, /opt/slurm-torque, the users xprtest, xprpbs and xprslow
 # with their homes, and the lines the scripts added to /etc/hosts, /etc/ssh/. Root's
 # ~/.ssh/id_ed25519 is kept (only the test keys are taken out of its authorized_keys).
 set -euo pipefail
@@ -46,7 +46,7 @@ if [[ -e /etc/ssh/ssh_known_hosts ]]; then
     sed -i '/^# >>> expyre test sshd$/,/^# <<< expyre test sshd$/d; /^# >>> expyre netns sshd$/,/^# <<< expyre netns sshd$/d' \
         /etc/ssh/ssh_known_hosts
 fi
-for u in "$XPR_TEST_USER" "$XPR_PBS_USER"; do
+for u in "$XPR_TEST_USER" "$XPR_PBS_USER" "$XPR_SLOW_USER"; do
     if id -u "$u" >/dev/null 2>&1; then
         userdel -r "$u" >/dev/null 2>&1 || userdel "$u"
     fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A private OpenSSH server on 127.0.0.1:2222 (never the distribution's ssh service), with
-# key login for root, xprtest and xprpbs, plus rsync. Everything of it lives in
+# key login for root, xprtest, xprpbs and xprslow (make-slow-user.sh), plus rsync. Everything of it lives in
 # /var/lib/expyre-test-sshd/ (config, host key, pid file, log).
 #
 # Env:
@@ -84,6 +84,9 @@ for u in "${USERS[@]}"; do
     chmod 0600 "$ak"
     chown "$u:$(id -gn "$u")" "$ak"
 done
+
+# xprslow: xprtest with a slow ~/.bashrc (for the bench's ssh-shell scenario)
+bash "$XPR_SERVICES_DIR/make-slow-user.sh"
 
 # ---------------------------------------------------------------- host key trust
 hostpub=$(cut -d' ' -f1,2 "$HOSTKEY.pub")
