@@ -308,7 +308,7 @@ def _poller_class():
     only reference to it, so that a move of the poller is one line here."""
     from expyre.poller import Poller
 
-    return _Poller
+    return Poller
 
 
 def poll_cycle(system) -> None:
