@@ -206,31 +206,6 @@ def test_unknown_scheduler_suggests_the_close_name(fresh_plugins):
     assert "did you mean" not in msg and "pip install expyre-carrier-pigeon" in msg
 
 
-def test_config_check_offline_runs_no_command(root, monkeypatch):
-    if "ssh" not in plugins.transports():
-        pytest.skip("the ssh transport plugin is not installed")
-    cfg = {"systems": {"far": {"host": "nobody@192.0.2.1", "scheduler": "local"}}}
-    (root / "config.json").write_text(json.dumps(cfg))
-    config.init()
-    runs = []
-    for spec in plugins.transports().values():
-        for method in ("run", "put", "get", "probe"):
-            monkeypatch.setattr(spec.backend, method, lambda self, *a, _m=method, **kw: runs.append(_m) or 1 / 0,
-                                raising=False)
-    r = xpr("config", "check", "--offline", "--json")
-    assert r.exit_code == 0, r.stdout
-    data = json.loads(r.stdout)
-    assert runs == []
-    assert data["systems"]["far"]["ok"] and data["systems"]["local"]["ok"]
-    assert [c["check"] for c in data["systems"]["far"]["checks"]] == ["transport", "scheduler", "partitions"]
-    # a scheduler option the plugin rejects fails offline too
-    cfg["systems"]["far"]["scheduler_options"] = {"no_such_option": 1}
-    (root / "config.json").write_text(json.dumps(cfg))
-    r = xpr("config", "check", "--offline")
-    assert r.exit_code != 0 and "no_such_option" in (r.stdout + r.stderr)
-    assert runs == []
-
-
 @pytest.mark.parametrize("shell,marker", [("bash", "complete -o"), ("zsh", "#compdef xpr"), ("fish", "complete --no-files --command xpr")])
 def test_completion_scripts(shell, marker):
     env = dict(os.environ, _XPR_COMPLETE=f"{shell}_source")
