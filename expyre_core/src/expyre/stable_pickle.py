@@ -17,8 +17,8 @@ The format, for a file of several pickles (ExPyRe's task file)::
 The trailer is a protocol-4 pickle of a list with one entry per pickle (the list of that pickle's
 out-of-band buffers), then its length as 8 little-endian bytes, then :data:`TRAILER_MAGIC`; it is
 left out when no pickle has a buffer. The job side reads it with :func:`read_orders` before it
-loads the pickles with :class:`TaskUnpickler` (the job-side runner carries its own stdlib-only
-copy of the loader, see ``_runner.py``).
+loads the pickles with :class:`TaskUnpickler`; both live in the job-side runner (``_runner.py``,
+standard library only) and are re-exported here.
 
 A container that contains itself (a cycle through dicts or sets) cannot be written this way: such
 a pickle is rewritten as a plain cloudpickle (its hash may then depend on the process).
@@ -38,8 +38,8 @@ from cloudpickle import cloudpickle as _cp
 
 __all__ = ["dump", "dumps", "write_orders", "read_orders", "TaskUnpickler", "TRAILER_MAGIC"]
 
-TRAILER_MAGIC = b"XPRORD01"
-_DICT, _SET, _FROZENSET = "expyre.d", "expyre.s", "expyre.f"
+# the loader lives in the job-side runner (standard library only); the format is defined there
+from ._runner import _DICT, _FROZENSET, _SET, TRAILER_MAGIC, TaskUnpickler, read_orders
 
 
 # cloudpickle names each class it pickles by value with a random "tracker id" (uuid4), so the same
@@ -223,52 +223,3 @@ def write_orders(f: BinaryIO, orders: list) -> None:
         return  # no persistent ids: the pickles load as plain pickles
     payload = pickle.dumps(orders, protocol=4)
     f.write(payload + struct.pack("<Q", len(payload)) + TRAILER_MAGIC)
-
-
-def read_orders(f: BinaryIO) -> list:
-    """The trailer of a file written by :func:`dump` and :func:`write_orders` (``[]`` if none);
-    leaves the file at its start."""
-    f.seek(0, 2)
-    size = f.tell()
-    orders: list = []
-    if size >= 16:
-        f.seek(size - 16)
-        tail = f.read(16)
-        if tail[8:] == TRAILER_MAGIC:
-            (n,) = struct.unpack("<Q", tail[:8])
-            if n <= size - 16:
-                f.seek(size - 16 - n)
-                orders = pickle.loads(f.read(n))
-    f.seek(0)
-    return orders
-
-
-class TaskUnpickler(pickle.Unpickler):
-    """Loads one stable pickle; ``buffers`` are its out-of-band buffers (its entry of the trailer)."""
-
-    def __init__(self, f: BinaryIO, buffers: list | None = None) -> None:
-        super().__init__(f, buffers=buffers or ())
-        self.made: dict[int, tuple] = {}  # id(persistent id) -> (persistent id, container)
-
-    def persistent_load(self, pid: Any) -> Any:
-        got = self.made.get(id(pid))
-        if got is not None:
-            return got[1]
-        tag, inner, marker = pid
-        if tag == _DICT:
-            rank = memoryview(marker).cast("B")
-            if len(rank):
-                positions = array.array("I")
-                positions.frombytes(rank.tobytes())
-                items = list(inner.items())
-                inner.clear()
-                inner.update(items[p] for p in positions)
-            obj: Any = inner
-        elif tag == _SET:
-            obj = set(inner)
-        elif tag == _FROZENSET:
-            obj = frozenset(inner)
-        else:
-            raise pickle.UnpicklingError(f"unknown persistent id {tag!r} (written by a newer expyre?)")
-        self.made[id(pid)] = (pid, obj)
-        return obj
