@@ -70,3 +70,16 @@ def print_then_wait(first, flag, last="the end", timeout=120):
         time.sleep(0.05)
     print(last, flush=True)
     return True
+
+
+class Settings:
+    """A plain object whose attributes hold a set and a dict (hashing must not depend on their order)."""
+
+    def __init__(self, tags, table):
+        self.tags = tags
+        self.table = table
+
+
+def describe_settings(settings, groups):
+    """What the job received: the dict's key order, the set, and the groups (dict of sets) in order."""
+    return list(settings.table), sorted(settings.tags), [(k, sorted(v)) for k, v in groups.items()], os.getpid()

@@ -118,13 +118,77 @@ def _atomic_write(path, write):
         raise
 
 
+#: the end of a task file whose pickles have out-of-band buffers (see :mod:`expyre.stable_pickle`)
+TRAILER_MAGIC = b"XPRORD01"
+_DICT, _SET, _FROZENSET = "expyre.d", "expyre.s", "expyre.f"
+
+
+def read_orders(f):
+    """The trailer of a task file: one list of out-of-band buffers per pickle (``[]`` if there is
+    none); leaves the file at its start."""
+    f.seek(0, 2)
+    size = f.tell()
+    orders = []
+    if size >= 16:
+        f.seek(size - 16)
+        tail = f.read(16)
+        if tail[8:] == TRAILER_MAGIC:
+            n = int.from_bytes(tail[:8], "little")
+            if n <= size - 16:
+                f.seek(size - 16 - n)
+                orders = pickle.loads(f.read(n))
+    f.seek(0)
+    return orders
+
+
+class TaskUnpickler(pickle.Unpickler):
+    """Loads one pickle of a task file written by :mod:`expyre.stable_pickle`: its dicts, sets and
+    frozensets come as persistent ids holding their entries in canonical order, and each dict's
+    insertion order is restored from its out-of-band buffer (``buffers``: the pickle's entry of
+    the trailer)."""
+
+    def __init__(self, f, buffers=None):
+        super().__init__(f, buffers=buffers or ())
+        self.made = {}  # id(persistent id) -> (persistent id, container): shared containers stay shared
+
+    def persistent_load(self, pid):
+        got = self.made.get(id(pid))
+        if got is not None:
+            return got[1]
+        tag, inner, marker = pid
+        if tag == _DICT:
+            rank = memoryview(marker).cast("B")
+            if len(rank):
+                import array
+
+                positions = array.array("I")
+                positions.frombytes(rank.tobytes())
+                items = list(inner.items())
+                inner.clear()
+                inner.update(items[p] for p in positions)
+            obj = inner
+        elif tag == _SET:
+            obj = set(inner)
+        elif tag == _FROZENSET:
+            obj = frozenset(inner)
+        else:
+            raise pickle.UnpicklingError("unknown persistent id %r (written by a newer expyre?)" % (tag,))
+        self.made[id(pid)] = (pid, obj)
+        return obj
+
+
 def _load_task():
     with open(TASK, "rb") as f:
-        function = pickle.load(f)
-        nargs = pickle.load(f)
-        args = [pickle.load(f) for _ in range(nargs)]
-        keys = pickle.load(f)
-        kwargs = {k: pickle.load(f) for k in keys}
+        orders = iter(read_orders(f))
+
+        def load():
+            return TaskUnpickler(f, next(orders, None)).load()
+
+        function = load()
+        nargs = load()
+        args = [load() for _ in range(nargs)]
+        keys = load()
+        kwargs = {k: load() for k in keys}
     return function, args, kwargs
 
 

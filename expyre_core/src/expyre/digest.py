@@ -1,10 +1,17 @@
 """Service layer: the digest of a call, computed while it is pickled (one streamed pass).
 
 The restart rule of ExPyRe's README rests on this: the hash covers the function's identity *and*
-code (:func:`function_digest`), each argument's pickle (sets in sorted order, so equal arguments
-hash equally in every process) except those of ``hash_ignore``, and the input files' names and
-contents. The arguments are pickled exactly once: :func:`write_call` streams them to the stage
-directory's task file through the hash.
+code (:func:`function_digest`), each argument's pickle except those of ``hash_ignore``, and the
+input files' names and contents. Arguments are written by :mod:`expyre.stable_pickle`, so equal
+arguments give equal bytes in every process: sets, frozensets and dicts (wherever they sit: inside
+lists, dataclasses, objects) in a canonical order, whatever the process's ``PYTHONHASHSEED``; a
+dict's insertion order travels beside the pickle, unhashed, and is restored in the job. The
+arguments are pickled exactly once: :func:`write_call` streams them to the stage directory's task
+file through the hash.
+
+The digest of a call (:data:`HASH_VERSION` first): the function's digest, then for each hashed
+argument its position or keyword name and the SHA-256 of its pickle (the per-component digests
+that ``xpr why`` compares).
 """
 
 from __future__ import annotations
@@ -13,21 +20,25 @@ import functools
 import hashlib
 import inspect
 import io
-import pickle
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import cloudpickle
+from . import stable_pickle
 
-__all__ = ["HashingWriter", "Tee", "dump", "function_digest", "function_name", "hash_file", "write_call"]
+__all__ = ["HASH_VERSION", "HashingWriter", "Tee", "function_digest", "function_name", "hash_file", "write_call"]
+
+#: what a call's digest starts with; a new version when the digest of an unchanged call changes
+HASH_VERSION = b"expyre-2\0"
 
 
 class HashingWriter(io.RawIOBase):
-    def __init__(self, f, h):
+    """Writes to ``f`` and, while :attr:`part` is a hasher, feeds it the same bytes. A pickle begun
+    can be forgotten (:meth:`checkpoint`, :meth:`rollback`): :func:`expyre.stable_pickle.dump`
+    rewrites the rare value that contains itself as a plain pickle."""
+
+    def __init__(self, f):
         self.f = f
-        self.h = h
-        self.hashing = True
-        self.part = None  # an extra hasher for one component (see :data:`expyre.layout.HASHES`)
+        self.part = None
 
     def writable(self) -> bool:
         return True
@@ -36,11 +47,18 @@ class HashingWriter(io.RawIOBase):
         # the pickler hands large buffers over as they are: a pickle.PickleBuffer (numpy arrays,
         # protocol 5) has the buffer protocol but no len()
         self.f.write(b)
-        if self.hashing:
-            self.h.update(b)
-            if self.part is not None:
-                self.part.update(b)
+        if self.part is not None:
+            self.part.update(b)
         return memoryview(b).nbytes
+
+    def checkpoint(self) -> tuple:
+        return self.f.tell(), (self.part.copy() if self.part is not None else None)
+
+    def rollback(self, state: tuple) -> None:
+        pos, part = state
+        self.f.seek(pos)
+        self.f.truncate()
+        self.part = part
 
 
 class Tee:
@@ -52,56 +70,6 @@ class Tee:
     def update(self, b) -> None:
         for h in self.hashers:
             h.update(b)
-
-
-class _SortedSet(set):
-    """Marks a set to pickle in sorted order (the C pickler never asks about exact sets)."""
-
-
-class _SortedFrozenSet(frozenset):
-    pass
-
-
-def _stabilize(obj: Any, depth: int = 0) -> Any:
-    """Copy plain containers (list, tuple, dict, set) with their sets replaced by markers that pickle
-    in sorted order, so equal arguments hash equally in every process (string hashing, and with it
-    set iteration order, is randomised per process). Other objects are left alone."""
-    t = type(obj)
-    if depth > 100:
-        return obj
-    if t is set or t is frozenset:
-        items = [_stabilize(x, depth + 1) for x in obj]
-        return (_SortedSet if t is set else _SortedFrozenSet)(items)
-    if t is list or t is tuple:
-        new = [_stabilize(x, depth + 1) for x in obj]
-        if all(a is b for a, b in zip(new, obj)):
-            return obj
-        return new if t is list else tuple(new)
-    if t is dict:
-        new_d = {_stabilize(k, depth + 1): _stabilize(v, depth + 1) for k, v in obj.items()}
-        if all(a is b for a, b in zip(new_d.values(), obj.values())) and all(a is b for a, b in zip(new_d, obj)):
-            return obj
-        return new_d
-    return obj
-
-
-class _StablePickler(cloudpickle.CloudPickler):
-    """cloudpickle that writes marked sets (see :func:`_stabilize`) as sorted plain sets."""
-
-    def reducer_override(self, obj):
-        t = type(obj)
-        if t is _SortedSet or t is _SortedFrozenSet:
-            base = set if t is _SortedSet else frozenset
-            try:
-                items = sorted(obj)
-            except TypeError:
-                items = sorted(obj, key=repr)
-            return base, (items,)
-        return super().reducer_override(obj)
-
-
-def dump(obj: Any, out) -> None:
-    _StablePickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(_stabilize(obj))
 
 
 def _code_digest(code, h) -> None:
@@ -125,15 +93,11 @@ def function_digest(fn: Any, h, seen: set[int] | None = None) -> None:
     if isinstance(fn, functools.partial):
         h.update(b"partial:")
         function_digest(fn.func, h, seen)
-        buf = io.BytesIO()
-        dump((fn.args, dict(sorted(fn.keywords.items()))), buf)
-        h.update(buf.getvalue())
+        h.update(stable_pickle.dumps((fn.args, fn.keywords)))
         return
     if inspect.ismethod(fn):
         function_digest(fn.__func__, h, seen)
-        buf = io.BytesIO()
-        dump(fn.__self__, buf)
-        h.update(buf.getvalue())
+        h.update(stable_pickle.dumps(fn.__self__))
         return
     h.update(f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}".encode())
     target = inspect.unwrap(fn) if callable(fn) else fn
@@ -145,9 +109,7 @@ def function_digest(fn: Any, h, seen: set[int] | None = None) -> None:
         if call is not None and hasattr(call, "__code__"):
             _code_digest(call.__code__, h)
         if not type(fn).__module__ == "numpy":  # ufuncs etc. pickle by name
-            buf = io.BytesIO()
-            dump(fn, buf)
-            h.update(buf.getvalue())
+            h.update(stable_pickle.dumps(fn))
 
 
 def function_name(fn: Any) -> str:
@@ -164,34 +126,37 @@ def hash_file(path: Path, h) -> None:
 def write_call(path: Path, function: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
                hash_ignore: Sequence[int | str], h, parts: dict[str, Any]) -> None:
     """Pickle the call to ``path`` in the runner's task format (function, number of arguments, each
-    argument, the sorted keyword names, each keyword value), feeding the hashed parts to ``h`` and
-    each argument's own digest to ``parts["args"]``/``parts["kwargs"]``; the function's digest goes
-    to ``h`` and ``parts["function"]`` first."""
+    argument, the sorted keyword names, each keyword value, then the trailer of dict orders), feeding
+    the function's digest and each hashed argument's digest to ``h`` and recording them in
+    ``parts["function"]``, ``parts["args"]`` and ``parts["kwargs"]``."""
     part = hashlib.sha256()
     function_digest(function, Tee(h, part))
     parts["function"] = part.hexdigest()
     parts["function_name"] = function_name(function)
+    orders: list = []
     with open(path, "wb") as f:
-        w = HashingWriter(f, h)
-        w.hashing = False
-        dump(function, w)
-        dump(len(args), w)
+        w = HashingWriter(f)
+
+        def put(value: Any, label: str | None) -> str | None:
+            w.part = hashlib.sha256() if label is not None else None
+            stable_pickle.dump(value, w, orders)
+            digest, w.part = w.part, None
+            if digest is None:
+                return None
+            h.update(f"\0{label}\0".encode())
+            h.update(digest.digest())
+            return digest.hexdigest()
+
+        put(function, None)
+        put(len(args), None)
         for i, a in enumerate(args):
-            w.hashing = i not in hash_ignore
-            h.update(f"\0arg{i}\0".encode()) if w.hashing else None
-            w.part = hashlib.sha256() if w.hashing else None
-            dump(a, w)
-            if w.part is not None:
-                parts["args"][str(i)] = w.part.hexdigest()
-            w.part = None
-        w.hashing = False
+            d = put(a, None if i in hash_ignore else f"arg{i}")
+            if d is not None:
+                parts["args"][str(i)] = d
         keys = sorted(kwargs)
-        dump(keys, w)
+        put(keys, None)
         for k in keys:
-            w.hashing = k not in hash_ignore
-            h.update(f"\0kw:{k}\0".encode()) if w.hashing else None
-            w.part = hashlib.sha256() if w.hashing else None
-            dump(kwargs[k], w)
-            if w.part is not None:
-                parts["kwargs"][k] = w.part.hexdigest()
-            w.part = None
+            d = put(kwargs[k], None if k in hash_ignore else f"kw:{k}")
+            if d is not None:
+                parts["kwargs"][k] = d
+        stable_pickle.write_orders(f, orders)

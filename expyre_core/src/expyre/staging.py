@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from . import _faults, config
-from .digest import Tee, hash_file, write_call
+from .digest import HASH_VERSION, Tee, hash_file, write_call
 from .layout import (ARRAY_OUTPUT_PREFIX, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, PARTIAL_PREFIX,
                      PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STDERR, STDOUT, SUCCEEDED, TASK)
 from .names import make_job_id
@@ -73,8 +73,8 @@ def stage_call(root: Path, name: str, function: Callable, args: Sequence[Any], k
     tmp.mkdir(mode=0o700)
     try:
         h = hashlib.sha256()
-        h.update(b"expyre-1\0")
-        parts: dict[str, Any] = {"version": 1, "args": {}, "kwargs": {}, "files": {},
+        h.update(HASH_VERSION)
+        parts: dict[str, Any] = {"version": 2, "args": {}, "kwargs": {}, "files": {},
                                  "ignored": [str(x) for x in hash_ignore]}
         write_call(tmp / TASK, function, args, kwargs, hash_ignore, h, parts)
         timing.debug("%s: pickled in %.3f s", name, time.monotonic() - t0)
