@@ -39,6 +39,8 @@ def test_config_check_scheduler_and_partitions(root, monkeypatch):
         seen.append(cmd)
         if cmd == ["true"]:
             return CommandResult(cmd, 0)
+        if isinstance(cmd, str) and "expyre-python" in cmd:  # the job Python's check
+            return CommandResult(cmd, 0, "expyre-python 3.11.7 cloudpickle=3.1.1\n")
         if isinstance(cmd, str) and cmd.startswith("command -v"):
             return CommandResult(cmd, 0, "/usr/bin/squeue\n")
         if cmd[0] == "sinfo":
@@ -48,7 +50,7 @@ def test_config_check_scheduler_and_partitions(root, monkeypatch):
     monkeypatch.setattr(LocalTransport, "run", fake_run)
     r = xpr("config", "check", "-S", "cl")
     assert r.exit_code == 1
-    assert "command -v squeue" in seen[1]
+    assert "command -v squeue" in seen[2]
     assert "not on this machine: gpu" in r.stdout and "cl: FAIL" in r.stdout
 
 

@@ -152,7 +152,9 @@ def test_rm_clean_of_a_running_job_needs_cancel(root):
     r = xpr("rm", "-i", x.id, "-y", "--clean", "--cancel")
     assert r.exit_code == 0, r.stderr
     assert config.db.get(x.id) is None and not x.stage_dir.exists()
-    wait_for(lambda: x.system.status([x.remote_id])[x.remote_id].state.terminal, 30, "the cancelled job to end")
+    # the job ends; once it has, rm also drops the local queue's records of it (then it is unknown)
+    wait_for(lambda: (st := x.system.status([x.remote_id]).get(x.remote_id)) is None or st.state.terminal, 30,
+             "the cancelled job to end")
 
 
 def _finished_in_queue(x: ExPyRe) -> bool:
@@ -275,7 +277,7 @@ def test_config_check_pass_and_fail(root, monkeypatch):
     assert r.exit_code == 0, r.stdout
     assert "local: PASS" in r.stdout
     data = json.loads(xpr("config", "check", "--json").stdout)
-    assert data["systems"]["local"]["ok"] and [c["check"] for c in data["systems"]["local"]["checks"]] == ["host", "scheduler", "partitions"]
+    assert data["systems"]["local"]["ok"] and [c["check"] for c in data["systems"]["local"]["checks"]] == ["host", "python", "scheduler", "partitions"]
 
     from expyre.builtin.local_transport import LocalTransport
     from expyre.types import CommandResult

@@ -1,7 +1,8 @@
 """Smaller holes, each with a clear error or a fix: max_time=0, NUL in env_vars, bad
 EXPYRE_LOCAL_NCORES / EXPYRE_POLL_OUTAGE found when the library starts, job names printed raw by
 ``xpr ls``, name filters that burn CPU, queue records that outlive their jobs (and hold the
-driver's environment), an unreadable queue state file."""
+driver's environment), an unreadable queue state file, a job Python that does not exist, a dangling symlink in an input
+directory, a stage directory deleted before start()."""
 
 from __future__ import annotations
 
@@ -223,3 +224,57 @@ def test_unreadable_state_file_is_a_failed_poll(root, monkeypatch):
         system.scheduler.status(system.transport, [xpr.remote_id])
     broken.clear()
     assert xpr.get_results(timeout=120, check_interval=0.5) == 36
+
+
+# -- a job Python that does not exist -------------------------------------------------------------
+
+
+def _bad_python_root(root: Path, commands=()) -> None:
+    (root / "config.json").write_text(json.dumps({"systems": {"badpy": {
+        "host": None, "scheduler": "local", "python_cmd": "/nonexistent/bin/python3", "commands": list(commands),
+        "partitions": {"any": {"ncores": 1, "max_time": "1h"}}}}}))
+    config.init()
+
+
+def test_config_check_fails_a_job_python_that_does_not_exist(root):
+    _bad_python_root(root)
+    r = xpr_sub(root, "config", "check", "-S", "badpy")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "badpy: FAIL" in r.stdout and "/nonexistent/bin/python3" in r.stdout and "python_cmd" in r.stdout
+    ok = xpr_sub(root, "config", "check", "-S", "local")
+    assert ok.returncode == 0 and "cloudpickle" in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_start_refuses_a_job_python_that_does_not_exist(root):
+    from expyre.jobpython import JobPythonError
+
+    _bad_python_root(root)
+    xpr = ExPyRe("badpy", jf.square, args=[3])
+    with pytest.raises(JobPythonError, match="/nonexistent/bin/python3.*python_cmd"):
+        xpr.start(resources=RES, system_name="badpy")
+    assert config.db.get(xpr.id)["status"] == "created"  # nothing was submitted
+
+
+# -- input directories and stage directories that are not what they were ---------------------------
+
+
+def test_input_directory_with_a_dangling_symlink_is_named(root, tmp_path):
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "a.txt").write_text("a")
+    (tmp_path / "inputs" / "gone").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"inputs/gone is a symlink to .*nowhere.*which does not exist"):
+        ExPyRe("links", jf.square, args=[2], input_files=["inputs"])
+    assert [p.name for p in root.iterdir() if p.name.startswith((".tmp_run_", "run_"))] == []  # nothing staged
+
+
+def test_stage_directory_deleted_before_start_is_named_and_recreated(root):
+    import shutil
+
+    xpr = ExPyRe("gone", jf.square, args=[7])
+    shutil.rmtree(xpr.stage_dir)
+    with pytest.raises(FileNotFoundError, match="is gone .*create the ExPyRe again"):
+        xpr.start(resources=RES, system_name="local", partial_node=True)
+    again = ExPyRe("gone", jf.square, args=[7])  # as the message says
+    assert again.id == xpr.id
+    again.start(resources=RES, system_name="local", partial_node=True)
+    assert again.get_results(timeout=120, check_interval=0.5) == 49

@@ -20,6 +20,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from .jobpython import JobPythonError, check_script, parse_check
 
 __all__ = ["Check", "check_system", "check_system_offline"]
 
@@ -56,6 +57,14 @@ def check_system(name: str, cfg, root: Path, timeout: float = 60) -> list[Check]
             checks.append(Check("host", False, f"`true` on {where} failed: {result.describe()}"))
             return checks
         checks.append(Check("host", True, f"{where} reachable" + (f" ({cfg.transport_name})" if cfg.host else "")))
+        python = system.default_python()
+        result = trans.run(check_script(python, list(cfg.commands)), timeout=timeout)
+        try:
+            checks.append(Check("python", True, f"{python}: " + parse_check(result.stdout, result.ok, python, where,
+                                                                            result.describe())))
+        except JobPythonError as exc:
+            checks.append(Check("python", False, str(exc)))
+            return checks
         sched = system.scheduler
         try:
             found = sched.probe(trans, timeout=timeout)
@@ -80,7 +89,7 @@ def check_system(name: str, cfg, root: Path, timeout: float = 60) -> list[Check]
         else:
             checks.append(Check("partitions", True, ", ".join(configured)))
     except Exception as exc:  # noqa: BLE001 - any failure is this system's failure
-        what = "host" if not checks else "scheduler" if len(checks) == 1 else "partitions"
+        what = ("host", "python", "scheduler", "partitions")[min(len(checks), 3)]
         checks.append(Check(what, False, _one_line(exc)))
     finally:
         system.close()

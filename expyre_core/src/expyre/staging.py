@@ -60,8 +60,23 @@ def expand_inputs(input_files: Iterable[str | os.PathLike]) -> list[tuple[Path, 
             raise FileNotFoundError(f"input file {str(item)!r} does not exist (relative to {Path.cwd()})")
         for m in matches:
             mp = Path(m)
+            if mp.is_dir():
+                _check_links(mp, str(item))
             pairs.append((mp, Path(mp.name) if mp.is_absolute() else mp))
     return pairs
+
+
+def _check_links(directory: Path, item: str) -> None:
+    """An input directory is copied with its symlinks followed: one whose target does not exist
+    (or a loop) is named here, before anything is staged."""
+    for dirpath, dirnames, filenames in os.walk(directory):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink() and not path.exists():
+                raise FileNotFoundError(
+                    f"input file {item!r}: {path} is a symlink to {os.readlink(path)!r}, which does not exist "
+                    f"(input directories are copied with their symlinks followed); remove the link or "
+                    f"list the files you need in input_files")
 
 
 def stage_call(root: Path, name: str, function: Callable, args: Sequence[Any], kwargs: Mapping[str, Any],

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import attrs
 
 from . import _faults, config
-from .layout import ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_REF, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, SCRIPT
+from .layout import (ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_REF, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, META, RUNNER, SCRIPT,
+                     TASK)
 from .names import make_job_id
 from .resources import Resources
 from .script import build_array_script, build_script
@@ -90,6 +91,13 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
     if job.status != "created":
         logger.info("job %s already %s; not submitting again", job.id, job.status)
         return None
+    missing = [n for n in (TASK, META, RUNNER) if not (job.stage_dir / n).is_file()]
+    if missing:
+        state = "is gone" if not job.stage_dir.is_dir() else f"lacks {', '.join(missing)}"
+        raise FileNotFoundError(
+            f"job {job.id}: its stage directory {job.stage_dir} {state} (deleted before the job was "
+            f"submitted); create the ExPyRe again with the same function and arguments: that stages the "
+            f"call again, under the same job id, and start() that")
     system = config.get_system(system_name)
     if rerun and not system.shares_stage_dirs:
         discard_remote_results(job.id, job.stage_dir, system)

@@ -126,17 +126,3 @@ def test_local_transport_removes_job_variables_and_keeps_client_ones(monkeypatch
     env = _env_lines(result.stdout)
     assert {k: env.get(k) for k in KEPT} == KEPT
     assert not set(JOB) & set(env)
-
-
-def test_ssh_script_removes_job_variables_and_keeps_client_ones() -> None:
-    remote = pytest.importorskip("expyre_ssh.remote")
-    script = remote.build_script(["env"], unset_env_prefixes=PREFIXES)
-    env_in = {"PATH": "/usr/bin:/bin", **KEPT, **JOB}
-    # as sshd runs it: the login shell gets the remote command, stdin the script
-    proc = subprocess.run(["sh", "-c", remote.REMOTE_COMMAND], input=remote.encode_stdin(script, None),
-                          capture_output=True, env=env_in, timeout=60)
-    out, rc = remote.split_trailer(proc.stdout.decode())
-    assert rc == 0, proc.stderr
-    env = _env_lines(out)
-    assert {k: env.get(k) for k in KEPT} == KEPT
-    assert not set(JOB) & set(env)

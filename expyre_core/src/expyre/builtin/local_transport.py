@@ -6,12 +6,18 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Sequence
 
 from .._markers import hookimpl
+from ..jobpython import check_script, parse_check
 from ..hookspecs import Transport, TransportSpec
 from ..types import CommandResult, TransportError
+
+
+#: (python_cmd, commands) checked by :meth:`LocalTransport.probe` in this process
+_probed: set[tuple[str, tuple[str, ...]]] = set()
 
 
 def clean_env(unset_prefixes: Sequence[str]) -> dict[str, str] | None:
@@ -45,6 +51,19 @@ class LocalTransport(Transport):
             raise TransportError(f"`{shlex.join(argv)[:300]}` on this machine timed out after {timeout:g} s "
                                  f"(command_timeout); it may have done part of its work", retry_safe=False) from exc
         return CommandResult(command, proc.returncode, proc.stdout, proc.stderr)
+
+    def probe(self, python_cmd: str, commands: Sequence[str] = ()) -> None:
+        """Before the first job of a system whose job Python is not this Python (``python_cmd``
+        or ``commands`` in config.json): check that it exists and imports cloudpickle (one process
+        start), so that a wrong ``python_cmd`` fails here, naming it, not in every job (exit 127)."""
+        if python_cmd == shlex.quote(sys.executable) and not commands:
+            return
+        key = (python_cmd, tuple(commands))
+        if key in _probed:
+            return
+        result = self.run(check_script(python_cmd, commands))
+        parse_check(result.stdout, result.ok, python_cmd, "this machine", result.describe())
+        _probed.add(key)
 
     def put(self, local_dirs: Sequence[Path], remote_parent: str) -> None:
         dest = Path(remote_parent).expanduser()

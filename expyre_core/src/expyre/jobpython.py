@@ -1,0 +1,47 @@
+"""Leaf layer: the check that a system's job Python can run expyre's jobs.
+
+A job runs ``<python_cmd> _expyre_runner.py`` after the system's ``commands``; that Python must
+exist and import cloudpickle. :func:`check_script` is the bash script that finds out (the
+``commands`` first, their output sent to stderr), :func:`parse_check` reads its answer.
+``xpr config check`` runs it on every system, and the local transport runs it once per process
+before the first job of a system whose ``python_cmd`` is not the driver's own Python.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Sequence
+
+__all__ = ["JobPythonError", "check_script", "parse_check"]
+
+_PY_CHECK = (
+    "import sys, cloudpickle; "
+    "sys.stdout.write('expyre-python %d.%d.%d cloudpickle=%s\\n' % (sys.version_info[:3] + (cloudpickle.__version__,)))"
+)
+_ANSWER = re.compile(r"^expyre-python (\d+\.\d+\.\d+) cloudpickle=(\S+)$", re.M)
+
+
+class JobPythonError(RuntimeError):
+    """The job Python of a system cannot run jobs (missing, or without cloudpickle)."""
+
+
+def check_script(python_cmd: str, commands: Sequence[str] = ()) -> str:
+    """The bash script that checks ``python_cmd`` (shell text, as the job script uses it)."""
+    lines = []
+    if commands:
+        lines += ["{", *commands, "} >&2 </dev/null"]
+    lines.append(f"{python_cmd} -c {shlex.quote(_PY_CHECK)}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_check(stdout: str, ok: bool, python_cmd: str, where: str, detail: str) -> str:
+    """``"Python 3.11.7, cloudpickle 3.1.1"`` from the script's output, or :class:`JobPythonError`
+    naming the command, where it ran, what it said (``detail``) and the fix."""
+    m = _ANSWER.search(stdout or "")
+    if ok and m:
+        return f"Python {m.group(1)}, cloudpickle {m.group(2)}"
+    raise JobPythonError(
+        f"the job Python `{python_cmd}` on {where} cannot run expyre's jobs ({detail}): it must exist "
+        f"and import cloudpickle; set \"python_cmd\" of this system in config.json to such a Python "
+        f"(or install cloudpickle for it: `{python_cmd} -m pip install cloudpickle`)")
