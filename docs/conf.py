@@ -51,3 +51,27 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(?!expyre)[A-Za-z_].*"),
 ]
+
+
+def _verbatim_click_paragraphs(app, ctx, lines: list[str]) -> None:
+    """Render click's verbatim paragraphs (those after a ``\\b`` line, which sphinx-click turns into
+    ``| `` line blocks, still parsed as inline markup) as literal blocks: in ``xpr --help`` they are
+    command examples, shown exactly as typed."""
+    out: list[str] = []
+    in_block = False
+    for line in lines:
+        if line.startswith("| "):
+            if not in_block:
+                out += [".. code-block:: text", ""]
+                in_block = True
+            out.append("    " + line[2:])
+        else:
+            if in_block and line.strip():
+                out.append("")
+            in_block = False
+            out.append(line)
+    lines[:] = out
+
+
+def setup(app):
+    app.connect("sphinx-click-process-description", _verbatim_click_paragraphs)
