@@ -3,7 +3,8 @@
 # uv, the workspace (all distributions, editable), the real schedulers and sshd (Slurm, the
 # Torque-style PBS commands, Grid Engine, OpenSSH + a network-namespace "remote host"), a
 # remote-side Python for the ssh user, the generated test config, then pytest (the workspace, then
-# each distribution alone in a fresh venv: scripts/ci/per-dist.sh).
+# each distribution alone in a fresh venv: scripts/ci/per-dist.sh), the documentation
+# (scripts/docs.sh) and the release check.
 #
 #   bash scripts/test.sh [pytest args...]
 #
@@ -69,6 +70,15 @@ if [ "${EXPYRE_PER_DIST:-1}" != 0 ]; then
     rc3=0
     bash scripts/ci/per-dist.sh || rc3=$?
     [ "$rc" = 0 ] && rc=$rc3
+fi
+
+# The documentation site, built with warnings as errors, and its examples run (scripts/docs.sh).
+# EXPYRE_DOCS=0 skips it.
+if [ "${EXPYRE_DOCS:-1}" != 0 ]; then
+    step "documentation: scripts/docs.sh (sphinx-build -W -n, then the pages' examples)"
+    rc5=0
+    bash scripts/docs.sh || rc5=$?
+    [ "$rc" = 0 ] && rc=$rc5
 fi
 
 # Last, what a packager needs: every sdist and wheel builds, passes twine check, carries LICENSE and

@@ -101,6 +101,8 @@ class SystemConfig:
 
 @frozen
 class Config:
+    """The whole of config.json: its systems by name."""
+
     systems: dict[str, SystemConfig] = field(factory=dict)
 
 

@@ -101,10 +101,17 @@ class ExPyReFuture(cf.Future):
         return super().cancel()
 
     def result(self, timeout: float | None = None) -> Any:
+        """The call's value, waiting up to ``timeout`` seconds (None: for ever) for its job.
+
+        :raises concurrent.futures.TimeoutError: not done within ``timeout``.
+        :raises concurrent.futures.CancelledError: the call was cancelled.
+        :raises Exception: the call's own exception, its remote traceback as ``__cause__``.
+        """
         with _Waiting(self._executor_ref()):
             return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The call's exception (None if it returned), waiting as :meth:`result` does."""
         with _Waiting(self._executor_ref()):
             return super().exception(timeout)
 

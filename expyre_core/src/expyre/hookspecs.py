@@ -400,9 +400,10 @@ class Scheduler(abc.ABC):
         """The partition names in the result of :meth:`partitions_command`.
 
         :param result: the command's result (a non-zero exit has already raised).
+
         Returns: the set of names. Default: empty.
 
-        Example (Slurm, ``sinfo -h -o %P``): ``"debug*\nlong\n"`` gives ``{"debug", "long"}``.
+        Example (Slurm, ``sinfo -h -o %P``): ``"debug*\\nlong\\n"`` gives ``{"debug", "long"}``.
         """
         return set()
 
@@ -413,6 +414,7 @@ class Scheduler(abc.ABC):
         not available. It is never counted as a status query.
 
         :param ids: the scheduler's job ids.
+
         Returns: an argv list, or None.
 
         Example (Grid Engine): ``explain_command(["12", "13"]) == ["qstat", "-j", "12,13"]``
@@ -425,6 +427,7 @@ class Scheduler(abc.ABC):
 
         :param result: the command's result.
         :param ids: the ids that were asked about.
+
         Returns: job id -> one line of explanation. Default: empty.
 
         Example (Grid Engine): ``{"12": "queue instance \"all.q@vm\" dropped because it is disabled"}``
