@@ -85,14 +85,18 @@ def _open_dir_fd(name: str | Path, path: Path, what: str, dir_fd: int | None, pr
     except OSError as exc:
         if dir_fd is None or exc.errno not in (*_SYMLINK_ERRNOS, errno.ENOTDIR):
             raise
+        fix = ("remove it; expyre reads a job's files only from its own directory, never through a "
+               "symlink (the job runs again with start(..., force_rerun=True))")
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            where = f" to {os.readlink(name, dir_fd=dir_fd)}" if stat.S_ISLNK(st.st_mode) else ""
         except OSError:
-            raise exc from None
-        where = f" to {os.readlink(name, dir_fd=dir_fd)}" if stat.S_ISLNK(st.st_mode) else ""
+            st = None
+        if st is None or stat.S_ISDIR(st.st_mode):  # it changed between the open and the look
+            raise UnsafePathError(path, f"{what} {path} was a symlink or not a directory when opened "
+                                  f"(it is being replaced)", fix) from None
         raise UnsafePathError(path, f"{what} {path} is {_kind(st.st_mode)}{where}, not a directory ({_describe(st)})",
-                              "remove it; expyre reads a job's files only from its own directory, never through a "
-                              "symlink (the job runs again with start(..., force_rerun=True))") from None
+                              fix) from None
     try:
         problem = _dir_problem(path, os.fstat(fd), private)
     except BaseException:
