@@ -7,6 +7,7 @@ symlink while the results are read never yields the forged value. Real jobs on t
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import pickle
@@ -17,7 +18,9 @@ from pathlib import Path
 import pytest
 
 import test_executor_funcs as funcs
+import xpr_trust_jobfuncs as jf
 from expyre import Executor, config
+from expyre.builtin import localq
 from expyre.func import ExPyRe, ExPyReResultError
 from expyre.logs import JobLogs
 from expyre.show import describe
@@ -199,6 +202,32 @@ def test_stdout_symlink_is_not_shown(root, tmp_path):
     assert y.get_results(timeout=10, quiet=True) == 3
     assert "not for" not in (y.stdout or "")
     assert all("not for" not in text for _, text in JobLogs(x.id).read().chunks)
+
+
+def test_local_queue_request_that_is_a_symlink_or_a_fifo_is_not_run(root, tmp_path):
+    """The local queue's daemon opens a job request without following a symlink or blocking on a
+    FIFO: neither is run, and the daemon goes on running real jobs."""
+    q = root / "_expyre_localq"
+    ran = tmp_path / "linked-job-ran"
+    job_dir = tmp_path / "linked"
+    job_dir.mkdir()
+    (job_dir / "job.sh").write_text(f"touch {ran}\n")
+    localq._mkdirs(str(q))
+    req = {"jid": "linked1", "name": "linked", "dir": str(job_dir), "script": "job.sh", "stdout": "o",
+           "stderr": "e", "ncores": 1, "max_time": None, "seq": 1}
+    elsewhere = tmp_path / "request.json"
+    elsewhere.write_text(json.dumps(req))
+    (q / "env" / "linked1.json").write_text("{}")
+    (q / "jobs" / "linked1.json").symlink_to(elsewhere)
+    os.mkfifo(q / "jobs" / "fifo1.json", 0o600)
+    xpr = ExPyRe("ours", jf.square, args=[4])
+    xpr.start(resources=RES, system_name="local", partial_node=True)
+    assert xpr.get_results(timeout=120, check_interval=0.5, quiet=True) == 16
+    log = q / "daemon.log"
+    wait_for(lambda: "linked1.json is a symlink" in log.read_text() and "fifo1.json is not a regular file" in log.read_text(),
+             60, "the daemon to log both planted requests")
+    assert not ran.exists()
+    assert localq.find(str(q), ["linked"]) == {}
 
 
 # -- the race ---------------------------------------------------------------------------------------

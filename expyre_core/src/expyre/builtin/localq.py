@@ -144,28 +144,28 @@ def _write_json(path: str, data: dict) -> None:
 
 def _read_json(path: str, owned: bool = False) -> dict | None:
     """The JSON object in ``path``; None if it does not exist or is being written (not JSON yet).
-    Any other error (e.g. an unreadable file) raises. ``owned``: None unless the file belongs to
-    the current user and is writable by nobody else; then a symlink or anything but a regular
-    file raises :class:`OSError`."""
+    Any other error (e.g. an unreadable file) raises. The file is opened without following a
+    symlink and without blocking (a FIFO would), then checked on the open file: a symlink or
+    anything but a regular file is None, or with ``owned`` raises :class:`OSError`. ``owned``:
+    also None unless the file belongs to the current user and is writable by nobody else."""
+    import stat as _stat
+
     try:
-        if not owned:
-            with open(path) as f:
-                return json.load(f)
-        # a request or environment: opened without following a symlink and without blocking on
-        # a FIFO, then checked on the open file (no check-then-use by path)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.EMLINK):
-                raise OSError(exc.errno, f"{path} is a symlink; not following it") from None
-            raise
+            if exc.errno not in (errno.ELOOP, errno.EMLINK):
+                raise
+            if not owned:
+                return None
+            raise OSError(exc.errno, f"{path} is a symlink; not following it") from None
         with os.fdopen(fd) as f:
             st = os.fstat(fd)
-            import stat as _stat
-
             if not _stat.S_ISREG(st.st_mode):
+                if not owned:
+                    return None
                 raise OSError(errno.EINVAL, f"{path} is not a regular file (mode {st.st_mode:o})")
-            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            if owned and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
                 return None
             os.set_blocking(fd, True)
             return json.load(f)
