@@ -230,6 +230,27 @@ def test_local_queue_request_that_is_a_symlink_or_a_fifo_is_not_run(root, tmp_pa
     assert localq.find(str(q), ["linked"]) == {}
 
 
+def test_output_files_are_copied_without_following_a_symlink(root, tmp_path, monkeypatch, caplog):
+    x = ExPyRe("outs", operator.add, args=[1, 2], output_files=["out*"])
+    x.start(resources=RES, system_name="local", partial_node=True)
+    assert x.get_results(timeout=60, check_interval=0.5, quiet=True) == 3
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not an output\n")
+    (x.stage_dir / "out.txt").write_text("result\n")
+    (x.stage_dir / "out_link").symlink_to(secret)
+    (x.stage_dir / "outdir").mkdir()
+    (x.stage_dir / "outdir" / "a.txt").write_text("a\n")
+    (x.stage_dir / "outdir" / "b").symlink_to(secret)
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with caplog.at_level("WARNING"):
+        assert again(x).get_results(timeout=10, quiet=True) == 3
+    assert (here / "out.txt").read_text() == "result\n" and (here / "outdir" / "a.txt").read_text() == "a\n"
+    assert not (here / "out_link").exists() and not (here / "outdir" / "b").exists()
+    assert f"{x.stage_dir / 'out_link'} is a symlink" in caplog.text and "outdir/b is a symlink" in caplog.text
+
+
 # -- the race ---------------------------------------------------------------------------------------
 
 def test_swapping_the_stage_dir_while_reading_never_yields_the_forged_value(root, tmp_path):
