@@ -56,7 +56,7 @@ from .poller import Poller, evaluate
 from .results import finish, open_marker, outcome_files
 from .progress import SHOW_AFTER, progress_enabled
 from .resources import Resources
-from .stagedir import UnsafePathError, open_stage_dir
+from .stagedir import UnsafePathError, open_stage_dir, why_refused
 
 __all__ = ["Executor", "ExPyReFuture"]
 
@@ -572,7 +572,7 @@ class Executor(cf.Executor):
                         outcome = pickle.load(fh)
                 except UnsafePathError as exc:
                     job.partial_seen.add(i)
-                    err = ExPyReResultError(f"{self._where(job, i)}: not reading its result: {exc}")
+                    err = ExPyReResultError(f"{self._where(job, i)}: not reading its result: {why_refused(exc)}")
                     err.__cause__ = exc
                     _set(job.futures[i], None, err)
                     got = True

@@ -17,14 +17,14 @@ from typing import Any, BinaryIO, Iterable
 from . import _faults, config
 from .errors import ExPyReJobDiedError, ExPyReRemoteTraceback, ExPyReResultError, RemoteBaseException, RemoteError
 from .layout import FAILED, STDERR, STDOUT, SUCCEEDED
-from .stagedir import StageDir, UnsafePathError, open_stage_dir
+from .stagedir import StageDir, UnsafePathError, open_stage_dir, why_refused
 from .staging import copy_outputs
 
 __all__ = ["open_stage", "outcome_files", "open_marker", "read_text", "tail", "remote_exception", "finish"]
 
 
 def _refused(stage_dir: Path, exc: UnsafePathError) -> ExPyReResultError:
-    return ExPyReResultError(f"not reading the job's results in {stage_dir}: {exc}")
+    return ExPyReResultError(f"not reading the job's results in {stage_dir}: {why_refused(exc)}")
 
 
 def open_stage(stage_dir: Path) -> StageDir:

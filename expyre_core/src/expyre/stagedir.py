@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 from .config_files import UnsafePathError, _user
 
-__all__ = ["StageDir", "open_stage_dir", "UnsafePathError"]
+__all__ = ["StageDir", "open_stage_dir", "UnsafePathError", "why_refused"]
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
@@ -106,6 +106,11 @@ def _open_dir_fd(name: str | Path, path: Path, what: str, dir_fd: int | None, pr
         os.close(fd)
         raise UnsafePathError(path, f"{what} {problem}", _dir_fix(path))
     return fd
+
+
+def why_refused(exc: UnsafePathError) -> str:
+    """The one line of a refusal: what is wrong, and the fix (without the "1 problem(s)" header)."""
+    return "; ".join(msg for _, msg in exc.problems)
 
 
 def open_stage_dir(path: str | os.PathLike) -> "StageDir":
