@@ -40,16 +40,15 @@ import asyncio
 import concurrent.futures as cf
 import hashlib
 import logging
-import os
 import pickle
 import threading
 import time
 import weakref
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import config
 from .digest import function_digest
+from .errors import ExPyReResultError
 from .func import ExPyRe
 from .layout import PARTIAL_PREFIX, SUCCEEDED
 from .packing import decode_outcome, run_chunk
@@ -57,6 +56,7 @@ from .poller import Poller, evaluate
 from .results import finish, open_marker, outcome_files
 from .progress import SHOW_AFTER, progress_enabled
 from .resources import Resources
+from .stagedir import UnsafePathError, open_stage_dir, why_refused
 
 __all__ = ["Executor", "ExPyReFuture"]
 
@@ -508,7 +508,14 @@ class Executor(cf.Executor):
             shared = system.shares_stage_dirs
             # result files on shared stage dirs need no status query; ask the scheduler only when
             # some job is still without them (the poller enforces the scheduler's floor)
-            outcomes = {j.xpr.id: outcome_files(j.xpr.stage_dir) for j in jobs}
+            outcomes: dict[str, str | None] = {}
+            for j in list(jobs):
+                try:
+                    outcomes[j.xpr.id] = outcome_files(j.xpr.stage_dir)
+                except ExPyReResultError as exc:  # a stage dir that must not be read fails its own futures
+                    self._fail(j, exc)
+                    jobs.remove(j)
+                    progressed = True
             if any(o is None for o in outcomes.values()):
                 before = poller.count
                 poller.refresh(max_age=0.02 if shared else min(1.0, self.check_interval))
@@ -522,7 +529,12 @@ class Executor(cf.Executor):
                             f.set_running_or_notify_cancel()
                 outcome = outcomes[j.xpr.id]
                 if outcome is None and self._may_have_ended(row, poller):
-                    outcome = evaluate(j.xpr, poller)
+                    try:
+                        outcome = evaluate(j.xpr, poller)
+                    except ExPyReResultError as exc:
+                        self._fail(j, exc)
+                        progressed = True
+                        continue
                 if outcome is None:
                     if j.packed and self.partial_results:
                         progressed |= self._partial(j)
@@ -542,32 +554,54 @@ class Executor(cf.Executor):
         return bool(row["remote_id"]) and row["remote_id"] in poller.suspects
 
     def _partial(self, job: _Job) -> bool:
-        """Complete the futures of a running packed job's finished elements."""
+        """Complete the futures of a running packed job's finished elements, reading their
+        outcome files through the verified stage directory; an outcome file that must not be read
+        (a symlink, not a regular file, another user's) fails its element's future."""
         try:
-            names = [n for n in _listdir(job.xpr.stage_dir) if n.startswith(PARTIAL_PREFIX)]
-        except OSError:
-            return False
+            stage = open_stage_dir(job.xpr.stage_dir)
+        except (OSError, UnsafePathError):
+            return False  # gone for now, or refused: the job's result says so
         got = False
-        for n in names:
+        with stage:
             try:
-                i = int(n[len(PARTIAL_PREFIX):])
-            except ValueError:
-                continue
-            if i in job.partial_seen or i >= len(job.futures):
-                continue
-            try:
-                with open(job.xpr.stage_dir / n, "rb") as fh:
-                    outcome = pickle.load(fh)
-            except Exception:  # noqa: BLE001 - read again next time, or take it from the result
-                continue
-            job.partial_seen.add(i)
-            ok, value = decode_outcome(outcome, self._where(job, i))
-            _set(job.futures[i], value if ok else None, None if ok else value)
-            got = True
+                names = [n for n in stage.names() if n.startswith(PARTIAL_PREFIX)]
+            except OSError:
+                return False
+            for n in names:
+                try:
+                    i = int(n[len(PARTIAL_PREFIX):])
+                except ValueError:
+                    continue
+                if i in job.partial_seen or i >= len(job.futures):
+                    continue
+                try:
+                    with stage.open(n) as fh:
+                        outcome = pickle.load(fh)
+                except UnsafePathError as exc:
+                    job.partial_seen.add(i)
+                    err = ExPyReResultError(f"{self._where(job, i)}: not reading its result: {why_refused(exc)}")
+                    err.__cause__ = exc
+                    _set(job.futures[i], None, err)
+                    got = True
+                    continue
+                except Exception:  # noqa: BLE001 - read again next time, or take it from the result
+                    continue
+                job.partial_seen.add(i)
+                ok, value = decode_outcome(outcome, self._where(job, i))
+                _set(job.futures[i], value if ok else None, None if ok else value)
+                got = True
         return got
 
     def _where(self, job: _Job, i: int) -> str:
         return f"element {i} of expyre job {job.xpr.id}"
+
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        """End ``job`` with ``exc`` for all its futures."""
+        for f in job.futures:
+            _set(f, None, exc)
+        with self._lock:
+            job.state = "finished"
+            job.done = True
 
     def _complete(self, job: _Job, outcome: str) -> None:
         try:
@@ -669,8 +703,14 @@ def _set(f: ExPyReFuture, value: Any, exc: BaseException | None) -> None:
 
 def _has_failed_element(xpr: ExPyRe) -> bool:
     """True when the packed job ``xpr`` already has a result here and one of its calls raised."""
-    if xpr.status not in ("created", "submitted", "started", "succeeded") or outcome_files(xpr.stage_dir) != "succeeded":
+    if xpr.status not in ("created", "submitted", "started", "succeeded"):
         return False
+    try:
+        if outcome_files(xpr.stage_dir) != "succeeded":
+            return False
+    except ExPyReResultError as exc:  # a stage dir that must not be read: its result is not reused
+        logger.warning("packed job %s: %s; running it again", xpr.id, exc)
+        return True
     try:
         with open_marker(xpr.stage_dir, SUCCEEDED) as f:
             outcomes = pickle.load(f)
@@ -678,10 +718,6 @@ def _has_failed_element(xpr: ExPyRe) -> bool:
         logger.warning("packed job %s: its earlier result cannot be read (%s); running it again", xpr.id, exc)
         return True
     return not isinstance(outcomes, list) or any(not (isinstance(o, tuple) and o and o[0] == "ok") for o in outcomes)
-
-
-def _listdir(path: Path) -> list[str]:
-    return os.listdir(path)
 
 
 def _fn_name(fn: Callable) -> str:

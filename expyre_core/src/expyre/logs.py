@@ -11,7 +11,9 @@ They are read where the job runs: the stage directory itself for a system that s
 job's directory under ``rundir`` for a local rundir, and over the system's transport for a remote
 host, in ONE command per read (the new bytes of each file past the offsets already read, and the
 job's result markers, base64-encoded). A job that ended is read from its local stage directory
-(its files were copied back with the results).
+(its files were copied back with the results). A local directory is read through its verified
+directory descriptor (:mod:`expyre.stagedir`): never through a symlink, never one that another
+user owns or can write.
 
 Example::
 
@@ -37,6 +39,7 @@ from typing import Iterator
 from .jobsdb import STATUS_GROUPS
 from .layout import JOB_STDERR, JOB_STDOUT, RESULT_MARKERS, STDERR, STDOUT
 from .shell import remote_path
+from .stagedir import UnsafePathError, open_stage_dir
 
 __all__ = ["STREAMS", "LogRead", "JobLogs"]
 
@@ -127,25 +130,34 @@ class JobLogs:
         return out
 
     def _read_local(self, d: Path, tail_lines: int | None) -> tuple[dict[str, tuple[int, bytes]], set[str]]:
+        """The new output in the local directory ``d``, read through its verified directory
+        descriptor (:mod:`expyre.stagedir`; :class:`~expyre.config_files.UnsafePathError` when it
+        must not be read). A file that is missing or must not be read (a symlink, a FIFO, another
+        user's) is left out."""
         data: dict[str, tuple[int, bytes]] = {}
-        for f in self.files:
-            try:
-                fd = os.open(d / f, os.O_RDONLY | os.O_NOFOLLOW)
-            except OSError:
-                continue
-            with os.fdopen(fd, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                off = self.offsets[f] if self.offsets[f] <= size else 0  # truncated: a re-run
-                if tail_lines is not None:
-                    start = max(0, size - MAX_READ)
-                    fh.seek(start)
-                    raw = _last_lines(fh.read(size - start), tail_lines)
-                else:
-                    fh.seek(off)
-                    raw = fh.read(min(size - off, MAX_READ))
-                    size = off + len(raw)
-            data[f] = (size, raw)
-        markers = {m for m in RESULT_MARKERS if (d / m).exists()}
+        try:
+            sd = open_stage_dir(d)
+        except FileNotFoundError:
+            return data, set()
+        with sd:
+            for f in self.files:
+                try:
+                    fh = sd.open(f)
+                except (OSError, UnsafePathError):
+                    continue
+                with fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    off = self.offsets[f] if self.offsets[f] <= size else 0  # truncated: a re-run
+                    if tail_lines is not None:
+                        start = max(0, size - MAX_READ)
+                        fh.seek(start)
+                        raw = _last_lines(fh.read(size - start), tail_lines)
+                    else:
+                        fh.seek(off)
+                        raw = fh.read(min(size - off, MAX_READ))
+                        size = off + len(raw)
+                data[f] = (size, raw)
+            markers = {m for m in RESULT_MARKERS if sd.exists(m)}
         return data, markers
 
     def command(self, remote_dir: str, tail_lines: int | None = None) -> str:

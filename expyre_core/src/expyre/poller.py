@@ -20,6 +20,7 @@ from .config_files import poll_outage_limit
 from .jobsdb import JobsDB
 from .layout import JOB_STDERR, PARTIAL_PREFIX, RESULT_MARKERS, STARTED
 from .results import outcome_files, tail
+from .stagedir import UnsafePathError, open_stage_dir
 from .system import System
 from .types import JobState, JobStatus, SchedulerCommandError, TransportError
 
@@ -88,8 +89,10 @@ class Poller:
                 timing.debug("poll %s: %d jobs in %.3f s", self.system.name, len(ids), time.monotonic() - t0)
                 done = [d for d in dirs if markers.get(d.name, set()) & set(RESULT_MARKERS)]
                 # a running packed job's finished calls (their outcome files) come back with them
-                done += [d for d in dirs if d not in done and any(
-                    m.startswith(PARTIAL_PREFIX) and not (d / m).exists() for m in markers.get(d.name, ()))]
+                for d in dirs:
+                    finished_calls = {m for m in markers.get(d.name, ()) if m.startswith(PARTIAL_PREFIX)}
+                    if d not in done and finished_calls and not finished_calls <= _names(d):
+                        done.append(d)
                 if done:
                     self.system.stage_out(done)
             except (TransportError, SchedulerCommandError) as exc:
@@ -127,7 +130,7 @@ class Poller:
                     continue
                 st = statuses.get(rid)
                 has_result = bool(markers.get(Path(r["from_dir"]).name, set()) & set(RESULT_MARKERS)) or (
-                    self.system.shares_stage_dirs and any((Path(r["from_dir"]) / m).exists() for m in RESULT_MARKERS))
+                    self.system.shares_stage_dirs and bool(_names(Path(r["from_dir"])) & set(RESULT_MARKERS)))
                 if has_result or (st is not None and not st.state.terminal):
                     if self.suspects.pop(rid, None) is not None:
                         self.db.update(r["id"], suspect_since=None)
@@ -160,6 +163,16 @@ class Poller:
         logger.warning("%s: poll of %d job(s) failed (%s); they keep their last known state, the next poll "
                        "tries again (failing for %.0f s, giving up after %g s)", self.system.name, n_jobs, exc,
                        outage, limit)
+
+
+def _names(stage_dir: Path) -> set[str]:
+    """The names in a local stage directory, read through its verified descriptor (none when it
+    is missing or must not be read: :func:`evaluate` then says why)."""
+    try:
+        with open_stage_dir(stage_dir) as sd:
+            return set(sd.names())
+    except (OSError, UnsafePathError):
+        return set()
 
 
 def evaluate(job: Any, poller: Poller) -> str | None:

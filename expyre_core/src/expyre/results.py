@@ -1,30 +1,46 @@
 """Service layer: reading a job's outcome from its stage directory.
 
 The runner's marker files (:data:`~expyre.layout.SUCCEEDED`, :data:`~expyre.layout.FAILED`) are
-the truth about a job that ended; the functions here read them, never through a symlink, and
+the truth about a job that ended; the functions here read them through the verified directory
+descriptor of :mod:`expyre.stagedir` (never through a symlink, never from a directory another
+user owns or can write), and
 :func:`finish` turns an outcome into the function's value (or its exception) for a job handle
 (a :class:`~expyre.job.JobHandle`, e.g. an :class:`~expyre.func.ExPyRe`).
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterable
 
 from . import _faults, config
 from .errors import ExPyReJobDiedError, ExPyReRemoteTraceback, ExPyReResultError, RemoteBaseException, RemoteError
 from .layout import FAILED, STDERR, STDOUT, SUCCEEDED
+from .stagedir import StageDir, UnsafePathError, open_stage_dir, why_refused
 from .staging import copy_outputs
 
-__all__ = ["outcome_files", "open_marker", "read_text", "tail", "remote_exception", "finish"]
+__all__ = ["open_stage", "outcome_files", "open_marker", "read_text", "tail", "remote_exception", "finish"]
 
 
-def outcome_files(stage_dir: Path) -> str | None:
-    """``"succeeded"``/``"failed"`` when the runner's result marker is in ``stage_dir``, else None."""
-    # listing the directory also refreshes NFS attribute caches before exists()
-    names = set(os.listdir(stage_dir)) if stage_dir.exists() else set()
+def _refused(stage_dir: Path, exc: UnsafePathError) -> ExPyReResultError:
+    return ExPyReResultError(f"not reading the job's results in {stage_dir}: {why_refused(exc)}")
+
+
+def open_stage(stage_dir: Path) -> StageDir:
+    """The job's stage directory, opened and verified (:func:`expyre.stagedir.open_stage_dir`).
+
+    :raises ExPyReResultError: it is a symlink, or not owned by you or private to you for writing.
+    :raises FileNotFoundError: it does not exist.
+    """
+    try:
+        return open_stage_dir(stage_dir)
+    except UnsafePathError as exc:
+        raise _refused(stage_dir, exc) from exc
+
+
+def _outcome_of(names: Iterable[str]) -> str | None:
+    names = set(names)
     if SUCCEEDED in names:
         return "succeeded"
     if FAILED in names:
@@ -32,35 +48,53 @@ def outcome_files(stage_dir: Path) -> str | None:
     return None
 
 
-def open_marker(stage_dir: Path, fname: str) -> BinaryIO:
-    """A marker file of a job's own directory, opened for reading, never through a symlink."""
-    if stage_dir.is_symlink():
-        raise OSError(f"stage directory {stage_dir} is a symlink; not following it")
-    return os.fdopen(os.open(stage_dir / fname, os.O_RDONLY | os.O_NOFOLLOW), "rb")
-
-
-def read_text(stage_dir: Path, fname: str) -> str:
-    """A text file of the stage dir, or "" if it cannot be read."""
+def outcome_files(stage_dir: Path) -> str | None:
+    """``"succeeded"``/``"failed"`` when the runner's result marker is in ``stage_dir``, else None
+    (also when it does not exist). :class:`ExPyReResultError` when it must not be read (see
+    :func:`open_stage`)."""
+    # listing the directory also refreshes NFS attribute caches
     try:
-        return (stage_dir / fname).read_text(errors="replace")
-    except OSError:
+        sd = open_stage(stage_dir)
+    except FileNotFoundError:
+        return None
+    with sd:
+        return _outcome_of(sd.names())
+
+
+def open_marker(stage_dir: Path | StageDir, fname: str) -> BinaryIO:
+    """A marker file of a job's own directory, opened for reading through the verified directory
+    (:class:`ExPyReResultError` when it or the file must not be read)."""
+    sd = stage_dir if isinstance(stage_dir, StageDir) else open_stage(stage_dir)
+    try:
+        return sd.open(fname)
+    except UnsafePathError as exc:
+        raise _refused(sd.path, exc) from exc
+    finally:
+        if sd is not stage_dir:
+            sd.close()
+
+
+def read_text(stage_dir: Path | StageDir, fname: str) -> str:
+    """A text file of the stage dir, or "" if it cannot (or must not) be read."""
+    try:
+        if isinstance(stage_dir, StageDir):
+            return stage_dir.read_text(fname)
+        with open_stage_dir(stage_dir) as sd:
+            return sd.read_text(fname)
+    except (OSError, UnsafePathError):
         return ""
 
 
-def tail(stage_dir: Path, fname: str, n: int = 20) -> str:
+def tail(stage_dir: Path | StageDir, fname: str, n: int = 20) -> str:
     """The last ``n`` lines of a text file of the stage dir ("" if it cannot be read)."""
-    try:
-        lines = (stage_dir / fname).read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join(lines[-n:])
+    return "\n".join(read_text(stage_dir, fname).splitlines()[-n:])
 
 
-def remote_exception(job: Any) -> BaseException:
+def remote_exception(job: Any, stage: StageDir | None = None) -> BaseException:
     """The exception of a failed job, its remote traceback as ``__cause__`` (also set as
-    ``job.remote_traceback``)."""
+    ``job.remote_traceback``); read from ``stage`` when given (the job's open stage directory)."""
     try:
-        with open_marker(job.stage_dir, FAILED) as f:
+        with open_marker(stage if stage is not None else job.stage_dir, FAILED) as f:
             info = pickle.load(f)
     except Exception as exc:
         return ExPyReResultError(f"job {job.id} failed, and its error file cannot be read: {exc}")
@@ -86,23 +120,31 @@ def finish(job: Any, outcome: str) -> Any:
     if outcome == "died":
         job.reload()
         raise ExPyReJobDiedError(job.reason or f"job {job.id} died")
-    job.stdout = read_text(job.stage_dir, STDOUT)
-    job.stderr = read_text(job.stage_dir, STDERR)
-    if outcome == "failed":
-        config.db.update(job.id, status="failed")
-        job.status = "failed"
-        raise remote_exception(job)
     try:
-        with open_marker(job.stage_dir, SUCCEEDED) as f:
-            value = pickle.load(f)
-    except Exception as exc:
-        raise ExPyReResultError(
-            f"job {job.id}: result file {job.stage_dir / SUCCEEDED} cannot be read ({type(exc).__name__}: {exc}); "
-            f"it may be truncated or corrupted. Re-run with start(..., force_rerun=True)"
-        ) from exc
-    _faults.point("results_read")
-    config.db.update(job.id, status="succeeded")
-    _faults.point("results_recorded")
-    job.status = "succeeded"
-    copy_outputs(job.id, job.stage_dir)
+        stage = open_stage(job.stage_dir)
+    except FileNotFoundError as exc:
+        raise ExPyReResultError(f"job {job.id}: its stage directory {job.stage_dir} is gone ({exc.strerror}); "
+                                f"re-run with start(..., force_rerun=True)") from exc
+    with stage:  # every file below is read through this one verified directory
+        job.stdout = read_text(stage, STDOUT)
+        job.stderr = read_text(stage, STDERR)
+        if outcome == "failed":
+            config.db.update(job.id, status="failed")
+            job.status = "failed"
+            raise remote_exception(job, stage)
+        try:
+            with open_marker(stage, SUCCEEDED) as f:
+                value = pickle.load(f)
+        except ExPyReResultError:
+            raise
+        except Exception as exc:
+            raise ExPyReResultError(
+                f"job {job.id}: result file {job.stage_dir / SUCCEEDED} cannot be read ({type(exc).__name__}: {exc}); "
+                f"it may be truncated or corrupted. Re-run with start(..., force_rerun=True)"
+            ) from exc
+        _faults.point("results_read")
+        config.db.update(job.id, status="succeeded")
+        _faults.point("results_recorded")
+        job.status = "succeeded"
+        copy_outputs(job.id, stage)
     return value

@@ -7,7 +7,8 @@ the failed call's remote traceback (and, for a packed chunk, each failed element
 resource usage when it was recorded.
 
 Result files are pickles written by the job. They are read here only from the job's own stage
-directory (owned by this user, not a symlink), opened without following a symlink, and loaded by
+directory, through its verified directory descriptor (:mod:`expyre.stagedir`: owned by this user
+and private to it for writing, never through a symlink, regular files only), and loaded by
 :class:`SafeUnpickler`, which builds nothing but plain containers, numbers, strings and builtin
 exceptions: a pickle cannot run code here, and an exception of the user's own class is not needed
 (its type name, message and traceback are strings).
@@ -25,20 +26,21 @@ import builtins
 import io
 import json
 import logging
-import os
 import pickle
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
 from .layout import FAILED, PARTIAL_PREFIX, SCRIPT, STARTED, SUCCEEDED, USAGE
+from .stagedir import StageDir, open_stage_dir
 
 __all__ = ["describe", "SafeUnpickler", "safe_loads", "read_failure", "stage_dir_of", "JobNotFoundError",
            "FAILED", "STARTED", "SUCCEEDED", "USAGE"]
 
 logger = logging.getLogger(__name__)
 
+#: the most bytes of a result file read
+_LIMIT = 64 << 20
 _ELEMENT_RE = re.compile(rf"^{re.escape(PARTIAL_PREFIX)}(\d+)$")
 _SCRIPT_PARTITION = re.compile(r"^# expyre job \S+ on system .*?, partition (?P<p>.+)$", re.M)
 
@@ -106,23 +108,14 @@ def safe_loads(data: bytes) -> Any:
     return SafeUnpickler(io.BytesIO(data)).load()
 
 
-def _checked_stage_dir(row: dict, root: Path) -> Path:
-    """The job's own stage dir (``<root>/run_<id>``), owned by this user and not a symlink."""
+def _checked_stage_dir(row: dict, root: Path) -> StageDir:
+    """The job's own stage dir (``<root>/run_<id>``), opened and verified by
+    :func:`expyre.stagedir.open_stage_dir` (owned by this user, private to it for writing, not a
+    symlink); :class:`ValueError` (:class:`~expyre.config_files.UnsafePathError`) if it is not."""
     own = Path(root) / f"run_{row['id']}"
     if Path(row["from_dir"]) != own:
         raise ValueError(f"job {row['id']}: recorded stage directory {row['from_dir']} is not its own {own}; not reading it")
-    st = os.lstat(own)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise ValueError(f"job {row['id']}: stage directory {own} is not a directory (a symlink?); not reading it")
-    if st.st_uid != os.getuid():
-        raise ValueError(f"job {row['id']}: stage directory {own} is owned by uid {st.st_uid}, not by this user; not reading it")
-    return own
-
-
-def _read_nofollow(d: Path, name: str, limit: int = 64 << 20) -> bytes:
-    fd = os.open(d / name, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as f:
-        return f.read(limit)
+    return open_stage_dir(own)
 
 
 def _failure_of(info: Any) -> dict[str, Any]:
@@ -133,27 +126,27 @@ def _failure_of(info: Any) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None or k in ("type", "message", "traceback")}
 
 
-def read_failure(stage_dir: Path) -> dict[str, Any] | None:
+def read_failure(stage_dir: StageDir) -> dict[str, Any] | None:
     """The failed call's ``{"type", "message", "traceback", "stage", "host"}`` from
-    ``_expyre_job_failed`` of ``stage_dir`` (already checked: see :func:`stage_dir_of`), and for a
+    ``_expyre_job_failed`` of ``stage_dir`` (opened and checked: see :func:`stage_dir_of`), and for a
     packed chunk ``"elements"``: the failed elements' ``{"element", "index", "type", "message",
     "traceback"}``. None when neither exists."""
     out: dict[str, Any] | None = None
     try:
-        out = _failure_of(safe_loads(_read_nofollow(stage_dir, FAILED)))
+        out = _failure_of(safe_loads(stage_dir.read_bytes(FAILED, _LIMIT)))
     except FileNotFoundError:
         pass
     except Exception as exc:  # noqa: BLE001 - a corrupt or hostile file is reported, not raised
         out = {"type": None, "message": None, "traceback": None, "error": f"{FAILED} cannot be read: {exc}"}
     elements = []
     try:
-        names = os.listdir(stage_dir)
+        names = stage_dir.names()
     except OSError:
         names = []
     for n in sorted((n for n in names if _ELEMENT_RE.match(n)), key=lambda n: int(_ELEMENT_RE.match(n).group(1))):  # type: ignore[union-attr]
         i = int(_ELEMENT_RE.match(n).group(1))  # type: ignore[union-attr]
         try:
-            outcome = safe_loads(_read_nofollow(stage_dir, n))
+            outcome = safe_loads(stage_dir.read_bytes(n, _LIMIT))
             if not (isinstance(outcome, tuple) and len(outcome) == 2) or outcome[0] != "error":
                 continue
             entry = _failure_of(safe_loads(outcome[1]))
@@ -166,8 +159,8 @@ def read_failure(stage_dir: Path) -> dict[str, Any] | None:
     return out
 
 
-def stage_dir_of(row: dict) -> Path:
-    """The checked stage dir of the job of ``row`` (see :func:`_checked_stage_dir`)."""
+def stage_dir_of(row: dict) -> StageDir:
+    """The checked, open stage dir of the job of ``row`` (see :func:`_checked_stage_dir`); close it."""
     from . import config
 
     return _checked_stage_dir(row, Path(config.root))
@@ -184,10 +177,10 @@ def _json_field(value: Any) -> Any:
     return value
 
 
-def _started(stage: Path) -> dict[str, Any] | None:
+def _started(stage: StageDir) -> dict[str, Any] | None:
     try:
-        text = _read_nofollow(stage, STARTED, 4096).decode(errors="replace")
-    except OSError:
+        text = stage.read_bytes(STARTED, 4096).decode(errors="replace")
+    except (OSError, ValueError):  # missing, or refused (a symlink, a FIFO, another's file)
         return None
     fields = dict(p.partition("=")[::2] for p in text.split())
     out: dict[str, Any] = {"host": fields.get("host"), "pid": fields.get("pid")}
@@ -198,20 +191,20 @@ def _started(stage: Path) -> dict[str, Any] | None:
     return out
 
 
-def _partition(stage: Path) -> str | None:
+def _partition(stage: StageDir) -> str | None:
     try:
-        text = _read_nofollow(stage, SCRIPT, 1 << 20).decode(errors="replace")
-    except OSError:
+        text = stage.read_bytes(SCRIPT, 1 << 20).decode(errors="replace")
+    except (OSError, ValueError):  # missing, or refused (a symlink, a FIFO, another's file)
         return None
     m = _SCRIPT_PARTITION.search(text)
     return m.group("p").strip() if m else None
 
 
-def _script_header(stage: Path) -> list[str]:
+def _script_header(stage: StageDir) -> list[str]:
     """The scheduler directives of the job script (its ``#`` lines before the first blank one)."""
     try:
-        lines = _read_nofollow(stage, SCRIPT, 1 << 20).decode(errors="replace").splitlines()
-    except OSError:
+        lines = stage.read_bytes(SCRIPT, 1 << 20).decode(errors="replace").splitlines()
+    except (OSError, ValueError):
         return []
     out = []
     for line in lines[1:]:
@@ -221,12 +214,12 @@ def _script_header(stage: Path) -> list[str]:
     return out
 
 
-def _usage(row: dict, stage: Path | None) -> Any:
+def _usage(row: dict, stage: StageDir | None) -> Any:
     if row.get("usage"):
         return _json_field(row["usage"])
     if stage is not None:
         try:
-            return json.loads(_read_nofollow(stage, USAGE, 1 << 20))
+            return json.loads(stage.read_bytes(USAGE, 1 << 20))
         except (OSError, ValueError):
             pass
     return None
@@ -268,7 +261,7 @@ def describe(job_id: str, *, query_scheduler: bool = True) -> dict[str, Any]:
     if row is None:
         raise JobNotFoundError(f"no job {job_id!r} in the jobs database {config.db.path}")
     problems: list[str] = []
-    stage: Path | None
+    stage: StageDir | None
     try:
         stage = _checked_stage_dir(row, Path(config.root))
     except (OSError, ValueError) as exc:
@@ -313,4 +306,6 @@ def describe(job_id: str, *, query_scheduler: bool = True) -> dict[str, Any]:
         "usage": _usage(row, stage),
         "problems": problems,
     }
+    if stage is not None:
+        stage.close()
     return info

@@ -14,6 +14,8 @@ import logging
 import os
 import pickle
 import shutil
+import stat
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from .layout import (ARRAY_OUTPUT_PREFIX, FAILED, HASHES, JOB_STDERR, JOB_STDOUT
                      PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STDERR, STDOUT, SUCCEEDED, TASK)
 from .names import make_job_id
 from .shell import remote_path
+from .stagedir import StageDir, UnsafePathError, open_stage_dir
 from .system import System
 
 __all__ = ["StagedCall", "stage_call", "expand_inputs", "atomic_text", "run_outputs", "archive_previous",
@@ -131,29 +134,36 @@ def atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def read_meta(stage_dir: Path) -> dict[str, Any]:
-    """The job's :data:`~expyre.layout.META` (what it needs besides the call)."""
-    return json.loads((stage_dir / META).read_text())
+def read_meta(stage_dir: Path | StageDir) -> dict[str, Any]:
+    """The job's :data:`~expyre.layout.META` (what it needs besides the call), read through the
+    verified stage directory (:mod:`expyre.stagedir`)."""
+    if isinstance(stage_dir, StageDir):
+        return json.loads(stage_dir.read_bytes(META))
+    with open_stage_dir(stage_dir) as sd:
+        return json.loads(sd.read_bytes(META))
 
 
-def run_outputs(stage_dir: Path) -> list[str]:
-    """What a run left in the stage dir: the markers and logs, the per-call outcomes of a packed
-    job (:data:`~expyre.layout.PARTIAL_PREFIX`) and a job array's own output files."""
-    fixed = [f for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR) if (stage_dir / f).exists()]
-    extra = [n for n in os.listdir(stage_dir)
+def run_outputs(stage: StageDir) -> list[str]:
+    """What a run left in the (open) stage dir: the markers and logs, the per-call outcomes of a
+    packed job (:data:`~expyre.layout.PARTIAL_PREFIX`) and a job array's own output files."""
+    names = stage.names()
+    fixed = [f for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR) if f in names]
+    extra = [n for n in names
              if n.startswith(PARTIAL_PREFIX) or (n.startswith(ARRAY_OUTPUT_PREFIX) and n.endswith((".out", ".err")))]
     return fixed + sorted(extra)
 
 
 def archive_previous(stage_dir: Path) -> None:
-    """Move an earlier run's outputs to the next free ``_expyre_prev_<n>/`` of the stage dir."""
-    n = 1
-    while (stage_dir / f"{PREVIOUS_RUN_PREFIX}{n}").exists():
-        n += 1
-    prev = stage_dir / f"{PREVIOUS_RUN_PREFIX}{n}"
-    prev.mkdir(mode=0o700)
-    for f in run_outputs(stage_dir):
-        os.replace(stage_dir / f, prev / f)
+    """Move an earlier run's outputs to the next free ``_expyre_prev_<n>/`` of the stage dir
+    (all through its verified directory descriptor)."""
+    with open_stage_dir(stage_dir) as sd:
+        n = 1
+        while sd.exists(f"{PREVIOUS_RUN_PREFIX}{n}"):
+            n += 1
+        prev = f"{PREVIOUS_RUN_PREFIX}{n}"
+        os.mkdir(prev, 0o700, dir_fd=sd.fd)
+        for f in run_outputs(sd):
+            os.replace(f, f"{prev}/{f}", src_dir_fd=sd.fd, dst_dir_fd=sd.fd)
 
 
 def discard_remote_results(job_id: str, stage_dir: Path, system: System) -> None:
@@ -168,24 +178,50 @@ def discard_remote_results(job_id: str, stage_dir: Path, system: System) -> None
                            f"before running it again: {result.describe()}")
 
 
-def copy_outputs(job_id: str, stage_dir: Path) -> None:
-    """Copy the job's ``output_files`` (globs of its META) to the current directory."""
-    meta_path = stage_dir / META
-    if not meta_path.exists():
+def copy_outputs(job_id: str, stage: StageDir) -> None:
+    """Copy the job's ``output_files`` (globs of its META) from its open stage dir to the current
+    directory. Everything is reached through the stage dir's descriptor: a symlink (or a file
+    another user owns) among the outputs is not copied, with a warning naming it."""
+    try:
+        patterns = json.loads(stage.read_bytes(META)).get("output_files", [])
+    except FileNotFoundError:
         return
-    patterns = json.loads(meta_path.read_text()).get("output_files", [])
+    hidden = {"include_hidden": True} if sys.version_info >= (3, 11) else {}
     for pattern in patterns:
-        matches = sorted(stage_dir.glob(pattern))
+        matches = sorted(glob.glob(pattern, dir_fd=stage.fd, recursive=True, **hidden))
         if not matches:
             logger.warning("job %s: output file %r was not produced", job_id, pattern)
         for m in matches:
-            rel = m.relative_to(stage_dir)
-            dest = Path.cwd() / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if m.is_dir():
-                shutil.copytree(m, dest, dirs_exist_ok=True)
-            else:
-                shutil.copy2(m, dest)
+            rel = Path(m)
+            try:
+                _copy_out(stage, rel.parts, Path.cwd() / rel)
+            except (OSError, UnsafePathError) as exc:
+                logger.warning("job %s: output file %s not copied: %s", job_id, stage.path / rel, exc)
+
+
+def _copy_out(d: StageDir, parts: Sequence[str], dest: Path) -> None:
+    """Copy ``parts`` (a path relative to ``d``, each component reached without following a
+    symlink) to ``dest``: a regular file with its mode and times, a directory recursively."""
+    if len(parts) > 1:
+        with d.subdir(parts[0], private=False) as sub:
+            return _copy_out(sub, parts[1:], dest)
+    name = parts[0]
+    st = d.lstat(name)
+    if stat.S_ISDIR(st.st_mode):
+        with d.subdir(name, private=False) as sub:
+            dest.mkdir(parents=True, exist_ok=True)
+            for child in sorted(sub.names()):
+                try:
+                    _copy_out(sub, [child], dest / child)
+                except (OSError, UnsafePathError) as exc:
+                    logger.warning("output file %s not copied: %s", sub.path / child, exc)
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with d.open(name) as src, open(dest, "wb") as out:  # refuses a symlink, FIFO, another's file
+        shutil.copyfileobj(src, out)
+        fst = os.fstat(src.fileno())
+    os.chmod(dest, stat.S_IMODE(fst.st_mode))
+    os.utime(dest, ns=(fst.st_atime_ns, fst.st_mtime_ns))
 
 
 def clean_targets(job_id: str, stage_dir: Path, system: System | None, wipe: bool, dry_run: bool) -> list[str]:

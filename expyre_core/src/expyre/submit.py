@@ -22,6 +22,7 @@ from .layout import (ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_REF, ARRAY_SCRIPT, J
 from .names import make_job_id
 from .resources import Resources
 from .script import build_array_script, build_script
+from .stagedir import open_stage_dir
 from .staging import archive_previous, atomic_text, discard_remote_results, read_meta
 from .system import System
 from .types import JobRequest, SubmitError
@@ -68,7 +69,8 @@ def owner_dead(claim_owner: str | None, claimed_at: float | None) -> bool:
 # -- one job -------------------------------------------------------------------------------------
 def _array_ref(job: Any) -> dict | None:
     try:
-        ref = json.loads((job.stage_dir / ARRAY_REF).read_text())
+        with open_stage_dir(job.stage_dir) as sd:
+            ref = json.loads(sd.read_bytes(ARRAY_REF))
         return ref if isinstance(ref.get("array"), str) and isinstance(ref.get("index"), int) else None
     except (OSError, ValueError, AttributeError):
         return None

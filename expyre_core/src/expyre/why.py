@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from .jobsdb import STATUS_GROUPS
 from .layout import HASHES
+from .stagedir import UnsafePathError, open_stage_dir
 
 __all__ = ["HASHES", "read_hashes", "diff_hashes", "why_report", "explain_queued"]
 
@@ -30,9 +31,14 @@ logger = logging.getLogger(__name__)
 
 
 def read_hashes(row: dict) -> dict | None:
-    """The per-component digests the job of ``row`` recorded, or None."""
+    """The per-component digests the job of ``row`` recorded (read through its verified stage
+    directory, :mod:`expyre.stagedir`), or None."""
     try:
-        return json.loads((Path(row["from_dir"]) / HASHES).read_text())
+        with open_stage_dir(Path(row["from_dir"])) as sd:
+            return json.loads(sd.read_bytes(HASHES))
+    except UnsafePathError as exc:
+        logger.warning("job %s: not reading its digests: %s", row.get("id"), exc)
+        return None
     except (OSError, ValueError):
         return None
 

@@ -142,16 +142,37 @@ def _write_json(path: str, data: dict) -> None:
         raise
 
 
+def _nofollow(path: str, flags: int) -> int:
+    """An ``open()`` opener: never through a symlink, never blocking on a FIFO."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+
+
 def _read_json(path: str, owned: bool = False) -> dict | None:
     """The JSON object in ``path``; None if it does not exist or is being written (not JSON yet).
-    Any other error (e.g. an unreadable file) raises. ``owned``: None unless the file belongs to
-    the current user and is writable by nobody else."""
+    Any other error (e.g. an unreadable file) raises. The file is opened without following a
+    symlink and without blocking (a FIFO would), then checked on the open file: a symlink or
+    anything but a regular file is None, or with ``owned`` raises :class:`OSError`. ``owned``:
+    also None unless the file belongs to the current user and is writable by nobody else."""
+    import stat as _stat
+
     try:
-        with open(path) as f:
-            if owned:
-                st = os.fstat(f.fileno())
-                if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        try:
+            f = open(path, opener=_nofollow)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.EMLINK):
+                raise
+            if not owned:
+                return None
+            raise OSError(exc.errno, f"{path} is a symlink; not following it") from None
+        with f:
+            st = os.fstat(f.fileno())
+            if not _stat.S_ISREG(st.st_mode):
+                if not owned:
                     return None
+                raise OSError(errno.EINVAL, f"{path} is not a regular file (mode {st.st_mode:o})")
+            if owned and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
+                return None
+            os.set_blocking(f.fileno(), True)
             return json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
