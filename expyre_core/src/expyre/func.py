@@ -258,8 +258,8 @@ class ExPyRe(JobHandle):
             timeout = Duration.parse(timeout).seconds
         deadline = None if timeout is None or timeout <= 0 else time.monotonic() + float(timeout)
         self.reload()
-        if self.status == "created":
-            raise RuntimeError(f"job {self.id} has not been started: call start() first")
+        if self.status == "created":  # being submitted by another process (waited for), or never started
+            submit.await_submission(self, deadline, timeout)
         system = self.system
         shared_poll = Poller.get(system, config.db)
         wait = 0.02 if system.shares_stage_dirs else min(1.0, check_interval)
