@@ -57,6 +57,7 @@ from .poller import Poller, evaluate
 from .results import finish, open_marker, outcome_files
 from .progress import SHOW_AFTER, progress_enabled
 from .resources import Resources
+from .stage_records import record_status
 
 __all__ = ["Executor", "ExPyReFuture"]
 
@@ -362,6 +363,7 @@ class Executor(cf.Executor):
             return
         row = config.db.get(job.xpr.id)
         if row is not None and row["status"] == "submitted":
+            record_status(job.xpr.stage_dir, "died", "cancelled before it started")
             config.db.update(job.xpr.id, status="died")
             with self._lock:
                 job.state = "finished"

@@ -48,6 +48,7 @@ from .names import make_job_id
 from .poller import Poller
 from .progress import Waiting
 from .resources import Resources, parse_env_vars
+from .stage_records import record_status
 from .units import Duration
 
 if TYPE_CHECKING:
@@ -287,6 +288,7 @@ class ExPyRe(JobHandle):
     # -- bookkeeping ---------------------------------------------------------------------------
     def mark_processed(self) -> None:
         """Record that the results were used: an identical call will now make a new job."""
+        record_status(self.stage_dir, "processed")
         config.db.update(self.id, status="processed")
         self.status = "processed"
 

@@ -22,9 +22,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from . import _faults, config
 from .digest import HASH_VERSION, Tee, hash_file, write_call
 from .layout import (ARRAY_OUTPUT_PREFIX, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, PARTIAL_PREFIX,
-                     PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STDERR, STDOUT, SUCCEEDED, TASK)
+                     PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STATUS_RECORD, STDERR, STDOUT, SUBMISSION, SUCCEEDED, TASK)
 from .names import make_job_id
 from .shell import remote_path
+from .stage_records import record_status
 from .system import System
 
 __all__ = ["StagedCall", "stage_call", "expand_inputs", "atomic_text", "run_outputs", "archive_previous",
@@ -122,9 +123,11 @@ def read_meta(stage_dir: Path) -> dict[str, Any]:
 
 
 def run_outputs(stage_dir: Path) -> list[str]:
-    """What a run left in the stage dir: the markers and logs, the per-call outcomes of a packed
-    job (:data:`~expyre.layout.PARTIAL_PREFIX`) and a job array's own output files."""
-    fixed = [f for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR) if (stage_dir / f).exists()]
+    """What a run left in the stage dir: the markers and logs, its submission and status records,
+    the per-call outcomes of a packed job (:data:`~expyre.layout.PARTIAL_PREFIX`) and a job array's
+    own output files."""
+    fixed = [f for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR, SUBMISSION, STATUS_RECORD)
+             if (stage_dir / f).exists()]
     extra = [n for n in os.listdir(stage_dir)
              if n.startswith(PARTIAL_PREFIX) or (n.startswith(ARRAY_OUTPUT_PREFIX) and n.endswith((".out", ".err")))]
     return fixed + sorted(extra)
@@ -204,6 +207,8 @@ def clean(job: Any, wipe: bool = False, dry_run: bool = False) -> list[str]:
     report = clean_targets(job.id, job.stage_dir, system, wipe, dry_run)
     if dry_run:
         return report
+    if not wipe:
+        record_status(job.stage_dir, "cleaned")
     config.db.update(job.id, status="cleaned")
     job.status = "cleaned"
     return report

@@ -21,6 +21,7 @@ from .layout import ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_REF, ARRAY_SCRIPT, JO
 from .names import make_job_id
 from .resources import Resources
 from .script import build_array_script, build_script
+from .stage_records import record_claim, record_submitted
 from .staging import archive_previous, atomic_text, discard_remote_results, read_meta
 from .system import System
 from .errors import ExPyReTimeoutError
@@ -135,6 +136,7 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
         job.reload()
         return None
     config.db.update(job.id, system=system.name, resources=res.to_dict())
+    record_claim(job.stage_dir, system.name, owner(), res.to_dict())  # what a rebuilt jobs database knows
     job.system_name = system.name
     _faults.point("start_claimed")
     if previous_claim and _adopt(job, system):
@@ -178,6 +180,7 @@ def submit_one(job: Any, system: System, request: JobRequest) -> None:
 
 
 def mark_submitted(job: Any, remote_id: str) -> None:
+    record_submitted(job.stage_dir, job.system_name, remote_id)  # the stage dir first: it is the truth
     config.db.update(job.id, status="submitted", remote_id=remote_id, remote_status="submitted")
     _faults.point("start_recorded")
     job.remote_id = remote_id
