@@ -37,13 +37,13 @@ DRIVER = textwrap.dedent(f"""
     import xpr_core_jobfuncs as jobfuncs
     from expyre.func import ExPyRe
 
-    phase, tmp = sys.argv[1], sys.argv[2]
+    phase, tmp, system = sys.argv[1], sys.argv[2], sys.argv[3]
     RES = {{"max_time": "5m", "n": (1, "tasks")}}
     ok = ExPyRe("lost_ok", jobfuncs.record_interval, args=[os.path.join(tmp, "ran.log"), 0])
     bad = ExPyRe("lost_bad", jobfuncs.raise_custom, args=["boom"])
     slow = ExPyRe("lost_slow", jobfuncs.print_then_wait, args=["hello", os.path.join(tmp, "flag")])
     for x in (ok, bad, slow):
-        x.start(resources=RES, system_name="local", partial_node=True)
+        x.start(resources=RES, system_name=system, partial_node=True)
     out = {{"ids": [ok.id, bad.id, slow.id], "reused": [ok.recreated, bad.recreated, slow.recreated]}}
     out["ok"] = ok.get_results(timeout=120, check_interval=0.5, quiet=True)
     if phase == "first":
@@ -52,7 +52,8 @@ DRIVER = textwrap.dedent(f"""
         except jobfuncs.CustomError:
             out["bad"] = "raised"
         deadline = time.monotonic() + 120  # the slow job is running when this process ends
-        while not (slow.stage_dir / "_expyre_job_started").exists() and time.monotonic() < deadline:
+        started = os.path.join(slow.system.remote_dir(slow.stage_dir), "_expyre_job_started")  # where it runs
+        while not os.path.exists(started) and time.monotonic() < deadline:
             time.sleep(0.05)
     else:
         open(os.path.join(tmp, "flag"), "w").close()
@@ -67,10 +68,10 @@ def run(args: list[str], root: Path, tmp_path: Path) -> subprocess.CompletedProc
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
-def driver(phase: str, root: Path, tmp_path: Path) -> dict:
+def driver(phase: str, root: Path, tmp_path: Path, system: str) -> dict:
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
-    res = run([sys.executable, str(script), phase, str(tmp_path)], root, tmp_path)
+    res = run([sys.executable, str(script), phase, str(tmp_path), system], root, tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -88,10 +89,10 @@ def rows(root: Path) -> dict[str, dict]:
         con.close()
 
 
-def submissions(root: Path) -> collections.Counter:
+def submissions(queue: Path) -> collections.Counter:
     names: collections.Counter = collections.Counter()
     for sub in ("jobs", "done"):
-        for f in (root / "_expyre_localq" / sub).glob("*.json"):
+        for f in (queue / sub).glob("*.json"):
             names[json.loads(f.read_text())["name"]] += 1
     return names
 
@@ -107,12 +108,21 @@ def damage(db: Path, how: str) -> None:
         db.write_bytes(b"these bytes are not an sqlite database\n" * 200)
 
 
-@pytest.mark.parametrize("how", ["deleted", "truncated", "garbage"])
-def test_lost_jobs_database(tmp_path, how):
+@pytest.mark.parametrize("how, system", [("deleted", "local"), ("truncated", "local"), ("garbage", "local"),
+                                         ("deleted", "rundir")])
+def test_lost_jobs_database(tmp_path, how, system):
+    """(``rundir``: a local system whose jobs run in a copy of their stage dirs, copied back when
+    they end: what is copied back must not undo what the stage dir records.)"""
     root = tmp_path / "_expyre"
+    root.mkdir(mode=0o700)
+    rundir = tmp_path / "rundir"
+    (root / "config.json").write_text(json.dumps({"systems": {"rundir": {
+        "host": None, "scheduler": "local", "rundir": str(rundir),
+        "partitions": {"p": {"ncores": 2, "max_mem": "1GB", "max_time": "1h"}}}}}))
+    queue = (root if system == "local" else rundir) / "_expyre_localq"
     flag = tmp_path / "flag"
     try:
-        first = driver("first", root, tmp_path)
+        first = driver("first", root, tmp_path, system)
         assert first["ok"] is True and first["bad"] == "raised"
         ok_id, bad_id, slow_id = first["ids"]
         before = rows(root)
@@ -156,14 +166,42 @@ def test_lost_jobs_database(tmp_path, how):
             for key in ("name", "hash", "system", "remote_id", "from_dir", "cwd"):
                 assert after[jid][key] == before[jid][key], (jid, key, after[jid][key], before[jid][key])
 
-        second = driver("second", root, tmp_path)
+        second = driver("second", root, tmp_path, system)
         assert second["ids"][0] == ok_id and second["reused"][0] and second["ok"] is True
         assert second["ids"][2] == slow_id and second["reused"][2] and second["slow"] is True
         assert len((tmp_path / "ran.log").read_text().splitlines()) == 1, "the finished call ran again"
-        subs = submissions(root)
+        subs = submissions(queue)
         assert subs[ok_id] == 1 and subs[slow_id] == 1, subs  # the running job was not submitted again
     finally:
         flag.touch()  # the running job ends in any case
+
+
+def test_deleted_database_reopened_by_several_processes(tmp_path):
+    """4 processes rerun the script at once on a deleted database: one rebuilds it, all reuse the
+    finished result and the running job (same ids, nothing executed or submitted again)."""
+    root = tmp_path / "_expyre"
+    try:
+        first = driver("first", root, tmp_path, "local")
+        damage(root / "jobs.db", "deleted")
+        script = tmp_path / "driver.py"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXPYRE_FAULT")}
+        env.update(EXPYRE_ROOT=str(root), EXPYRE_PROGRESS="0", HOME=str(tmp_path / "home"))
+        procs = [subprocess.Popen([sys.executable, str(script), "second", str(tmp_path), "local"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        outs = []
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=300)
+            assert p.returncode == 0, stderr[-3000:]
+            outs.append(json.loads(stdout.strip().splitlines()[-1]))
+        for out in outs:
+            assert out["ids"][0] == first["ids"][0] and out["ids"][2] == first["ids"][2] and out["ok"] and out["slow"]
+        assert len((tmp_path / "ran.log").read_text().splitlines()) == 1
+        subs = submissions(root / "_expyre_localq")
+        assert subs[first["ids"][0]] == 1 and subs[first["ids"][2]] == 1, subs
+        got = rows(root)
+        assert got[first["ids"][0]]["status"] == "succeeded" and got[first["ids"][2]]["status"] == "succeeded"
+    finally:
+        (tmp_path / "flag").touch()
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ A job's row is recovered from its stage directory ``<root>/run_<id>``:
 
 * ``id`` from the directory's name; ``name`` and ``cwd`` from :data:`~expyre.layout.META`; the call's
   digest from :data:`~expyre.layout.HASHES`; the creation time is META's modification time;
-* the submission from :data:`~expyre.layout.SUBMISSION`: written (atomically) when the submission
-  is claimed (system, claim owner and time, resources) and again once the scheduler accepted the
-  job (its scheduler id), so a job still queued or running keeps its scheduler id and is never
-  submitted again; the job script's comment line (``# expyre job ID on system S, ...``) names the
-  system of a stage directory without that record;
+* the submission: :data:`~expyre.layout.CLAIM` when it is claimed (system, claim owner and time,
+  resources), :data:`~expyre.layout.SUBMITTED` once the scheduler accepted the job (its scheduler
+  id), so a job still queued or running keeps its scheduler id and is never submitted again (a
+  claim without it is looked up by name before anything is submitted); the job script's comment
+  line (``# expyre job ID on system S, ...``) names the system of a stage directory without them;
 * the status from the runner's markers (``succeeded``, ``failed``; ``started``), else
   ``submitted`` when a scheduler id is recorded, else ``created``; a status the markers cannot show
   (``died`` and its reason, ``processed``, ``cleaned``, and ``removed`` from the database, which
@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .layout import (FAILED, HASHES, META, SCRIPT, STAGE_DIR_PREFIX, STARTED, STATUS_RECORD, SUBMISSION,
-                     SUCCEEDED)
+from .layout import CLAIM, FAILED, HASHES, META, SCRIPT, STAGE_DIR_PREFIX, STARTED, STATUS_RECORD, SUBMITTED, SUCCEEDED
 from .names import JOB_ID_RE
 
 __all__ = ["write_json", "record_claim", "record_submitted", "record_status", "row_from_stage_dir", "scan"]
@@ -81,17 +80,14 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def record_claim(stage_dir: Path, system: str, owner: str, resources: dict[str, Any] | None) -> None:
     """The submission of the job in ``stage_dir`` to ``system`` is claimed by ``owner`` (nothing
     queued yet)."""
-    _record(stage_dir / SUBMISSION, {"system": system, "owner": owner, "claim_time": time.time(),
-                                     "resources": resources})
+    _record(stage_dir / CLAIM, {"system": system, "owner": owner, "claim_time": time.time(), "resources": resources})
 
 
 def record_submitted(stage_dir: Path, system: str | None, remote_id: str) -> None:
-    """The scheduler accepted the job in ``stage_dir`` as ``remote_id``."""
-    rec = read_json(stage_dir / SUBMISSION) or {}
-    if system is not None:
-        rec["system"] = system
-    rec.update(remote_id=remote_id, submit_time=time.time())
-    _record(stage_dir / SUBMISSION, rec)
+    """The scheduler accepted the job in ``stage_dir`` as ``remote_id`` (the claim's resources kept)."""
+    claim = read_json(stage_dir / CLAIM) or {}
+    _record(stage_dir / SUBMITTED, {"system": system or claim.get("system"), "remote_id": remote_id,
+                                    "submit_time": time.time(), "resources": claim.get("resources")})
 
 
 def record_status(stage_dir: Path, status: str, reason: str | None = None) -> None:
@@ -134,16 +130,20 @@ def row_from_stage_dir(stage_dir: Path) -> dict[str, Any] | None:
     if recorded.get("status") == "removed":
         return None
     hashes = read_json(stage_dir / HASHES) or {}
-    sub = read_json(stage_dir / SUBMISSION) or {}
+    sub = read_json(stage_dir / SUBMITTED) or {}
+    claim = read_json(stage_dir / CLAIM) or {}
     created = _mtime(stage_dir / META) or time.time()
     remote_id = sub.get("remote_id") if isinstance(sub.get("remote_id"), str) else None
     row: dict[str, Any] = {
         "id": job_id, "name": meta["name"], "hash": hashes.get("hash"), "from_dir": str(stage_dir),
-        "cwd": meta.get("cwd"), "creation_time": created, "system": sub.get("system") or _script_system(stage_dir),
+        "cwd": meta.get("cwd"), "creation_time": created, "system": sub.get("system") or claim.get("system") or _script_system(stage_dir),
         "remote_id": remote_id, "remote_status": None, "reason": None, "submit_owner": None,
-        "submit_time": sub.get("submit_time") or sub.get("claim_time"), "suspect_since": None,
-        "resources": json.dumps(sub["resources"]) if isinstance(sub.get("resources"), dict) else None,
+        "submit_time": sub.get("submit_time") or claim.get("claim_time"), "suspect_since": None,
+        "resources": None,
     }
+    resources = sub.get("resources") or claim.get("resources")
+    if isinstance(resources, dict):
+        row["resources"] = json.dumps(resources)
     status_time = None
     if recorded.get("status") in ("processed", "cleaned"):
         status, status_time = recorded["status"], recorded.get("time")
@@ -160,8 +160,8 @@ def row_from_stage_dir(stage_dir: Path) -> dict[str, Any] | None:
         row["remote_status"] = "submitted"
     else:
         status = "created"
-        if isinstance(sub.get("owner"), str):  # claimed, outcome unknown: the next start() looks it up by name
-            row["submit_owner"] = sub["owner"]
+        if isinstance(claim.get("owner"), str):  # claimed, outcome unknown: the next start() looks it up by name
+            row["submit_owner"] = claim["owner"]
     row["status"] = status
     row["status_time"] = status_time if isinstance(status_time, (int, float)) else created
     return row
