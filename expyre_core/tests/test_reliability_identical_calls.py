@@ -49,8 +49,16 @@ DRIVER = textwrap.dedent(f"""
         _faults.point = point
     while not os.path.exists(go):  # every process makes the call at the same moment
         time.sleep(0.002)
+    res = {{"max_time": "5m", "n": (1, "tasks")}}
+    if os.environ.get("TEST_EXECUTOR"):
+        from expyre import Executor
+        with Executor(system_name=system, resources=res, partial_node=True, mark_processed=False, progress=False) as ex:
+            fut = ex.submit(jobfuncs.record_interval, log, 0.2)
+            open(started + str(os.getpid()), "w").close()
+            print(json.dumps({{"id": fut.job_id, "value": fut.result(timeout=300)}}))
+        sys.exit(0)
     x = ExPyRe("same_call", jobfuncs.record_interval, args=[log, 0.2])
-    x.start(resources={{"max_time": "5m", "n": (1, "tasks")}}, system_name=system, partial_node=True)
+    x.start(resources=res, system_name=system, partial_node=True)
     open(started + str(os.getpid()), "w").close()
     print(json.dumps({{"id": x.id, "value": x.get_results(timeout=300, check_interval=0.5, quiet=True)}}))
 """)
@@ -97,12 +105,14 @@ def spawn(root: Path, tmp_path: Path, system: str, **env_extra: str) -> subproce
                              str(tmp_path / "started_")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def collect(procs: list[subprocess.Popen]) -> list[dict]:
+def collect(procs: list[subprocess.Popen], stderrs: list[str] | None = None) -> list[dict]:
     outs = []
     for p in procs:
         stdout, stderr = p.communicate(timeout=600)
         assert p.returncode == 0, stderr[-3000:]
         outs.append(json.loads(stdout.strip().splitlines()[-1]))
+        if stderrs is not None:
+            stderrs.append(stderr)
     return outs
 
 
@@ -140,5 +150,36 @@ def test_winner_killed_after_claiming(setup, tmp_path, point):
     die.touch()
     assert winner.wait(timeout=120) == -signal.SIGKILL
     winner.communicate()
-    outs = collect(others)
+    stderrs: list[str] = []
+    outs = collect(others, stderrs)
     check_once(outs, tmp_path, queue)
+    assert sum("taking its submission over" in e for e in stderrs) == 1, stderrs
+    if point == "start_submitted":  # the scheduler had it: found by name and adopted, not submitted again
+        assert sum("adopting it" in e for e in stderrs) == 1, stderrs
+
+
+def test_executor_winner_killed_after_claiming(tmp_path):
+    """The same through ``Executor.submit``: the processes whose batch found the submission claimed
+    wait for the job, and when the claiming process is killed -9 one of them submits it; the
+    call runs once and every future gets the value."""
+    root = tmp_path / "_expyre"
+    root.mkdir(mode=0o700)
+    queue = root / "_expyre_localq"
+    held, die, log = tmp_path / "held", tmp_path / "die", tmp_path / "points.log"
+    (tmp_path / "go").touch()
+    winner = spawn(root, tmp_path, "local", TEST_EXECUTOR="1", TEST_HOLD_AT="start_claimed", TEST_HELD=str(held),
+                   TEST_DIE=str(die))
+    wait_for(held.exists, 120, "the first process to claim the submission")
+    others = [spawn(root, tmp_path, "local", TEST_EXECUTOR="1", EXPYRE_FAULT_LOG=str(log)) for _ in range(3)]
+
+    def tried() -> int:  # processes that wrote the job script: their claim attempt comes next
+        lines = log.read_text().splitlines() if log.exists() else []
+        return len({ln.split()[0] for ln in lines if ln.endswith(" start_script_written")})
+
+    wait_for(lambda: tried() == 3, 300, "the other processes' attempts to claim")
+    die.touch()
+    assert winner.wait(timeout=120) == -signal.SIGKILL
+    winner.communicate()
+    stderrs: list[str] = []
+    check_once(collect(others, stderrs), tmp_path, queue)
+    assert sum("taking its submission over" in e for e in stderrs) == 1, stderrs

@@ -58,6 +58,8 @@ from .results import finish, open_marker, outcome_files
 from .progress import SHOW_AFTER, progress_enabled
 from .resources import Resources
 from .stage_records import record_status
+from .submit import owner as submit_owner
+from .submit import owner_dead
 
 __all__ = ["Executor", "ExPyReFuture"]
 
@@ -516,6 +518,16 @@ class Executor(cf.Executor):
                         if f._state == cf._base.PENDING:
                             f.set_running_or_notify_cancel()
                 outcome = outcomes[j.xpr.id]
+                if outcome is None and self._claim_abandoned(row):
+                    # another process claimed its submission (an identical call) and is gone
+                    # before the scheduler had it: submit it from here (looked up by name first)
+                    logger.info("job %s: the process submitting it (%s) is gone; submitting it from here",
+                                j.xpr.id, row["submit_owner"])
+                    with self._lock:
+                        j.state = "queued"
+                        self._queue.append(j)
+                    progressed = True
+                    continue
                 if outcome is None and self._may_have_ended(row, poller):
                     outcome = evaluate(j.xpr, poller)
                 if outcome is None:
@@ -525,6 +537,15 @@ class Executor(cf.Executor):
                 self._complete(j, outcome)
                 progressed = True
         return progressed
+
+    @staticmethod
+    def _claim_abandoned(row: dict | None) -> bool:
+        """A job still ``created`` whose submission claim another process made is released or
+        belongs to a process that is gone."""
+        if row is None or row["status"] != "created":
+            return False
+        claim = row["submit_owner"]
+        return not claim or (claim != submit_owner() and owner_dead(claim, row["submit_time"]))
 
     @staticmethod
     def _may_have_ended(row: dict | None, poller: Poller) -> bool:

@@ -248,6 +248,13 @@ class ExPyRe(JobHandle):
         :param sync: poll the scheduler and fetch remote files (False: only look for results here).
         :param quiet: no progress display.
         :param verbose: accepted for the API of ExPyRe's README; no effect.
+        An identical call being submitted by another process (its ``start()`` claimed it first) is
+        waited for; if that process is gone before the scheduler has the job, this one takes the
+        submission over (looking the job up by name first), with the arguments of its own
+        :meth:`start`.
+
+        :raises RuntimeError: the job was never started (:meth:`start` not called, here or by a
+            process that is still submitting it).
         :raises TypeError: an unknown keyword argument (named in the message).
         :raises ExPyReTimeoutError: (a ``TimeoutError``) the job did not finish within ``timeout``.
         :raises ExPyReJobDiedError: the job ended without a result.

@@ -135,6 +135,8 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
         logger.info("job %s is being submitted by %s; not submitting it again", job.id, previous_claim)
         job.reload()
         return None
+    if stale:
+        logger.warning("job %s: the process submitting it (%s) is gone; taking its submission over", job.id, previous_claim)
     config.db.update(job.id, system=system.name, resources=res.to_dict())
     record_claim(job.stage_dir, system.name, owner(), res.to_dict())  # what a rebuilt jobs database knows
     job.system_name = system.name
@@ -228,8 +230,6 @@ def await_submission(job: Any, deadline: float | None, timeout: Any = None) -> N
                     raise RuntimeError(f"job {job.id} was being submitted by a process that is gone ({claim}): "
                                        f"call start() to take its submission over")
                 raise RuntimeError(f"job {job.id} has not been started: call start() first")
-            if claim and claim != me:
-                logger.warning("job %s: the process submitting it (%s) is gone; taking its submission over", job.id, claim)
             start_one(job, **args)
             if job.status != "created":
                 return
