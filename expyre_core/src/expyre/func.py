@@ -243,16 +243,16 @@ class ExPyRe(JobHandle):
         The captured output of the function is then in :attr:`stdout` and :attr:`stderr`, and the
         ``output_files`` are copied to the current directory.
 
-        :param timeout: seconds (or a time string) to wait; None or <= 0 waits for ever.
-        :param check_interval: the longest wait between checks (checks start fast and back off).
-        :param sync: poll the scheduler and fetch remote files (False: only look for results here).
-        :param quiet: no progress display.
-        :param verbose: accepted for the API of ExPyRe's README; no effect.
         An identical call being submitted by another process (its ``start()`` claimed it first) is
         waited for; if that process is gone before the scheduler has the job, this one takes the
         submission over (looking the job up by name first), with the arguments of its own
         :meth:`start`.
 
+        :param timeout: seconds (or a time string) to wait; None or <= 0 waits for ever.
+        :param check_interval: the longest wait between checks (checks start fast and back off).
+        :param sync: poll the scheduler and fetch remote files (False: only look for results here).
+        :param quiet: no progress display.
+        :param verbose: accepted for the API of ExPyRe's README; no effect.
         :raises RuntimeError: the job was never started (:meth:`start` not called, here or by a
             process that is still submitting it).
         :raises TypeError: an unknown keyword argument (named in the message).

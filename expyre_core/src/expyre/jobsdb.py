@@ -514,7 +514,6 @@ class JobsDB:
         return f"{self.path}: replaced by an unlocked copy; the locked one is kept as {kept}"
 
 
-
 def _fresh(path: Path) -> bool:
     try:
         return path.stat().st_size == 0

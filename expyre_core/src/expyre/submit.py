@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import attrs
 
 from . import _faults, config
+from .errors import ExPyReTimeoutError
 from .layout import ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_REF, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, SCRIPT
 from .names import make_job_id
 from .resources import Resources
@@ -24,7 +25,6 @@ from .script import build_array_script, build_script
 from .stage_records import record_claim, record_submitted
 from .staging import archive_previous, atomic_text, discard_remote_results, read_meta
 from .system import System
-from .errors import ExPyReTimeoutError
 from .types import JobRequest, SubmitError
 from .units import Memory
 
@@ -210,7 +210,7 @@ def await_submission(job: Any, deadline: float | None, timeout: Any = None) -> N
     again here: the claim is taken over and the job looked up by name in the scheduler before it
     is submitted, so it is never submitted twice.
 
-    :raises RuntimeError: the job was never started (no claim, no :meth:`start` here).
+    :raises RuntimeError: the job was never started (no claim, no ``start()`` here).
     :raises ExPyReTimeoutError: ``deadline`` (of :func:`time.monotonic`) passed first.
     """
     wait = 0.02

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import click
 
-from ..config_files import find_config_files
+from ..config_files import check_root, find_config_files
 from ..jobsdb import rebuild
+from .common import fail
 
 __all__ = ["db_group"]
 
@@ -32,4 +33,7 @@ def rebuild_cmd() -> None:
     """
     root, _ = find_config_files()
     root = root.absolute()
+    if not root.is_dir():
+        fail(f"no expyre root at {root}: there is nothing to rebuild the jobs database from")
+    check_root(root)  # owned by you and private, as for every use of it
     click.echo(str(rebuild(root / "jobs.db", root)))
