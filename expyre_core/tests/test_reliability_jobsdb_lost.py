@@ -279,3 +279,15 @@ def test_damaged_database_raises_naming_the_file(local_root):
     x = ExPyRe("after_damage", jobfuncs.add, args=[1, 2])
     x.start(resources=RES, system_name="local", partial_node=True)
     assert x.get_results(timeout=120, check_interval=0.5, quiet=True) == 3
+
+
+def test_records_are_read_only_as_regular_files(local_root, tmp_path):
+    """A record that is a symlink (to a forged file) or a FIFO is not believed (and not waited on):
+    the job is rebuilt from what else its stage dir holds."""
+    x = ExPyRe("rec_forged", jobfuncs.add, args=[5, 5])
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps({"system": "local", "remote_id": "999999", "submit_time": 1.0}))
+    (x.stage_dir / "_expyre_submitted.json").symlink_to(forged)
+    os.mkfifo(x.stage_dir / "_expyre_status.json")
+    row = stage_records.row_from_stage_dir(x.stage_dir)
+    assert row["status"] == "created" and row["remote_id"] is None and row["name"] == "rec_forged"

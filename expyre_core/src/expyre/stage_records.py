@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from pathlib import Path
@@ -69,11 +70,29 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
+#: the largest record read (a record is a few hundred bytes; a bigger file is not one of ours)
+_MAX_RECORD = 1 << 20
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in the file ``path``; None when it is missing, unreadable, not JSON, or not a
+    regular file of yours (or root's): never through a symlink, never blocking on a FIFO."""
     try:
-        data = json.loads(path.read_text())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (os.geteuid(), 0) or st.st_size > _MAX_RECORD:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            data = json.loads(f.read(_MAX_RECORD))
     except (OSError, ValueError):
         return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return data if isinstance(data, dict) else None
 
 
