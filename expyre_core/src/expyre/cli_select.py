@@ -5,8 +5,10 @@ loading plugins)."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from pathlib import Path
 
 TYPE_CHECKING = False  # no runtime typing import on the click-free `xpr ls` path
 if TYPE_CHECKING:
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
 
 from .config_files import find_config_files
 from .jobsdb import STATUS_GROUPS, STATUSES, JobsDB
+from .layout import STAGE_DIR_PREFIX
 
 __all__ = ["Option", "FILTER_OPTIONS", "expand_status_filters", "light_db", "select", "check_regexp"]
 
@@ -179,10 +182,19 @@ def light_db() -> JobsDB | None:
     if config is not None and config._loaded:  # initialised in this process (tests, library use)
         return config.db
     root, _ = find_config_files()
-    path = root.absolute() / "jobs.db"
-    if not path.exists():
+    root = root.absolute()
+    path = root / "jobs.db"
+    if not path.exists() and not _has_stage_dirs(root):
         return None
-    return JobsDB(path)
+    return JobsDB(path, root=root)  # a missing or empty database is rebuilt from the stage directories
+
+
+def _has_stage_dirs(root: Path) -> bool:
+    try:
+        with os.scandir(root) as it:
+            return any(e.name.startswith(STAGE_DIR_PREFIX) for e in it)
+    except OSError:
+        return False
 
 
 def select(db: JobsDB | None, ids: Sequence[str], name: Sequence[str], status: Sequence[str], system: Sequence[str],

@@ -66,7 +66,7 @@ def init(root_dir: str | os.PathLike | None = None, verbose: bool = False) -> No
         _loaded["loaded"] = loaded
         _loaded["sources"] = loaded.sources
         _loaded["systems"] = {name: System(name, cfg, root) for name, cfg in loaded.config.systems.items()}
-        _loaded["db"] = JobsDB(root / "jobs.db")
+        _loaded["db"] = JobsDB(root / "jobs.db", root=root)  # a missing or empty one is rebuilt from the stage dirs
         if verbose:
             logger.info("expyre root %s, systems %s", root, list(_loaded["systems"]))
 

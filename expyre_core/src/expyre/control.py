@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from .jobsdb import STATUS_GROUPS, JobsDB
+from .stage_records import record_status
 
 if TYPE_CHECKING:  # the contract (attrs, pluggy) is not needed to import this: xpr starts faster
     from .hookspecs import ControlOp
@@ -132,6 +134,7 @@ def control(op: "ControlOp", ids: Iterable[str], *, by: str | None = None, stric
             out.note = "not in the jobs database"
         elif r["status"] == "created":
             if op == "cancel":
+                record_status(Path(r["from_dir"]), "died", "cancelled before submission" + suffix)
                 db.update(jid, status="died", reason="cancelled before submission" + suffix)
                 out.done = True
             else:

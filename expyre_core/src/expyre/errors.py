@@ -17,6 +17,7 @@ __all__ = [
     "ExPyReResultError",
     "ExPyReRemoteTraceback",
     "RemoteError",
+    "JobsDBDamagedError",
 ]
 
 
@@ -48,3 +49,17 @@ class ExPyReRemoteTraceback(Exception):
 
 class RemoteError(RuntimeError):
     """Stands for a remote exception that could not be pickled or unpickled here."""
+
+
+class JobsDBDamagedError(RuntimeError):
+    """The jobs database file is damaged (not a database, or a malformed image); the message names
+    the file and the recovery command, ``xpr db rebuild`` (:func:`expyre.jobsdb.rebuild`), which
+    keeps the damaged file aside and rebuilds the database from the stage directories."""
+
+    def __init__(self, path: object, detail: str) -> None:
+        super().__init__(
+            f"the jobs database {path} is damaged ({detail}); rebuild it from the stage directories with "
+            f"`xpr db rebuild` (it moves the damaged file aside to {path}.damaged-<time> and writes a new one)"
+        )
+        self.path = path
+        self.detail = detail

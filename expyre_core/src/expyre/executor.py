@@ -57,6 +57,9 @@ from .results import finish, open_marker, outcome_files
 from .progress import SHOW_AFTER, progress_enabled
 from .resources import Resources
 from .stagedir import UnsafePathError, open_stage_dir, why_refused
+from .stage_records import record_status
+from .submit import owner as submit_owner
+from .submit import owner_dead
 
 __all__ = ["Executor", "ExPyReFuture"]
 
@@ -369,6 +372,7 @@ class Executor(cf.Executor):
             return
         row = config.db.get(job.xpr.id)
         if row is not None and row["status"] == "submitted":
+            record_status(job.xpr.stage_dir, "died", "cancelled before it started")
             config.db.update(job.xpr.id, status="died")
             with self._lock:
                 job.state = "finished"
@@ -528,6 +532,16 @@ class Executor(cf.Executor):
                         if f._state == cf._base.PENDING:
                             f.set_running_or_notify_cancel()
                 outcome = outcomes[j.xpr.id]
+                if outcome is None and self._claim_abandoned(row):
+                    # another process claimed its submission (an identical call) and is gone
+                    # before the scheduler had it: submit it from here (looked up by name first)
+                    logger.info("job %s: the process submitting it (%s) is gone; submitting it from here",
+                                j.xpr.id, row["submit_owner"])
+                    with self._lock:
+                        j.state = "queued"
+                        self._queue.append(j)
+                    progressed = True
+                    continue
                 if outcome is None and self._may_have_ended(row, poller):
                     try:
                         outcome = evaluate(j.xpr, poller)
@@ -542,6 +556,15 @@ class Executor(cf.Executor):
                 self._complete(j, outcome)
                 progressed = True
         return progressed
+
+    @staticmethod
+    def _claim_abandoned(row: dict | None) -> bool:
+        """A job still ``created`` whose submission claim another process made is released or
+        belongs to a process that is gone."""
+        if row is None or row["status"] != "created":
+            return False
+        claim = row["submit_owner"]
+        return not claim or (claim != submit_owner() and owner_dead(claim, row["submit_time"]))
 
     @staticmethod
     def _may_have_ended(row: dict | None, poller: Poller) -> bool:

@@ -48,6 +48,7 @@ from .names import make_job_id
 from .poller import Poller
 from .progress import Waiting
 from .resources import Resources, parse_env_vars
+from .stage_records import record_status
 from .units import Duration
 
 if TYPE_CHECKING:
@@ -242,11 +243,18 @@ class ExPyRe(JobHandle):
         The captured output of the function is then in :attr:`stdout` and :attr:`stderr`, and the
         ``output_files`` are copied to the current directory.
 
+        An identical call being submitted by another process (its ``start()`` claimed it first) is
+        waited for; if that process is gone before the scheduler has the job, this one takes the
+        submission over (looking the job up by name first), with the arguments of its own
+        :meth:`start`.
+
         :param timeout: seconds (or a time string) to wait; None or <= 0 waits for ever.
         :param check_interval: the longest wait between checks (checks start fast and back off).
         :param sync: poll the scheduler and fetch remote files (False: only look for results here).
         :param quiet: no progress display.
         :param verbose: accepted for the API of ExPyRe's README; no effect.
+        :raises RuntimeError: the job was never started (:meth:`start` not called, here or by a
+            process that is still submitting it).
         :raises TypeError: an unknown keyword argument (named in the message).
         :raises ExPyReTimeoutError: (a ``TimeoutError``) the job did not finish within ``timeout``.
         :raises ExPyReJobDiedError: the job ended without a result.
@@ -258,8 +266,8 @@ class ExPyRe(JobHandle):
             timeout = Duration.parse(timeout).seconds
         deadline = None if timeout is None or timeout <= 0 else time.monotonic() + float(timeout)
         self.reload()
-        if self.status == "created":
-            raise RuntimeError(f"job {self.id} has not been started: call start() first")
+        if self.status == "created":  # being submitted by another process (waited for), or never started
+            submit.await_submission(self, deadline, timeout)
         system = self.system
         shared_poll = Poller.get(system, config.db)
         wait = 0.02 if system.shares_stage_dirs else min(1.0, check_interval)
@@ -287,6 +295,7 @@ class ExPyRe(JobHandle):
     # -- bookkeeping ---------------------------------------------------------------------------
     def mark_processed(self) -> None:
         """Record that the results were used: an identical call will now make a new job."""
+        record_status(self.stage_dir, "processed")
         config.db.update(self.id, status="processed")
         self.status = "processed"
 

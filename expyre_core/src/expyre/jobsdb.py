@@ -6,7 +6,13 @@
 * Status only moves forward (created -> submitted -> started -> succeeded/failed/died ->
   processed -> cleaned) unless a caller explicitly resets it, so a slow process cannot undo what a
   faster one recorded.
-* The stage directories are the truth; this is an index of them (see ``expyre.func``).
+* The stage directories are the truth; this is an index of them (see ``expyre.func``). A database
+  opened with its expyre ``root`` that is missing or empty (0 bytes) is rebuilt from the stage
+  directories ``<root>/run_*`` as it is created (what each records: :mod:`expyre.stage_records`);
+  :func:`rebuild` (``xpr db rebuild``) does it on demand, also for a damaged file, which it keeps
+  aside.
+* A damaged file (not a database, a malformed image) raises
+  :class:`~expyre.errors.JobsDBDamagedError`, naming the file and the recovery command.
 """
 
 from __future__ import annotations
@@ -16,14 +22,16 @@ import re
 import sqlite3
 import threading
 import time
-from functools import lru_cache
+from functools import lru_cache, wraps
 from pathlib import Path
+
+from .errors import JobsDBDamagedError
 
 TYPE_CHECKING = False  # no runtime import of typing: `xpr ls` imports this module (see cli_ls)
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator, Sequence
 
-__all__ = ["JobsDB", "STATUSES", "STATUS_GROUPS"]
+__all__ = ["JobsDB", "STATUSES", "STATUS_GROUPS", "JobsDBDamagedError", "RebuildReport", "rebuild", "probe"]
 
 
 STATUSES = ("created", "submitted", "started", "succeeded", "failed", "died", "processed", "cleaned")
@@ -83,6 +91,36 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_\-, ]*$")
 
+#: the meta key set once a fresh database has indexed the stage directories (by one process only)
+_INDEXED_KEY = "stage_dirs_indexed"
+
+
+def _damaged(exc: BaseException) -> bool:
+    """sqlite's "file is not a database" or "database disk image is malformed"."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB
+        return True
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def _guarded(method):
+    """Turn sqlite's report of a damaged file into :class:`JobsDBDamagedError` naming the file."""
+
+    @wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if _damaged(exc):
+                self.close()
+                raise JobsDBDamagedError(self.path, str(exc)) from None
+            raise
+
+    return wrapper
+
 
 @lru_cache(maxsize=256)
 def _compiled(pattern: str) -> re.Pattern:
@@ -107,19 +145,40 @@ class JobsDB:
     status_group = STATUS_GROUPS
     busy_timeout_ms = 120_000
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> None:
+        """:param root: the expyre root whose stage directories this indexes: given, a missing or
+        empty (0 bytes) database is rebuilt from them when it is created (by one process)."""
         self.path = Path(path)
+        self.root = None if root is None else Path(root)
         self._local = threading.local()
-        self._con().executescript(_SCHEMA)
+        try:
+            self._con().executescript(_SCHEMA)
+        except JobsDBDamagedError as exc:  # every use raises it again, naming the file and the way out
+            import logging
+
+            logging.getLogger(__name__).debug("%s", exc)
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise
+            self.close()
 
     # -- connections ---------------------------------------------------------------------------
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None or getattr(self._local, "pid", None) != os.getpid():
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fresh = self.root is not None and _fresh(self.path)
             con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
-            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            try:
+                con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+                if fresh:
+                    self._index_stage_dirs(con)
+                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                con.close()
+                if _damaged(exc):
+                    raise JobsDBDamagedError(self.path, str(exc)) from None
+                raise
             if mode.lower() != "wal":
                 import logging
 
@@ -134,6 +193,55 @@ class JobsDB:
             except OSError:
                 pass
         return con
+
+    def _index_stage_dirs(self, con: sqlite3.Connection) -> None:
+        """A missing or empty database file: create the schema and the rows of the stage
+        directories of ``self.root`` in ONE transaction, before WAL mode (so no other process sees
+        the tables before the rows; the first process to get the lock does it, the others find
+        :data:`_INDEXED_KEY`)."""
+        from .stage_records import scan  # only here: `xpr ls` on an existing database never needs it
+
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    con.execute(stmt)
+            if con.execute("SELECT 1 FROM meta WHERE key = ?", (_INDEXED_KEY,)).fetchone() is None:
+                rows, skipped = scan(self.root)
+                n = self._insert_rows(con, rows)
+                con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_INDEXED_KEY, str(time.time())))
+                if n or skipped:
+                    import logging
+
+                    logging.getLogger(__name__).warning(
+                        "jobs database %s was missing or empty: rebuilt %d job(s) from the stage directories of %s%s",
+                        self.path, n, self.root, f" (skipped: {'; '.join(skipped)})" if skipped else "")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _insert_rows(con: sqlite3.Connection, rows: Iterable[dict]) -> int:
+        n = 0
+        for row in rows:
+            row = {k: row.get(k) for k in _COLUMNS}
+            cur = con.execute(f"INSERT OR IGNORE INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                              tuple(row.values()))
+            n += cur.rowcount
+        return n
+
+    @_guarded
+    def restore(self, rows: Iterable[dict]) -> list[str]:
+        """Insert ``rows`` (e.g. of :func:`expyre.stage_records.scan`) whose ids are not in the
+        database yet, in one transaction; existing rows are left as they are. Returns the ids
+        inserted."""
+        inserted = []
+        with self._tx() as con:
+            for row in rows:
+                if self._insert_rows(con, [row]):
+                    inserted.append(row["id"])
+        return inserted
 
     class _Tx:
         def __init__(self, db: "JobsDB", immediate: bool) -> None:
@@ -162,6 +270,7 @@ class JobsDB:
             self._local.con = None
 
     # -- writing -------------------------------------------------------------------------------
+    @_guarded
     def add(self, id: str, name: str, from_dir: str, status: str = "created", **fields: Any) -> None:
         """Insert a new job row."""
         now = time.time()
@@ -181,6 +290,7 @@ class JobsDB:
         ).fetchone()
         return dict(row) if row else None
 
+    @_guarded
     def create_or_reuse(self, name: str, hash: str, cwd: str, reuse: bool,
                         place: "Callable[[], tuple[str, Path]]") -> tuple[dict, bool]:
         """Record a new job for a call with digest ``hash``, or find an identical one, in ONE
@@ -216,6 +326,7 @@ class JobsDB:
             fields["resources"] = json.dumps(fields["resources"])
         return fields
 
+    @_guarded
     def update(self, id: str, *, force: bool = False, **fields: Any) -> bool:
         """Update fields of job ``id``. A status change is applied only if it moves forward (or
         ``force``). Returns False if nothing was changed (no such job, or a backward status)."""
@@ -235,6 +346,7 @@ class JobsDB:
             cur = con.execute(f"UPDATE jobs SET {sets} WHERE {where}", (*fields.values(), id, *params))
             return cur.rowcount > 0
 
+    @_guarded
     def claim_submit(self, id: str, owner: str, stale: Iterable[str] = ()) -> bool:
         """Atomically record the intent to submit job ``id`` by ``owner``. Succeeds only if the job
         is still ``created`` and no live process has claimed it (claims by ``stale`` owners are
@@ -249,15 +361,18 @@ class JobsDB:
             con.execute("UPDATE jobs SET submit_owner = ?, submit_time = ? WHERE id = ?", (owner, time.time(), id))
             return True
 
+    @_guarded
     def remove(self, id: str) -> None:
         with self._tx() as con:
             con.execute("DELETE FROM jobs WHERE id = ?", (id,))
 
     # -- reading -------------------------------------------------------------------------------
+    @_guarded
     def get(self, id: str) -> dict | None:
         row = self._con().execute("SELECT * FROM jobs WHERE id = ?", (id,)).fetchone()
         return dict(row) if row else None
 
+    @_guarded
     def get_many(self, ids: Sequence[str]) -> dict[str, dict]:
         out: dict[str, dict] = {}
         con = self._con()
@@ -293,6 +408,7 @@ class JobsDB:
             params.append(v)
         clauses.append("(" + " OR ".join(ors) + ")")
 
+    @_guarded
     def jobs(
         self,
         status: str | Sequence[str] | None = None,
@@ -364,8 +480,14 @@ class JobsDB:
             con.execute("ROLLBACK")
             con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             ok = con.execute("PRAGMA quick_check").fetchone()[0]
+            if ok != "ok":
+                raise JobsDBDamagedError(self.path, f"quick_check: {ok}")
             return f"{self.path}: not locked (integrity: {ok})"
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
+            if _damaged(exc):
+                raise JobsDBDamagedError(self.path, str(exc)) from None
+            if not isinstance(exc, sqlite3.OperationalError):
+                raise
             if not force:
                 return f"{self.path}: locked ({exc}); a process may still be using it. Re-run with --force to replace it"
         finally:
@@ -390,3 +512,88 @@ class JobsDB:
             if stale.exists():
                 os.replace(stale, Path(str(kept) + suffix))
         return f"{self.path}: replaced by an unlocked copy; the locked one is kept as {kept}"
+
+
+def _fresh(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return True
+
+
+def probe(path: str | os.PathLike) -> str:
+    """The state of the database file ``path``: ``"missing"``, ``"empty"`` (0 bytes),
+    ``"damaged: <sqlite's words>"`` or ``"ok"`` (sqlite's ``quick_check`` passes)."""
+    path = Path(path)
+    if not path.exists():
+        return "missing"
+    if path.stat().st_size == 0:
+        return "empty"
+    con = sqlite3.connect(path, timeout=JobsDB.busy_timeout_ms / 1000, isolation_level=None)
+    try:
+        res = con.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if _damaged(exc):
+            return f"damaged: {exc}"
+        raise
+    finally:
+        con.close()
+    words = "; ".join(str(r[0]) for r in res)
+    return "ok" if words == "ok" else f"damaged: {words[:300]}"
+
+
+class RebuildReport:
+    """What :func:`rebuild` did: ``path``, the database's state before (:func:`probe`),
+    ``kept`` (where a damaged file was moved, or None), ``restored`` (the rows inserted, by
+    status), ``present`` (stage directories whose job was already in the database) and
+    ``skipped`` (``run_*`` entries that hold no job, each with why)."""
+
+    def __init__(self, path: Path, state: str) -> None:
+        self.path = path
+        self.state = state
+        self.kept: Path | None = None
+        self.restored: dict[str, int] = {}
+        self.present = 0
+        self.skipped: list[str] = []
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}: was {self.state}" + (f"; the damaged file is kept as {self.kept}" if self.kept else "")]
+        n = sum(self.restored.values())
+        by = ", ".join(f"{v} {k}" for k, v in sorted(self.restored.items()))
+        lines.append(f"restored {n} job(s) from the stage directories" + (f" ({by})" if by else "")
+                     + f"; {self.present} already in the database")
+        lines += [f"skipped {s}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def rebuild(path: str | os.PathLike, root: str | os.PathLike) -> RebuildReport:
+    """Rebuild the jobs database ``path`` from the stage directories ``<root>/run_*``: each job
+    missing from it gets the row its stage directory records (its status from its markers, the
+    scheduler id of a job still queued or running, so that it is not submitted again). A damaged
+    file (and its ``-wal``/``-shm``) is first moved aside to ``<path>.damaged-<time>``; rows already
+    in a sound database are left as they are. Stop the processes using a damaged database first.
+
+    Example: ``print(rebuild(config.root / "jobs.db", config.root))`` (``xpr db rebuild``).
+    """
+    from .stage_records import scan
+
+    path, root = Path(path), Path(root)
+    report = RebuildReport(path, probe(path))
+    if report.state.startswith("damaged"):
+        kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, kept)
+        for suffix in ("-wal", "-shm"):
+            if Path(f"{path}{suffix}").exists():
+                os.replace(f"{path}{suffix}", f"{kept}{suffix}")
+        report.kept = kept
+    rows, report.skipped = scan(root)
+    db = JobsDB(path)
+    try:
+        inserted = set(db.restore(rows))
+    finally:
+        db.close()
+    for r in rows:
+        if r["id"] in inserted:
+            report.restored[r["status"]] = report.restored.get(r["status"], 0) + 1
+    report.present = len(rows) - len(inserted)
+    return report

@@ -11,7 +11,8 @@ from __future__ import annotations
 __all__ = [
     "TASK", "META", "HASHES", "RUNNER", "SCRIPT", "JOB_STDOUT", "JOB_STDERR", "STARTED", "SUCCEEDED",
     "FAILED", "STDOUT", "STDERR", "USAGE", "MARKERS", "RESULT_MARKERS", "PARTIAL_PREFIX", "ARRAY_SCRIPT", "ARRAY_DIRS",
-    "ARRAY_OUTPUT_PREFIX", "ARRAY_REF", "PREVIOUS_RUN_PREFIX", "LOCAL_QUEUE_DIR", "STAGE_DIR_PREFIX",
+    "ARRAY_OUTPUT_PREFIX", "ARRAY_REF", "PREVIOUS_RUN_PREFIX", "LOCAL_QUEUE_DIR", "STAGE_DIR_PREFIX", "CLAIM",
+    "SUBMITTED", "STATUS_RECORD",
 ]
 
 #: directory name of a job's stage directory: ``run_<job id>``
@@ -30,6 +31,15 @@ RUNNER = "_expyre_runner.py"
 # -- written by the driver when the job is started ----------------------------------------------
 #: the job script (header, environment, the runner call)
 SCRIPT = "_expyre_script.sh"
+#: the submission claimed (system, claim owner and time, resources), before anything is queued
+CLAIM = "_expyre_claim.json"
+#: the scheduler accepted the job: its system, scheduler id, submit time and resources. Written
+#: here only after the copy to the executing host, so a copy back never brings an older one. With
+#: the markers, what a rebuild of the jobs database reads to recover a queued or running job
+SUBMITTED = "_expyre_submitted.json"
+#: a status the markers cannot show (``died`` with its reason, ``processed``, ``cleaned``,
+#: ``removed`` from the jobs database), recorded when the jobs database records it (JSON)
+STATUS_RECORD = "_expyre_status.json"
 #: the job script's stdout and stderr, as the scheduler writes them
 JOB_STDOUT = "_expyre_job.out"
 JOB_STDERR = "_expyre_job.err"

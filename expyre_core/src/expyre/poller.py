@@ -20,6 +20,7 @@ from .config_files import poll_outage_limit
 from .jobsdb import JobsDB
 from .layout import JOB_STDERR, PARTIAL_PREFIX, RESULT_MARKERS, STARTED
 from .results import outcome_files, tail
+from .stage_records import record_status
 from .stagedir import UnsafePathError, open_stage_dir
 from .system import System
 from .types import JobState, JobStatus, SchedulerCommandError, TransportError
@@ -214,6 +215,7 @@ def evaluate(job: Any, poller: Poller) -> str | None:
     reason = f"job {job.id} ({job.remote_id} on {job.system_name}) ended without a result: {why}"
     if err:
         reason += f"; end of its stderr:\n{err}"
+    record_status(job.stage_dir, "died", reason)
     config.db.update(job.id, status="died", reason=reason)
     job.reason = reason
     return "died"

@@ -20,6 +20,7 @@ from typing import Iterable
 
 from .control import ONGOING_REMOTE, control
 from .jobsdb import STATUS_GROUPS, JobsDB
+from .stage_records import record_status
 
 __all__ = ["RemoveReport", "remove", "inside_root"]
 
@@ -106,6 +107,9 @@ def remove(ids: Iterable[str], *, clean: bool = False, cancel: bool = False, by:
                 continue
         elif still_running:
             report.left_running.append(r["id"])
+        stage = Path(r["from_dir"])
+        if not clean and inside_root(stage, Path(config.root)):
+            record_status(stage, "removed")  # a rebuild of the jobs database leaves it out
         db.remove(r["id"])
         report.deleted.append(r["id"])
         if r["remote_id"] and r["system"] and not still_running:

@@ -24,10 +24,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from . import _faults, config
 from .digest import HASH_VERSION, Tee, hash_file, write_call
 from .layout import (ARRAY_OUTPUT_PREFIX, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, PARTIAL_PREFIX,
-                     PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STDERR, STDOUT, SUCCEEDED, TASK)
+                     PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STATUS_RECORD, STDERR, STDOUT, SUBMITTED, SUCCEEDED, TASK, CLAIM)
 from .names import make_job_id
 from .shell import remote_path
 from .stagedir import StageDir, UnsafePathError, open_stage_dir
+from .stage_records import record_status
 from .system import System
 
 __all__ = ["StagedCall", "stage_call", "expand_inputs", "atomic_text", "run_outputs", "archive_previous",
@@ -144,10 +145,12 @@ def read_meta(stage_dir: Path | StageDir) -> dict[str, Any]:
 
 
 def run_outputs(stage: StageDir) -> list[str]:
-    """What a run left in the (open) stage dir: the markers and logs, the per-call outcomes of a
-    packed job (:data:`~expyre.layout.PARTIAL_PREFIX`) and a job array's own output files."""
+    """What a run left in the (open) stage dir: the markers and logs, its submission and status
+    records, the per-call outcomes of a packed job (:data:`~expyre.layout.PARTIAL_PREFIX`) and a job
+    array's own output files."""
     names = stage.names()
-    fixed = [f for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR) if f in names]
+    fixed = [f for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR, CLAIM, SUBMITTED,
+                               STATUS_RECORD) if f in names]
     extra = [n for n in names
              if n.startswith(PARTIAL_PREFIX) or (n.startswith(ARRAY_OUTPUT_PREFIX) and n.endswith((".out", ".err")))]
     return fixed + sorted(extra)
@@ -171,7 +174,7 @@ def discard_remote_results(job_id: str, stage_dir: Path, system: System) -> None
     run's markers there (the copy to the host adds files, it deletes none), so that the new
     run is not taken for finished."""
     rd = remote_path(system.remote_dir(stage_dir))
-    names = " ".join(f"{rd}/{m}" for m in (SUCCEEDED, FAILED, STARTED))
+    names = " ".join(f"{rd}/{m}" for m in (SUCCEEDED, FAILED, STARTED, SUBMITTED))
     result = system.transport.run(f"rm -f -- {names} {rd}/{PARTIAL_PREFIX}*")
     if not result.ok:
         raise RuntimeError(f"job {job_id}: cannot remove the earlier run's results on {system.host or system.rundir} "
@@ -255,6 +258,8 @@ def clean(job: Any, wipe: bool = False, dry_run: bool = False) -> list[str]:
     report = clean_targets(job.id, job.stage_dir, system, wipe, dry_run)
     if dry_run:
         return report
+    if not wipe:
+        record_status(job.stage_dir, "cleaned")
     config.db.update(job.id, status="cleaned")
     job.status = "cleaned"
     return report

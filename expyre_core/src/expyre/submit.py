@@ -17,18 +17,21 @@ from typing import Any, Iterable, Mapping, Sequence
 import attrs
 
 from . import _faults, config
+from .errors import ExPyReTimeoutError
 from .layout import (ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_REF, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, META, RUNNER, SCRIPT,
                      TASK)
 from .names import make_job_id
 from .resources import Resources
 from .script import build_array_script, build_script
 from .stagedir import open_stage_dir
+from .stage_records import record_claim, record_submitted
 from .staging import archive_previous, atomic_text, discard_remote_results, read_meta
 from .system import System
 from .types import JobRequest, SubmitError
 from .units import Memory
 
-__all__ = ["owner", "owner_dead", "prepare", "submit_one", "mark_submitted", "start_one", "start_many", "start_array"]
+__all__ = ["owner", "owner_dead", "prepare", "submit_one", "mark_submitted", "start_one", "start_many", "start_array",
+           "await_submission"]
 
 #: the logger of the API this serves (``expyre.func``): what users configure keeps working
 logger = logging.getLogger("expyre.func")
@@ -142,7 +145,10 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
         logger.info("job %s is being submitted by %s; not submitting it again", job.id, previous_claim)
         job.reload()
         return None
+    if stale:
+        logger.warning("job %s: the process submitting it (%s) is gone; taking its submission over", job.id, previous_claim)
     config.db.update(job.id, system=system.name, resources=res.to_dict())
+    record_claim(job.stage_dir, system.name, owner(), res.to_dict())  # what a rebuilt jobs database knows
     job.system_name = system.name
     _faults.point("start_claimed")
     if previous_claim and _adopt(job, system):
@@ -186,6 +192,7 @@ def submit_one(job: Any, system: System, request: JobRequest) -> None:
 
 
 def mark_submitted(job: Any, remote_id: str) -> None:
+    record_submitted(job.stage_dir, job.system_name, remote_id)  # the stage dir first: it is the truth
     config.db.update(job.id, status="submitted", remote_id=remote_id, remote_status="submitted")
     _faults.point("start_recorded")
     job.remote_id = remote_id
@@ -195,12 +202,52 @@ def mark_submitted(job: Any, remote_id: str) -> None:
 def start_one(job: Any, resources: Resources | Mapping[str, Any], **start_kw: Any) -> None:
     """``ExPyRe.start``: prepare, copy the stage directory, submit."""
     t0 = time.monotonic()
+    # kept for get_results(): if another process holds the claim and dies, this one takes it over
+    job._start_args = {"resources": resources, **start_kw, "force_rerun": False}
+    job._start_failed = True  # until it returns: a claim of this process is then this handle's own
     pending = prepare(job, resources, **start_kw)
-    if pending is None:
-        return
-    pending[0].stage_in([job.stage_dir])
-    submit_one(job, *pending)
+    if pending is not None:
+        pending[0].stage_in([job.stage_dir])
+        submit_one(job, *pending)
+    job._start_failed = False
     timing.debug("%s: start() done in %.3f s", job.id, time.monotonic() - t0)
+
+
+def await_submission(job: Any, deadline: float | None, timeout: Any = None) -> None:
+    """Wait until a job that another process is submitting leaves ``created`` (the claim's owner
+    recorded its scheduler id). When the claim's owner died (or there is no claim any more: a
+    refused submission released it) and this handle was started (``job._start_args``), start it
+    again here: the claim is taken over and the job looked up by name in the scheduler before it
+    is submitted, so it is never submitted twice.
+
+    :raises RuntimeError: the job was never started (no claim, no ``start()`` here).
+    :raises ExPyReTimeoutError: ``deadline`` (of :func:`time.monotonic`) passed first.
+    """
+    wait = 0.02
+    me = owner()
+    while True:
+        row = job.reload()
+        if job.status != "created":
+            return
+        claim = row.get("submit_owner")
+        # a claim of this process is another thread's (it waits like any other), unless it is the
+        # one this handle's own interrupted start() left
+        ours = claim == me and getattr(job, "_start_failed", False)
+        if not claim or ours or (claim != me and owner_dead(claim, row.get("submit_time"))):
+            args = getattr(job, "_start_args", None)
+            if args is None:
+                if claim and claim != me:
+                    raise RuntimeError(f"job {job.id} was being submitted by a process that is gone ({claim}): "
+                                       f"call start() to take its submission over")
+                raise RuntimeError(f"job {job.id} has not been started: call start() first")
+            start_one(job, **args)
+            if job.status != "created":
+                return
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ExPyReTimeoutError(f"job {job.id} not submitted after {timeout} s: process {claim} is still "
+                                     f"submitting it; call get_results() again")
+        time.sleep(wait if deadline is None else max(0.0, min(wait, deadline - time.monotonic())))
+        wait = min(1.0, wait * 1.5)
 
 
 # -- many jobs -----------------------------------------------------------------------------------

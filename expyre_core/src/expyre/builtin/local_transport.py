@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +25,22 @@ def clean_env(unset_prefixes: Sequence[str]) -> dict[str, str] | None:
     if not unset_prefixes:
         return None
     return {k: v for k, v in os.environ.items() if not k.startswith(tuple(unset_prefixes))}
+
+
+def _copy_atomically(src: str, dst: str) -> str:
+    """shutil's ``copy2`` to a private temporary name, renamed into place: a reader (another
+    process waiting for the same job) never sees a partly written file, as with rsync."""
+    tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.copy.{os.getpid()}.{threading.get_ident()}")
+    try:
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return dst
 
 
 class LocalTransport(Transport):
@@ -71,7 +88,7 @@ class LocalTransport(Transport):
         for d in local_dirs:
             target = dest / Path(d).name
             if Path(d).resolve() != target.resolve():
-                shutil.copytree(d, target, dirs_exist_ok=True)
+                shutil.copytree(d, target, dirs_exist_ok=True, copy_function=_copy_atomically)
                 os.chmod(target, 0o700)
 
     def get(self, remote_dirs: Sequence[str], local_parent: Path) -> None:
@@ -79,7 +96,7 @@ class LocalTransport(Transport):
             src = Path(d).expanduser()
             target = Path(local_parent) / src.name
             if src.resolve() != target.resolve():
-                shutil.copytree(src, target, dirs_exist_ok=True)
+                shutil.copytree(src, target, dirs_exist_ok=True, copy_function=_copy_atomically)
 
 
 @hookimpl

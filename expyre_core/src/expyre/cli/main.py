@@ -9,8 +9,8 @@ from typing import Sequence
 import click
 
 from ..config_files import ConfigError
-from . import (main_config, main_control, main_db_unlock, main_logs, main_ls, main_plugins, main_rm, main_show, main_sync,
-               main_why)
+from . import (main_config, main_control, main_db, main_db_unlock, main_logs, main_ls, main_plugins, main_rm, main_show,
+               main_sync, main_why)
 from .common import Group, one_line
 
 __all__ = ["cli", "main"]
@@ -30,10 +30,11 @@ def cli() -> None:
       xpr why fit_energy                   # why was (or wasn't) an old job reused?
       xpr show fit_energy_ab12cd34ef_3     # everything known of a job, its traceback if it failed
       xpr logs -f fit_energy_ab12cd34ef_3  # its output so far, following it while it runs
+      xpr db rebuild                       # the jobs database lost or damaged: rebuild it from the stage dirs
     """
 
 
-for _command in (main_ls.ls_cmd, main_rm.rm_cmd, main_db_unlock.db_unlock_cmd, main_sync.sync_cmd,
+for _command in (main_ls.ls_cmd, main_rm.rm_cmd, main_db.db_group, main_db_unlock.db_unlock_cmd, main_sync.sync_cmd,
                  main_control.cancel_cmd, main_control.hold_cmd, main_control.release_cmd, main_plugins.plugins_cmd,
                  main_config.config_group, main_why.why_cmd, main_show.show_cmd, main_logs.logs_cmd):
     cli.add_command(_command)
