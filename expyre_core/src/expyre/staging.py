@@ -14,12 +14,11 @@ import logging
 import os
 import pickle
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from . import _faults, config
+from . import _faults, config, files
 from .digest import HASH_VERSION, Tee, hash_file, write_call
 from .layout import (ARRAY_OUTPUT_PREFIX, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, PARTIAL_PREFIX,
                      PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STDERR, STDOUT, SUCCEEDED, TASK)
@@ -111,9 +110,7 @@ def stage_call(root: Path, name: str, function: Callable, args: Sequence[Any], k
 
 def atomic_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a private temporary name (concurrent writers are safe)."""
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}.{threading.get_ident()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    files.atomic_text(path, text)
 
 
 def read_meta(stage_dir: Path) -> dict[str, Any]:
@@ -154,7 +151,8 @@ def discard_remote_results(job_id: str, stage_dir: Path, system: System) -> None
 
 
 def copy_outputs(job_id: str, stage_dir: Path) -> None:
-    """Copy the job's ``output_files`` (globs of its META) to the current directory."""
+    """Copy the job's ``output_files`` (globs of its META) to the current directory, each file
+    renamed into place from a temporary name."""
     meta_path = stage_dir / META
     if not meta_path.exists():
         return
@@ -167,10 +165,11 @@ def copy_outputs(job_id: str, stage_dir: Path) -> None:
             rel = m.relative_to(stage_dir)
             dest = Path.cwd() / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if m.is_dir():
-                shutil.copytree(m, dest, dirs_exist_ok=True)
+            # through temporary names: a concurrent driver (or reader) never sees half a file
+            if m.is_dir() and not m.is_symlink():
+                files.copy_tree(m, dest, last=())
             else:
-                shutil.copy2(m, dest)
+                files.copy_file(m, dest)
 
 
 def clean_targets(job_id: str, stage_dir: Path, system: System | None, wipe: bool, dry_run: bool) -> list[str]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Sequence
 
+from .. import files
 from .._markers import hookimpl
 from ..hookspecs import Transport, TransportSpec
 from ..types import CommandResult, TransportError
@@ -21,7 +21,9 @@ def clean_env(unset_prefixes: Sequence[str]) -> dict[str, str] | None:
 
 
 class LocalTransport(Transport):
-    """Runs commands with :mod:`subprocess` on this machine; copies files with :mod:`shutil`."""
+    """Runs commands with :mod:`subprocess` on this machine; copies files with
+    :func:`expyre.files.copy_tree` (each file under a temporary name renamed into place, result
+    markers last)."""
 
     is_local = True
 
@@ -52,7 +54,7 @@ class LocalTransport(Transport):
         for d in local_dirs:
             target = dest / Path(d).name
             if Path(d).resolve() != target.resolve():
-                shutil.copytree(d, target, dirs_exist_ok=True)
+                files.copy_tree(Path(d), target)
                 os.chmod(target, 0o700)
 
     def get(self, remote_dirs: Sequence[str], local_parent: Path) -> None:
@@ -60,7 +62,10 @@ class LocalTransport(Transport):
             src = Path(d).expanduser()
             target = Path(local_parent) / src.name
             if src.resolve() != target.resolve():
-                shutil.copytree(src, target, dirs_exist_ok=True)
+                if not src.is_dir():
+                    raise TransportError(f"cannot copy back {src}: no such directory", retry_safe=True)
+                files.remove_stale_temps(target)
+                files.copy_tree(src, target, fault=files.COPY_BACK_POINT)
 
 
 @hookimpl
