@@ -8,6 +8,7 @@ the truth about a job that ended; the functions here read them, never through a 
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -15,10 +16,15 @@ from typing import Any, BinaryIO
 
 from . import _faults, config
 from .errors import ExPyReJobDiedError, ExPyReRemoteTraceback, ExPyReResultError, RemoteBaseException, RemoteError
+from .files import temp_name
 from .layout import FAILED, STDERR, STDOUT, SUCCEEDED
 from .staging import copy_outputs
+from .types import TransportError
 
-__all__ = ["outcome_files", "open_marker", "read_text", "tail", "remote_exception", "finish"]
+__all__ = ["outcome_files", "open_marker", "load_marker", "read_text", "tail", "remote_exception", "finish"]
+
+#: the logger of the API this serves (``expyre.func``): what users configure keeps working
+logger = logging.getLogger("expyre.func")
 
 
 def outcome_files(stage_dir: Path) -> str | None:
@@ -37,6 +43,72 @@ def open_marker(stage_dir: Path, fname: str) -> BinaryIO:
     if stage_dir.is_symlink():
         raise OSError(f"stage directory {stage_dir} is a symlink; not following it")
     return os.fdopen(os.open(stage_dir / fname, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+
+
+def _unpickle(stage_dir: Path, fname: str) -> Any:
+    with open_marker(stage_dir, fname) as f:
+        return pickle.load(f)
+
+
+def load_marker(job: Any, fname: str) -> Any:
+    """The unpickled result marker ``fname`` of a job handle's stage directory.
+
+    A file found incomplete or unreadable (truncated by a crash of an older copy, corrupted) is
+    fetched again from the run directory where the job ran, which still holds it, before
+    anything is reported: only when that copy is bad too (or cannot be fetched) is it an
+    :class:`~expyre.errors.ExPyReResultError`, naming both files."""
+    try:
+        return _unpickle(job.stage_dir, fname)
+    except Exception as exc:
+        first = exc
+    local = job.stage_dir / fname
+    problem = f"{type(first).__name__}: {first}"
+    system = config.systems.get(job.system_name) if job.system_name else None
+    if system is None or system.shares_stage_dirs:
+        raise ExPyReResultError(
+            f"job {job.id}: result file {local} cannot be read ({problem}); it may be truncated or corrupted "
+            f"and the job ran in this directory, so there is no other copy. Re-run with start(..., force_rerun=True)"
+        ) from first
+    remote = f"{system.host + ':' if system.host else ''}{system.remote_dir(job.stage_dir)}/{fname}"
+    logger.warning("job %s: result file %s cannot be read (%s); fetching it again from %s", job.id, local, problem, remote)
+    aside = temp_name(local, ".bad")  # a writer's temporary name: never copied, removed if this process dies
+    try:
+        os.replace(local, aside)  # out of the way: the copy back skips files it takes for up to date
+    except FileNotFoundError:
+        aside = None  # type: ignore[assignment]
+
+    def restore() -> None:
+        if aside is not None and not os.path.lexists(local):
+            try:
+                os.replace(aside, local)
+            except OSError:
+                pass
+
+    try:
+        system.stage_out([job.stage_dir])
+    except (TransportError, OSError) as exc:
+        restore()
+        raise ExPyReResultError(
+            f"job {job.id}: result file {local} cannot be read ({problem}), and fetching it again from where the "
+            f"job ran, {remote}, failed: {exc}. Call get_results() again once {system.host or system.rundir} "
+            f"is reachable, or re-run with start(..., force_rerun=True)"
+        ) from first
+    try:
+        value = _unpickle(job.stage_dir, fname)
+    except Exception as exc:
+        restore()
+        raise ExPyReResultError(
+            f"job {job.id}: result file {local} cannot be read ({problem}), and neither can its copy where the job "
+            f"ran, {remote} ({type(exc).__name__}: {exc}); both may be truncated or corrupted. "
+            f"Re-run with start(..., force_rerun=True)"
+        ) from exc
+    if aside is not None:
+        try:
+            os.unlink(aside)
+        except OSError:
+            pass
+    logger.warning("job %s: result file %s fetched again from %s and read", job.id, local, remote)
+    return value
 
 
 def read_text(stage_dir: Path, fname: str) -> str:
@@ -60,9 +132,8 @@ def remote_exception(job: Any) -> BaseException:
     """The exception of a failed job, its remote traceback as ``__cause__`` (also set as
     ``job.remote_traceback``)."""
     try:
-        with open_marker(job.stage_dir, FAILED) as f:
-            info = pickle.load(f)
-    except Exception as exc:
+        info = load_marker(job, FAILED)
+    except ExPyReResultError as exc:
         return ExPyReResultError(f"job {job.id} failed, and its error file cannot be read: {exc}")
     exc = info.get("exception")
     tb = info.get("traceback", "")
@@ -92,14 +163,7 @@ def finish(job: Any, outcome: str) -> Any:
         config.db.update(job.id, status="failed")
         job.status = "failed"
         raise remote_exception(job)
-    try:
-        with open_marker(job.stage_dir, SUCCEEDED) as f:
-            value = pickle.load(f)
-    except Exception as exc:
-        raise ExPyReResultError(
-            f"job {job.id}: result file {job.stage_dir / SUCCEEDED} cannot be read ({type(exc).__name__}: {exc}); "
-            f"it may be truncated or corrupted. Re-run with start(..., force_rerun=True)"
-        ) from exc
+    value = load_marker(job, SUCCEEDED)
     _faults.point("results_read")
     config.db.update(job.id, status="succeeded")
     _faults.point("results_recorded")
