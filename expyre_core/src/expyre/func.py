@@ -257,8 +257,8 @@ class ExPyRe(JobHandle):
         if timeout is not None and not isinstance(timeout, (int, float)):
             timeout = Duration.parse(timeout).seconds
         deadline = None if timeout is None or timeout <= 0 else time.monotonic() + float(timeout)
-        self.reload()
-        if self.status == "created":
+        row = self.reload()
+        if self.status == "created" and not submit.being_submitted(row):
             raise RuntimeError(f"job {self.id} has not been started: call start() first")
         system = self.system
         shared_poll = Poller.get(system, config.db)
@@ -272,6 +272,14 @@ class ExPyRe(JobHandle):
                     outcome = poller.evaluate(self, shared_poll)
                 if outcome is not None:
                     break
+                if self.status == "created" and (row := self.reload())["status"] == "created" \
+                        and not submit.being_submitted(row):
+                    raise RuntimeError(f"job {self.id} has not been started: the process that was "
+                                       f"submitting it ended first; call start() again")
+                if self.system_name is not None and self.system_name != system.name:
+                    # another process was still submitting it when this wait began: its system now
+                    system = self.system
+                    shared_poll = Poller.get(system, config.db)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise ExPyReTimeoutError(
                         f"job {self.id} not finished after {timeout} s (status {self.status}, "

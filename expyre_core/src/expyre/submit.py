@@ -26,7 +26,7 @@ from .system import System
 from .types import JobRequest, SubmitError
 from .units import Memory
 
-__all__ = ["owner", "owner_dead", "prepare", "submit_one", "mark_submitted", "start_one", "start_many", "start_array"]
+__all__ = ["owner", "owner_dead", "being_submitted", "prepare", "submit_one", "mark_submitted", "start_one", "start_many", "start_array"]
 
 #: the logger of the API this serves (``expyre.func``): what users configure keeps working
 logger = logging.getLogger("expyre.func")
@@ -62,6 +62,13 @@ def owner_dead(claim_owner: str | None, claimed_at: float | None) -> bool:
         except ValueError:
             return True
     return claimed_at is not None and time.time() - claimed_at > 600
+
+
+def being_submitted(row: Mapping[str, Any] | None) -> bool:
+    """True when the job of this jobs-database ``row`` is not submitted yet but a live process
+    (another driver's ``start()`` of the same call) holds its submission claim."""
+    return bool(row and row["status"] == "created" and row.get("submit_owner")
+                and not owner_dead(row["submit_owner"], row.get("submit_time")))
 
 
 # -- one job -------------------------------------------------------------------------------------
