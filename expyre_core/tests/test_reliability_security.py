@@ -102,7 +102,8 @@ def test_results_only_from_the_jobs_own_dir(root, tmp_path):
 
 
 def test_result_marker_symlink_is_not_followed(root, tmp_path):
-    """A result marker that is a symlink (e.g. planted in a shared run dir) is not read."""
+    """A result marker that is a symlink (e.g. planted in a shared run dir) is not read: one in
+    the stage dir is replaced by the run dir's own copy; one there too is an error."""
     xpr = ExPyRe("link", operator.add, args=[1, 2])
     xpr.start(resources=RES, system_name="copied")
     assert xpr.get_results(timeout=60) == 3
@@ -113,6 +114,13 @@ def test_result_marker_symlink_is_not_followed(root, tmp_path):
     marker.symlink_to(outside)
     from expyre.func import ExPyReResultError
 
-    with pytest.raises(ExPyReResultError):
+    assert ExPyRe.from_jobsdb(config.db.get(xpr.id))[0].get_results(timeout=5) == 3
+    assert not marker.is_symlink()
+    run_marker = tmp_path / "rundir" / xpr.stage_dir.name / "_expyre_job_succeeded"
+    for m in (marker, run_marker):
+        m.unlink()
+        m.symlink_to(outside)
+    with pytest.raises(ExPyReResultError, match="neither can its copy where the job ran"):
         ExPyRe.from_jobsdb(config.db.get(xpr.id))[0].get_results(timeout=5)
+    assert not [n for n in os.listdir(xpr.stage_dir) if n.startswith(".")], "the bad file set aside is not left"
     assert not (tmp_path / "PWNED").exists()

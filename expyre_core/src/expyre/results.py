@@ -66,8 +66,8 @@ def load_marker(job: Any, fname: str) -> Any:
     system = config.systems.get(job.system_name) if job.system_name else None
     if system is None or system.shares_stage_dirs:
         raise ExPyReResultError(
-            f"job {job.id}: result file {local} cannot be read ({problem}); it may be truncated or corrupted "
-            f"and the job ran in this directory, so there is no other copy. Re-run with start(..., force_rerun=True)"
+            f"job {job.id}: result file {local} cannot be read ({problem}); the job ran in this directory, so "
+            f"there is no other copy: it may be truncated or corrupted. Re-run with start(..., force_rerun=True)"
         ) from first
     remote = f"{system.host + ':' if system.host else ''}{system.remote_dir(job.stage_dir)}/{fname}"
     logger.warning("job %s: result file %s cannot be read (%s); fetching it again from %s", job.id, local, problem, remote)
@@ -78,11 +78,16 @@ def load_marker(job: Any, fname: str) -> Any:
         aside = None  # type: ignore[assignment]
 
     def restore() -> None:
-        if aside is not None and not os.path.lexists(local):
-            try:
+        """Put the bad file back if nothing came in its place (else drop it)."""
+        if aside is None:
+            return
+        try:
+            if os.path.lexists(local):
+                os.unlink(aside)
+            else:
                 os.replace(aside, local)
-            except OSError:
-                pass
+        except OSError:
+            pass
 
     try:
         system.stage_out([job.stage_dir])
