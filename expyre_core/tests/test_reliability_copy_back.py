@@ -246,3 +246,24 @@ def test_concurrent_drivers_never_see_half_written_files(tmp_path, monkeypatch):
 def test_concurrent_drivers_eight_by_fifty(tmp_path, monkeypatch):
     """The full size: 8 drivers x the same 50 calls."""
     _stress(tmp_path, monkeypatch, 8, 50, 400_000)
+
+
+def test_replace_incomplete_stage_dir_by_renames(tmp_path):
+    from expyre.layout import TASK
+    from expyre.staging import StagedCall, replace_incomplete
+
+    def staged(tag: str) -> StagedCall:
+        d = tmp_path / f".tmp_run_{tag}"
+        d.mkdir()
+        (d / TASK).write_text(tag)
+        return StagedCall(d, "digest", {})
+
+    stage = tmp_path / "run_x"
+    replace_incomplete(staged("a"), stage)  # none there
+    assert (stage / TASK).read_text() == "a"
+    replace_incomplete(staged("b"), stage)  # complete already: ours is discarded
+    assert (stage / TASK).read_text() == "a"
+    (stage / TASK).unlink()
+    replace_incomplete(staged("c"), stage)  # without its call: replaced
+    assert (stage / TASK).read_text() == "c"
+    assert sorted(os.listdir(tmp_path)) == ["run_x"], "nothing left beside it"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -157,8 +156,7 @@ class ExPyRe(JobHandle):
             stage = Path(row["from_dir"])
             if not (stage / TASK).exists() and row["status"] == "created":
                 # a previous run died between staging and recording: repair with our identical copy
-                shutil.rmtree(stage, ignore_errors=True)
-                os.rename(staged.tmp, stage)
+                staging.replace_incomplete(staged, stage)
             else:
                 staged.discard()
             self.recreated = True

@@ -26,7 +26,7 @@ from .names import make_job_id
 from .shell import remote_path
 from .system import System
 
-__all__ = ["StagedCall", "stage_call", "expand_inputs", "atomic_text", "run_outputs", "archive_previous",
+__all__ = ["StagedCall", "stage_call", "replace_incomplete", "expand_inputs", "atomic_text", "run_outputs", "archive_previous",
            "discard_remote_results", "copy_outputs", "read_meta", "clean_targets", "clean"]
 
 #: the logger of the API this serves (``expyre.func``): what users configure keeps working
@@ -106,6 +106,27 @@ def stage_call(root: Path, name: str, function: Callable, args: Sequence[Any], k
     timing.debug("%s: staged and hashed in %.3f s", name, time.monotonic() - t0)
     _faults.point("create_staged")
     return StagedCall(tmp, digest, meta)
+
+
+def replace_incomplete(staged: StagedCall, stage: Path) -> None:
+    """Put the identical call ``staged`` in place of the stage directory ``stage`` that an
+    interrupted run left without its pickled call (or did not create), by renames: a concurrent
+    reader sees the old directory, none, or the new one, never a half-filled one; when another
+    process put its identical copy there first, ours is discarded."""
+    if (stage / TASK).exists():
+        staged.discard()
+        return
+    old = stage.with_name(f"{staged.tmp.name}_old")
+    try:
+        os.rename(stage, old)
+    except FileNotFoundError:
+        old = None  # type: ignore[assignment]
+    try:
+        os.rename(staged.tmp, stage)
+    except OSError:  # another process's copy is there now
+        staged.discard()
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_text(path: Path, text: str) -> None:
