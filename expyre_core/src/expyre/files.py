@@ -88,14 +88,16 @@ def _same(a: os.stat_result, b: os.stat_result) -> bool:
     return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns and stat.S_IFMT(a.st_mode) == stat.S_IFMT(b.st_mode)
 
 
-def copy_file(src: Path, dst: Path, *, fsync: bool = False, fault: str | None = None) -> bool:
-    """Copy the file (or symlink, as a symlink) ``src`` to ``dst`` through a temporary name in
-    ``dst``'s directory, keeping its mode and times. Skipped (False) when ``dst`` already has
-    ``src``'s size, time and type, or when ``src`` vanished; True when copied.
+def copy_file(src: Path, dst: Path, *, fsync: bool = False, fault: str | None = None,
+              follow_symlinks: bool = False) -> bool:
+    """Copy the file (or symlink, as a symlink, unless ``follow_symlinks``) ``src`` to ``dst``
+    through a temporary name in ``dst``'s directory, keeping its mode and times. Skipped (False)
+    when ``dst`` already has ``src``'s size, time and type, or when ``src`` vanished; True when
+    copied.
 
     ``fault`` names a :func:`expyre._faults.point` passed after the first piece of a large file."""
     try:
-        st = os.lstat(src)
+        st = os.stat(src) if follow_symlinks else os.lstat(src)
     except FileNotFoundError:
         return False  # vanished since it was listed (a writer's temporary file renamed away)
     try:
@@ -140,22 +142,22 @@ def copy_file(src: Path, dst: Path, *, fsync: bool = False, fault: str | None = 
     return True
 
 
-def _entries(src: Path, last: Iterable[str]) -> tuple[list[Path], list[Path]]:
+def _entries(src: Path, last: Iterable[str], follow_symlinks: bool = False) -> tuple[list[Path], list[Path]]:
     """The directories and files of the tree ``src`` (relative), except the top-level ``last``
-    names and writers' temporary files."""
+    names and writers' temporary files. Symlinks to directories are files unless ``follow_symlinks``."""
     dirs: list[Path] = []
     files: list[Path] = []
     skip = set(last)
-    for top, dnames, fnames in os.walk(src):
+    for top, dnames, fnames in os.walk(src, followlinks=follow_symlinks):
         rel = Path(top).relative_to(src)
         for d in sorted(dnames):
             p = Path(top) / d
-            (files if p.is_symlink() else dirs).append(rel / d)
+            (files if p.is_symlink() and not follow_symlinks else dirs).append(rel / d)
         for f in sorted(fnames):
             if (rel == Path(".") and f in skip) or is_temp_name(f):
                 continue
             files.append(rel / f)
-        dnames[:] = sorted(d for d in dnames if not (Path(top) / d).is_symlink())
+        dnames[:] = sorted(d for d in dnames if follow_symlinks or not (Path(top) / d).is_symlink())
     return dirs, files
 
 
@@ -170,23 +172,25 @@ def _make_dir(src: Path, dst: Path) -> None:
         pass
 
 
-def copy_tree(src: Path, dst: Path, *, last: Iterable[str] = RESULT_MARKERS, fault: str | None = None) -> int:
+def copy_tree(src: Path, dst: Path, *, last: Iterable[str] = RESULT_MARKERS, fault: str | None = None,
+              follow_symlinks: bool = False) -> int:
     """Copy the directory tree ``src`` into ``dst`` (created if needed), file by file with
-    :func:`copy_file`; nothing in ``dst`` is deleted. The top-level files named in ``last`` that
-    exist when the copy begins are copied after all the others (and synced to disk).
+    :func:`copy_file` (symlinks as symlinks, unless ``follow_symlinks``); nothing in ``dst`` is
+    deleted. The top-level files named in ``last`` that exist when the copy begins are copied
+    after all the others (and synced to disk).
 
     :return: the number of files copied (unchanged files are skipped)."""
     src, dst = Path(src), Path(dst)
     present_last = [n for n in last if os.path.lexists(src / n)]  # before the files they vouch for
     _make_dir(src, dst)
-    dirs, files = _entries(src, last)
+    dirs, files = _entries(src, last, follow_symlinks)
     n = 0
     for d in dirs:
         _make_dir(src / d, dst / d)
     for f in files:
-        n += copy_file(src / f, dst / f, fault=fault)
+        n += copy_file(src / f, dst / f, fault=fault, follow_symlinks=follow_symlinks)
     for m in present_last:
-        n += copy_file(src / m, dst / m, fsync=True, fault=fault)
+        n += copy_file(src / m, dst / m, fsync=True, fault=fault, follow_symlinks=follow_symlinks)
     return n
 
 

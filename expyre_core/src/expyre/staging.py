@@ -187,10 +187,10 @@ def copy_outputs(job_id: str, stage_dir: Path) -> None:
             dest = Path.cwd() / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             # through temporary names: a concurrent driver (or reader) never sees half a file
-            if m.is_dir() and not m.is_symlink():
-                files.copy_tree(m, dest, last=())
+            if m.is_dir():
+                files.copy_tree(m, dest, last=(), follow_symlinks=True)
             else:
-                files.copy_file(m, dest)
+                files.copy_file(m, dest, follow_symlinks=True)
 
 
 def clean_targets(job_id: str, stage_dir: Path, system: System | None, wipe: bool, dry_run: bool) -> list[str]:
