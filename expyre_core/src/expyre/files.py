@@ -31,7 +31,7 @@ from . import _faults
 from .layout import RESULT_MARKERS
 
 __all__ = ["temp_name", "is_temp_name", "atomic_write", "atomic_text", "copy_file", "copy_tree", "move_tree",
-           "holding_dir", "remove_stale_temps", "RESULT_MARKERS"]
+           "holding_dir", "remove_stale_temps", "RESULT_MARKERS", "COPY_BACK_POINT", "HOLDING_PREFIX"]
 
 #: size of the pieces a copy reads and writes
 CHUNK = 1 << 20
@@ -59,8 +59,9 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_RE.match(name))
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` through :func:`temp_name` and :func:`os.replace`."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` to ``path`` through :func:`temp_name` and :func:`os.replace` (``mode`` less
+    the umask, as :func:`open` would create it)."""
     tmp = temp_name(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
