@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["point", "POINTS"]
+__all__ = ["point", "POINTS", "COPY_POINTS"]
 
 #: every injection point, in the order a create/start/get_results run passes them
 POINTS = (
@@ -27,6 +27,12 @@ POINTS = (
     "start_recorded",       # start: db says submitted
     "results_read",         # get_results: result unpickled, db not yet updated
     "results_recorded",     # get_results: db says succeeded
+)
+
+#: points passed only where results are copied back from a run directory (a system with a
+#: ``rundir`` or a remote host), inside the copy
+COPY_POINTS = (
+    "copy_back_partial",    # copy back: part of the files written under temporary names, result markers not in place
 )
 
 _counts: dict[str, int] = {}

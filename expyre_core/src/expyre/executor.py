@@ -53,7 +53,7 @@ from .func import ExPyRe
 from .layout import PARTIAL_PREFIX, SUCCEEDED
 from .packing import decode_outcome, run_chunk
 from .poller import Poller, evaluate
-from .results import finish, open_marker, outcome_files
+from .results import finish, load_marker, outcome_files
 from .progress import SHOW_AFTER, progress_enabled
 from .resources import Resources
 from .stagedir import UnsafePathError, open_stage_dir, why_refused
@@ -735,8 +735,7 @@ def _has_failed_element(xpr: ExPyRe) -> bool:
         logger.warning("packed job %s: %s; running it again", xpr.id, exc)
         return True
     try:
-        with open_marker(xpr.stage_dir, SUCCEEDED) as f:
-            outcomes = pickle.load(f)
+        outcomes = load_marker(xpr, SUCCEEDED)  # fetched again from the run directory if unreadable here
     except Exception as exc:  # noqa: BLE001 - an unreadable result is not reused either
         logger.warning("packed job %s: its earlier result cannot be read (%s); running it again", xpr.id, exc)
         return True

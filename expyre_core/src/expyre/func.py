@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -158,8 +157,7 @@ class ExPyRe(JobHandle):
             stage = Path(row["from_dir"])
             if not (stage / TASK).exists() and row["status"] == "created":
                 # a previous run died between staging and recording: repair with our identical copy
-                shutil.rmtree(stage, ignore_errors=True)
-                os.rename(staged.tmp, stage)
+                staging.replace_incomplete(staged, stage)
             else:
                 staged.discard()
             self.recreated = True
@@ -280,6 +278,10 @@ class ExPyRe(JobHandle):
                     outcome = poller.evaluate(self, shared_poll)
                 if outcome is not None:
                     break
+                if self.system_name is not None and self.system_name != system.name:
+                    # another process was still submitting it when this wait began: its system now
+                    system = self.system
+                    shared_poll = Poller.get(system, config.db)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise ExPyReTimeoutError(
                         f"job {self.id} not finished after {timeout} s (status {self.status}, "

@@ -130,7 +130,8 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def put(self, local_dirs: Sequence[Path], remote_parent: str) -> None:
         """Copy each local directory (recursively, keeping its name) into ``remote_parent``,
-        creating it (mode 0700) if needed. Many directories are sent in one operation.
+        creating it (mode 0700) if needed. Many directories are sent in one operation. Every file
+        is written under a temporary name and renamed into place (a job may already read there).
 
         Example: ``transport.put([Path("/home/me/_expyre/run_x_1")], "expyre_rundir")``
         """
@@ -139,6 +140,13 @@ class Transport(abc.ABC):
     def get(self, remote_dirs: Sequence[str], local_parent: Path) -> None:
         """Copy each remote directory's contents back into ``local_parent / basename(dir)``.
         Files that vanish while being copied are not an error.
+
+        Other drivers may read these directories meanwhile, and this one may be killed at any
+        moment: every file must land under a temporary name in its destination directory and be
+        renamed into place, and a job's result markers (:data:`expyre.files.RESULT_MARKERS`)
+        last, only those that existed before the other files were copied
+        (:func:`expyre.files.copy_tree` does this for a copy on this machine;
+        :func:`expyre.files.move_tree` for files fetched into a :func:`expyre.files.holding_dir`).
 
         Example: ``transport.get(["expyre_rundir/run_x_1"], Path("/home/me/_expyre"))``
         """

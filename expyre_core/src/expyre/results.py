@@ -10,17 +10,24 @@ user owns or can write), and
 
 from __future__ import annotations
 
+import logging
+import os
 import pickle
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
 from . import _faults, config
 from .errors import ExPyReJobDiedError, ExPyReRemoteTraceback, ExPyReResultError, RemoteBaseException, RemoteError
+from .files import temp_name
 from .layout import FAILED, STDERR, STDOUT, SUCCEEDED
 from .stagedir import StageDir, UnsafePathError, open_stage_dir, why_refused
 from .staging import copy_outputs
+from .types import TransportError
 
-__all__ = ["open_stage", "outcome_files", "open_marker", "read_text", "tail", "remote_exception", "finish"]
+__all__ = ["open_stage", "outcome_files", "open_marker", "load_marker", "read_text", "tail", "remote_exception", "finish"]
+
+#: the logger of the API this serves (``expyre.func``): what users configure keeps working
+logger = logging.getLogger("expyre.func")
 
 
 def _refused(stage_dir: Path, exc: UnsafePathError) -> ExPyReResultError:
@@ -74,6 +81,82 @@ def open_marker(stage_dir: Path | StageDir, fname: str) -> BinaryIO:
             sd.close()
 
 
+def _unpickle(stage: Path | StageDir, fname: str) -> Any:
+    with open_marker(stage, fname) as f:
+        return pickle.load(f)
+
+
+def load_marker(job: Any, fname: str, stage: StageDir | None = None) -> Any:
+    """The unpickled result marker ``fname`` of a job handle's stage directory (read through
+    ``stage``, its open stage directory, when given).
+
+    A file found incomplete or unreadable (truncated by a crash of an older copy, corrupted) is
+    fetched again from the run directory where the job ran, which still holds it, before
+    anything is reported: only when that copy is bad too (or cannot be fetched) is it an
+    :class:`~expyre.errors.ExPyReResultError`, naming both files. A file that must not be read
+    (a symlink, a FIFO, another user's file: see :mod:`expyre.stagedir`) is refused at once."""
+    where: Path | StageDir = stage if stage is not None else job.stage_dir
+    try:
+        return _unpickle(where, fname)
+    except ExPyReResultError:
+        raise  # refused: never repaired behind the user's back
+    except Exception as exc:
+        first = exc
+    local = job.stage_dir / fname
+    problem = f"{type(first).__name__}: {first}"
+    system = config.systems.get(job.system_name) if job.system_name else None
+    if system is None or system.shares_stage_dirs:
+        raise ExPyReResultError(
+            f"job {job.id}: result file {local} cannot be read ({problem}); the job ran in this directory, so "
+            f"there is no other copy: it may be truncated or corrupted. Re-run with start(..., force_rerun=True)"
+        ) from first
+    remote = f"{system.host + ':' if system.host else ''}{system.remote_dir(job.stage_dir)}/{fname}"
+    logger.warning("job %s: result file %s cannot be read (%s); fetching it again from %s", job.id, local, problem, remote)
+    aside = temp_name(local, ".bad")  # a writer's temporary name: never copied, removed if this process dies
+    try:
+        os.replace(local, aside)  # out of the way: the copy back skips files it takes for up to date
+    except FileNotFoundError:
+        aside = None  # type: ignore[assignment]
+
+    def restore() -> None:
+        """Put the bad file back if nothing came in its place (else drop it)."""
+        if aside is None:
+            return
+        try:
+            if os.path.lexists(local):
+                os.unlink(aside)
+            else:
+                os.replace(aside, local)
+        except OSError:
+            pass
+
+    try:
+        system.stage_out([job.stage_dir])
+    except (TransportError, OSError) as exc:
+        restore()
+        raise ExPyReResultError(
+            f"job {job.id}: result file {local} cannot be read ({problem}), and fetching it again from where the "
+            f"job ran, {remote}, failed: {exc}. Call get_results() again once {system.host or system.rundir} "
+            f"is reachable, or re-run with start(..., force_rerun=True)"
+        ) from first
+    try:
+        value = _unpickle(where, fname)
+    except Exception as exc:
+        restore()
+        raise ExPyReResultError(
+            f"job {job.id}: result file {local} cannot be read ({problem}), and neither can its copy where the job "
+            f"ran, {remote} ({type(exc).__name__}: {exc}); both may be truncated or corrupted. "
+            f"Re-run with start(..., force_rerun=True)"
+        ) from exc
+    if aside is not None:
+        try:
+            os.unlink(aside)
+        except OSError:
+            pass
+    logger.warning("job %s: result file %s fetched again from %s and read", job.id, local, remote)
+    return value
+
+
 def read_text(stage_dir: Path | StageDir, fname: str) -> str:
     """A text file of the stage dir, or "" if it cannot (or must not) be read."""
     try:
@@ -94,9 +177,8 @@ def remote_exception(job: Any, stage: StageDir | None = None) -> BaseException:
     """The exception of a failed job, its remote traceback as ``__cause__`` (also set as
     ``job.remote_traceback``); read from ``stage`` when given (the job's open stage directory)."""
     try:
-        with open_marker(stage if stage is not None else job.stage_dir, FAILED) as f:
-            info = pickle.load(f)
-    except Exception as exc:
+        info = load_marker(job, FAILED, stage)
+    except ExPyReResultError as exc:
         return ExPyReResultError(f"job {job.id} failed, and its error file cannot be read: {exc}")
     exc = info.get("exception")
     tb = info.get("traceback", "")
@@ -132,16 +214,7 @@ def finish(job: Any, outcome: str) -> Any:
             config.db.update(job.id, status="failed")
             job.status = "failed"
             raise remote_exception(job, stage)
-        try:
-            with open_marker(stage, SUCCEEDED) as f:
-                value = pickle.load(f)
-        except ExPyReResultError:
-            raise
-        except Exception as exc:
-            raise ExPyReResultError(
-                f"job {job.id}: result file {job.stage_dir / SUCCEEDED} cannot be read ({type(exc).__name__}: {exc}); "
-                f"it may be truncated or corrupted. Re-run with start(..., force_rerun=True)"
-            ) from exc
+        value = load_marker(job, SUCCEEDED, stage)  # fetched again from the run directory if unreadable here
         _faults.point("results_read")
         config.db.update(job.id, status="succeeded")
         _faults.point("results_recorded")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from . import _faults, config
+from . import _faults, config, files
 from .digest import HASH_VERSION, Tee, hash_file, write_call
 from .layout import (ARRAY_OUTPUT_PREFIX, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, PARTIAL_PREFIX,
                      PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STATUS_RECORD, STDERR, STDOUT, SUBMITTED, SUCCEEDED, TASK, CLAIM)
@@ -31,7 +31,7 @@ from .stagedir import StageDir, UnsafePathError, open_stage_dir
 from .stage_records import record_status
 from .system import System
 
-__all__ = ["StagedCall", "stage_call", "expand_inputs", "atomic_text", "run_outputs", "archive_previous",
+__all__ = ["StagedCall", "stage_call", "replace_incomplete", "expand_inputs", "atomic_text", "run_outputs", "archive_previous",
            "discard_remote_results", "copy_outputs", "read_meta", "clean_targets", "clean"]
 
 #: the logger of the API this serves (``expyre.func``): what users configure keeps working
@@ -128,11 +128,30 @@ def stage_call(root: Path, name: str, function: Callable, args: Sequence[Any], k
     return StagedCall(tmp, digest, meta)
 
 
+def replace_incomplete(staged: StagedCall, stage: Path) -> None:
+    """Put the identical call ``staged`` in place of the stage directory ``stage`` that an
+    interrupted run left without its pickled call (or did not create), by renames: a concurrent
+    reader sees the old directory, none, or the new one, never a half-filled one; when another
+    process put its identical copy there first, ours is discarded."""
+    if (stage / TASK).exists():
+        staged.discard()
+        return
+    old = stage.with_name(f"{staged.tmp.name}_old")
+    try:
+        os.rename(stage, old)
+    except FileNotFoundError:
+        old = None  # type: ignore[assignment]
+    try:
+        os.rename(staged.tmp, stage)
+    except OSError:  # another process's copy is there now
+        staged.discard()
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def atomic_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a private temporary name (concurrent writers are safe)."""
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}.{threading.get_ident()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    files.atomic_text(path, text)
 
 
 def read_meta(stage_dir: Path | StageDir) -> dict[str, Any]:
@@ -204,7 +223,8 @@ def copy_outputs(job_id: str, stage: StageDir) -> None:
 
 def _copy_out(d: StageDir, parts: Sequence[str], dest: Path) -> None:
     """Copy ``parts`` (a path relative to ``d``, each component reached without following a
-    symlink) to ``dest``: a regular file with its mode and times, a directory recursively."""
+    symlink) to ``dest``: a regular file with its mode and times (renamed into place from a
+    temporary name), a directory recursively."""
     if len(parts) > 1:
         with d.subdir(parts[0], private=False) as sub:
             return _copy_out(sub, parts[1:], dest)
@@ -220,11 +240,21 @@ def _copy_out(d: StageDir, parts: Sequence[str], dest: Path) -> None:
                     logger.warning("output file %s not copied: %s", sub.path / child, exc)
         return
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with d.open(name) as src, open(dest, "wb") as out:  # refuses a symlink, FIFO, another's file
-        shutil.copyfileobj(src, out)
-        fst = os.fstat(src.fileno())
-    os.chmod(dest, stat.S_IMODE(fst.st_mode))
-    os.utime(dest, ns=(fst.st_atime_ns, fst.st_mtime_ns))
+    # through a temporary name: a concurrent driver (or reader) never sees half a file
+    tmp = files.temp_name(dest)
+    try:
+        with d.open(name) as src, open(tmp, "wb") as out:  # refuses a symlink, FIFO, another's file
+            shutil.copyfileobj(src, out)
+            fst = os.fstat(src.fileno())
+        os.chmod(tmp, stat.S_IMODE(fst.st_mode))
+        os.utime(tmp, ns=(fst.st_atime_ns, fst.st_mtime_ns))
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def clean_targets(job_id: str, stage_dir: Path, system: System | None, wipe: bool, dry_run: bool) -> list[str]:

@@ -22,7 +22,8 @@
   skipped with the reason, except under ``CI=true``, where it fails (:func:`skip_or_fail`).
 
 Helpers: :func:`isolated_root` (a fresh expyre root for a block or fixture, ``EXPYRE_ROOT``
-restored afterwards), :func:`check_golden` / :func:`golden_header` (golden files, regenerated with
+restored afterwards), :func:`run_copy_back_drivers` (driver processes sharing one root, for the
+copy-back tests of a system with a run directory), :func:`check_golden` / :func:`golden_header` (golden files, regenerated with
 ``EXPYRE_UPDATE_GOLDEN=1``), :func:`load_recorded` (a recorded command output file),
 :class:`RecordingTransport` (canned results, commands recorded), :func:`wait_for`,
 :class:`CallCounter`.
@@ -70,6 +71,10 @@ __all__ = [
     "queued_job_resources",
     "job_wait_for_file",
     "release_flag",
+    "COPY_BACK_DRIVER",
+    "copy_back_value",
+    "run_copy_back_driver",
+    "run_copy_back_drivers",
 ]
 
 
@@ -184,6 +189,110 @@ def _cancel_leftovers() -> None:
             _config.get_system(name).control("cancel", ids)
         except Exception as exc:  # noqa: BLE001 - cleanup must not hide the test's own result
             logging.getLogger(__name__).warning("could not cancel leftover jobs %s on %s: %s", ids, name, exc)
+
+
+# -- copy back: driver processes sharing one root -------------------------------------------------
+#: A driver script: ``python script <system> <n calls> <size> <go file> <check interval>``. It waits
+#: for the go file (so that all drivers start together; ``-``: no waiting), then constructs and starts the calls
+#: ``copyback_<i>`` (the same in every driver) and gets their results: ``size`` bytes made from
+#: ``i`` (:func:`copy_back_value`), which the job also announces on its stdout. Every failure
+#: (an exception, a wrong value, a missing stdout) is caught and reported. The function is defined
+#: here, in ``__main__``, so it travels by value (a remote Python needs only cloudpickle). Prints
+#: one JSON line: ``{"ids": [...], "failures": [...]}``.
+COPY_BACK_DRIVER = """
+import json, os, sys, time, traceback
+from expyre.func import ExPyRe
+
+
+def copyback_blob(i, size):
+    print(f"blob {i} of {size} bytes", flush=True)
+    return (i.to_bytes(4, "big") * (size // 4 + 1))[:size]
+
+
+system, n_calls, size, go, check = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+if go != "-":
+    open(f"{go}.ready.{os.getpid()}", "w").close()
+while go != "-" and not os.path.exists(go):
+    time.sleep(0.005)
+res = {"max_time": "10m", "n": (1, "tasks")}
+failures, xprs = [], []
+for i in range(n_calls):
+    try:
+        x = ExPyRe(f"copyback_{i}", copyback_blob, args=[i, size])
+        x.start(resources=res, system_name=system, partial_node=True)
+        xprs.append((i, x))
+    except Exception as exc:
+        failures.append(f"call {i} (construct/start): {type(exc).__name__}: {exc}")
+for i, x in xprs:
+    try:
+        value = x.get_results(timeout=900, check_interval=check, quiet=True)
+        want = (i.to_bytes(4, "big") * (size // 4 + 1))[:size]
+        if value != want:
+            failures.append(f"call {i} ({x.id}): wrong value of {len(value)} bytes")
+        elif x.stdout != f"blob {i} of {size} bytes\\n":
+            failures.append(f"call {i} ({x.id}): stdout {x.stdout!r} (a result without the output it vouches for)")
+    except Exception as exc:
+        failures.append(f"call {i} ({x.id}) get_results: {type(exc).__name__}: {exc}\\n{traceback.format_exc()[-1500:]}")
+print(json.dumps({"ids": [x.id for _, x in xprs], "failures": failures}))
+"""
+
+
+def copy_back_value(i: int, size: int) -> bytes:
+    """The value the ``copyback_<i>`` call of :data:`COPY_BACK_DRIVER` returns."""
+    return (i.to_bytes(4, "big") * (size // 4 + 1))[:size]
+
+
+def _copy_back_cmd(script: Path, system: str, n_calls: int, size: int, go: str, check: float) -> list[str]:
+    import sys
+
+    return [sys.executable, str(script), system, str(n_calls), str(size), go, str(check)]
+
+
+def _copy_back_env(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPYRE_FAULT")}
+    env.update(EXPYRE_ROOT=str(root), EXPYRE_PROGRESS="0", **(extra or {}))
+    return env
+
+
+def run_copy_back_driver(root: Path, workdir: Path, system: str, n_calls: int, size: int,
+                         env: dict[str, str] | None = None, timeout: float = 900) -> Any:
+    """Run :data:`COPY_BACK_DRIVER` once on ``root`` (``env`` added, e.g. ``EXPYRE_FAULT_POINT``);
+    returns the :class:`subprocess.CompletedProcess`."""
+    import subprocess
+
+    script = workdir / "copy_back_driver.py"
+    script.write_text(COPY_BACK_DRIVER)
+    return subprocess.run(_copy_back_cmd(script, system, n_calls, size, "-", 0.2), env=_copy_back_env(root, env),
+                          cwd=workdir, capture_output=True, text=True, timeout=timeout)
+
+
+def run_copy_back_drivers(root: Path, workdir: Path, system: str, n_procs: int, n_calls: int, size: int,
+                          timeout: float = 900) -> list[dict[str, Any]]:
+    """Start ``n_procs`` :data:`COPY_BACK_DRIVER` processes on ``root`` at once (the same
+    ``n_calls`` calls each); returns their JSON reports, after checking that each exited 0."""
+    import subprocess
+
+    script = workdir / "copy_back_driver.py"
+    script.write_text(COPY_BACK_DRIVER)
+    go = workdir / "copy_back_go"
+    procs = [subprocess.Popen(_copy_back_cmd(script, system, n_calls, size, str(go), 0.1), env=_copy_back_env(root),
+                              cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(n_procs)]
+    reports = []
+    try:
+        wait_for(lambda: len(list(workdir.glob(f"{go.name}.ready.*"))) >= n_procs or any(p.poll() is not None for p in procs),
+                 300, "the drivers to be ready")
+        go.touch()
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=timeout)
+            assert p.returncode == 0, f"driver exited {p.returncode}: {stderr[-3000:]}"
+            reports.append(json.loads(stdout.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return reports
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:

@@ -318,3 +318,37 @@ def test_handshake_vs_multiplexed_latency(transport: SshTransport, record_proper
     record_property("ssh_multiplexed_median_s", round(m, 4))
     print(f"\nssh handshake median {p * 1000:.1f} ms, multiplexed run() median {m * 1000:.1f} ms ({p / m:.1f}x)")
     assert m < p / 3, (p, m)
+
+
+def test_get_puts_files_in_place_markers_last_and_transfers_only_changes(transport: SshTransport, remote_tmp: str,
+                                                                         tmp_path: Path, monkeypatch) -> None:
+    """get: rsync fills a holding directory (unchanged files are hard links to those already
+    here, not copies), then every file is renamed into place, the result marker last."""
+    src = tmp_path / "src" / "run_a"
+    src.mkdir(parents=True)
+    (src / "_expyre_job_succeeded").write_bytes(os.urandom(2_000_000))
+    (src / "_expyre_stdout").write_text("out")
+    transport.put([src], remote_tmp)
+    back = tmp_path / "back"
+    transport.get([f"{remote_tmp}/run_a"], back)
+    marker_inode = os.stat(back / "run_a" / "_expyre_job_succeeded").st_ino
+    assert sorted(os.listdir(back / "run_a")) == ["_expyre_job_succeeded", "_expyre_stdout"]
+    moved: list[str] = []
+    real_replace = os.replace
+
+    def replace(a, b):
+        moved.append(Path(b).name)
+        return real_replace(a, b)
+
+    monkeypatch.setattr(os, "replace", replace)
+    transport.run(["bash", "-c", 'echo more >> "$1"', "x", f"{remote_tmp}/run_a/_expyre_stdout"])
+    transport.get([f"{remote_tmp}/run_a"], back)
+    assert moved == ["_expyre_stdout"], "only the changed file is put in place again"
+    assert os.stat(back / "run_a" / "_expyre_job_succeeded").st_ino == marker_inode
+    assert (back / "run_a" / "_expyre_stdout").read_text() == "outmore\n"
+    transport.run(["bash", "-c", 'echo x >> "$1"; echo again >> "$2"', "x", f"{remote_tmp}/run_a/_expyre_job_succeeded",
+                   f"{remote_tmp}/run_a/_expyre_stdout"])
+    moved.clear()
+    transport.get([f"{remote_tmp}/run_a"], back)
+    assert moved == ["_expyre_stdout", "_expyre_job_succeeded"], "the result marker last"
+    assert not [n for n in os.listdir(back) if n.startswith(".")], "the holding directory is removed"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Sequence
 
+from .. import files
 from .._markers import hookimpl
 from ..jobpython import check_script, parse_check
 from ..hookspecs import Transport, TransportSpec
@@ -27,24 +26,10 @@ def clean_env(unset_prefixes: Sequence[str]) -> dict[str, str] | None:
     return {k: v for k, v in os.environ.items() if not k.startswith(tuple(unset_prefixes))}
 
 
-def _copy_atomically(src: str, dst: str) -> str:
-    """shutil's ``copy2`` to a private temporary name, renamed into place: a reader (another
-    process waiting for the same job) never sees a partly written file, as with rsync."""
-    tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.copy.{os.getpid()}.{threading.get_ident()}")
-    try:
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return dst
-
-
 class LocalTransport(Transport):
-    """Runs commands with :mod:`subprocess` on this machine; copies files with :mod:`shutil`."""
+    """Runs commands with :mod:`subprocess` on this machine; copies files with
+    :func:`expyre.files.copy_tree` (each file under a temporary name renamed into place, result
+    markers last)."""
 
     is_local = True
 
@@ -88,7 +73,7 @@ class LocalTransport(Transport):
         for d in local_dirs:
             target = dest / Path(d).name
             if Path(d).resolve() != target.resolve():
-                shutil.copytree(d, target, dirs_exist_ok=True, copy_function=_copy_atomically)
+                files.copy_tree(Path(d), target)
                 os.chmod(target, 0o700)
 
     def get(self, remote_dirs: Sequence[str], local_parent: Path) -> None:
@@ -96,7 +81,10 @@ class LocalTransport(Transport):
             src = Path(d).expanduser()
             target = Path(local_parent) / src.name
             if src.resolve() != target.resolve():
-                shutil.copytree(src, target, dirs_exist_ok=True, copy_function=_copy_atomically)
+                if not src.is_dir():
+                    raise TransportError(f"cannot copy back {src}: no such directory", retry_safe=True)
+                files.remove_stale_temps(target)
+                files.copy_tree(src, target, fault=files.COPY_BACK_POINT)
 
 
 @hookimpl

@@ -51,12 +51,15 @@ def put_argv(ssh_argv: Sequence[str], local_parent: Path, host: str, remote_pare
 
 
 def get_argv(ssh_argv: Sequence[str], host: str, remote_parent: str, local_parent: Path,
-             io_timeout: float | None = None) -> list[str]:
+             io_timeout: float | None = None, link_dest: str | None = None) -> list[str]:
     """Copy the listed entries of ``host:remote_parent`` into ``local_parent``.
 
-    rsync writes each file under a temporary name and renames it into place when it is complete,
-    so an interrupted copy never leaves a partial file under a marker's name."""
-    return [*rsync_program(), *_COMMON, *_io_timeout(io_timeout), "-e", _remote_shell(ssh_argv), "--",
+    rsync writes each file under a temporary name and renames it into place when it is complete
+    (never ``--inplace``, ``--append`` or ``--partial``), so an interrupted copy never leaves a
+    partial file under its final name. ``link_dest`` (relative to ``local_parent``): files equal
+    to those there are hard-linked from it instead of transferred."""
+    link = [f"--link-dest={link_dest}"] if link_dest else []
+    return [*rsync_program(), *_COMMON, *link, *_io_timeout(io_timeout), "-e", _remote_shell(ssh_argv), "--",
             f"{host}:{_slash(remote_parent)}", f"{os.fspath(local_parent).rstrip('/') or '/'}/"]
 
 

@@ -5,6 +5,10 @@ Cost model (what the core relies on):
 * every :meth:`SshTransport.run` is ONE ssh session over the host's master connection;
 * :meth:`SshTransport.put` / :meth:`SshTransport.get` of N directories is ONE rsync over it (one
   per distinct parent directory; job directories share one);
+* :meth:`SshTransport.get` lets rsync fill a holding directory beside the destination (unchanged
+  files are hard links, not transferred), then renames each file into place, a job's result
+  markers last (:func:`expyre.files.move_tree`): a driver killed at any moment leaves no partial
+  file and no result marker without the files it vouches for;
 * the master is opened on first use (the only full handshake, and the only password/2FA prompt)
   and closed by :meth:`SshTransport.close` (``ssh -O exit``).
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -27,6 +32,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from expyre import files
 from expyre.hookspecs import Transport
 from expyre.shell import remote_path
 from expyre.types import CommandResult, TransportError
@@ -314,7 +320,9 @@ class SshTransport(Transport):
             raise
 
     def get(self, remote_dirs: Sequence[str], local_parent: Path) -> None:
-        """Copy the directories back into ``local_parent``: one rsync for all of them."""
+        """Copy the directories back into ``local_parent``: one rsync for all of them, into a
+        holding directory of ``local_parent`` (files equal to those already here are hard links
+        to them, not transferred), then every file renamed into place, result markers last."""
         if not remote_dirs:
             return
         self.connect()
@@ -322,8 +330,18 @@ class SshTransport(Transport):
         local_parent.mkdir(parents=True, exist_ok=True)
         ssh = self.control.client_argv()
         for parent, names in group_by_parent(remote_dirs, remote=True).items():
-            self._rsync(get_argv(ssh, self.host, rsync_path(parent), local_parent, self.command_timeout), names,
-                        f"from {self.host}:{parent}")
+            hold = files.holding_dir(local_parent)
+            try:
+                # --link-dest is relative to the destination: ".." is local_parent itself
+                self._rsync(get_argv(ssh, self.host, rsync_path(parent), hold, self.command_timeout, link_dest=".."),
+                            names, f"from {self.host}:{parent}")
+                for name in names:
+                    if (hold / name).is_dir() and not (hold / name).is_symlink():
+                        files.move_tree(hold / name, local_parent / name, fault=files.COPY_BACK_POINT)
+                    elif os.path.lexists(hold / name):
+                        os.replace(hold / name, local_parent / name)
+            finally:
+                shutil.rmtree(hold, ignore_errors=True)
 
     # -- first-use check --------------------------------------------------------------------------
     def probe(self, python_cmd: str, commands: Sequence[str] = ()) -> None:
