@@ -101,8 +101,14 @@ def finish(job: Any, outcome: str) -> Any:
             f"it may be truncated or corrupted. Re-run with start(..., force_rerun=True)"
         ) from exc
     _faults.point("results_read")
-    config.db.update(job.id, status="succeeded")
+    row = config.db.get(job.id)
+    if row is not None and row["status"] == "failed":
+        # a packed Executor chunk some of whose calls raised was recorded failed (with how many):
+        # the job's function returned, but that record stays
+        job.status = "failed"
+    else:
+        config.db.update(job.id, status="succeeded")
+        job.status = "succeeded"
     _faults.point("results_recorded")
-    job.status = "succeeded"
     copy_outputs(job.id, job.stage_dir)
     return value
