@@ -228,6 +228,7 @@ def test_progress_display_counts(root, monkeypatch):
     class Recorder:
         def __init__(self, name, total, mode, every=None):
             assert mode == "terminal"
+            self.mode = mode
 
         def update(self, text, completed, total):
             shown.append((text, completed, total))

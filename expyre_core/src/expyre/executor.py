@@ -37,6 +37,7 @@ draws one progress bar while a caller waits.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures as cf
 import hashlib
 import logging
@@ -152,8 +153,10 @@ def _mark_running(f: cf.Future[Any]) -> None:
 
 
 class _Waiting:
-    """Counts callers blocked on the executor's futures (the progress display shows while > 0);
-    the last one to leave ends the display before its call returns or raises."""
+    """Counts callers blocked on the executor's futures (the progress display shows while > 0).
+    A wait that ends by an exception ends the display before the exception goes on (no frame of
+    it is left behind the traceback); after a normal return the background thread ends it when
+    nobody waits any more (so the ``next()`` calls of a ``map`` loop keep one display)."""
 
     def __init__(self, ex: "Executor | None") -> None:
         self.ex = ex
@@ -164,12 +167,12 @@ class _Waiting:
                 self.ex._waiters += 1
             self.ex._wake.set()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self.ex is not None:
             with self.ex._lock:
                 self.ex._waiters -= 1
                 last = self.ex._waiters == 0
-            if last:
+            if last and exc_type is not None:
                 self.ex._hide_display()
 
 
@@ -462,6 +465,7 @@ class Executor(cf.Executor):
             label = self.name or "expyre"
             if self._display is None:
                 self._display = Display(label, 0, mode, every=self.progress_interval)
+                _live_displays.add(self)
             total, done, running, queued, failed = self.counts()
             if mode == "log":  # the counts are in the text
                 self._display.update(f"{label}: {done}/{total} calls done, {running} running, {queued} queued, "
@@ -471,9 +475,19 @@ class Executor(cf.Executor):
                 self._display.update(f"{label}: {running} running, {queued} queued, {failed} failed", done, total)
 
     def _hide_display(self) -> None:
+        """End the display now (before the wait that showed it returns or raises): a terminal's
+        bar is erased; a notebook's display and the log get the counts as they are now."""
         with self._display_lock:
             d, self._display = self._display, None
-        if d is not None:
+            if d is None:
+                return
+            if d.mode in ("notebook", "log"):  # the last state, drawn or logged by close()
+                total, done, running, queued, failed = self.counts()
+                label = self.name or "expyre"
+                if d.mode == "notebook":
+                    d.text, d.completed, d.total = f"{label}: {running} running, {queued} queued, {failed} failed", done, total
+                else:
+                    d.text = f"{label}: {done}/{total} calls done, {running} running, {queued} queued, {failed} failed"
             d.close()
 
     def _slowest(self) -> str:
@@ -745,6 +759,20 @@ class _MapIterator(Iterator[T]):
         try:
             self.close()
         except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
+
+
+#: executors that have shown a display: the ones still shown are ended at exit (a terminal's
+#: bar must not outlive the program, whose background threads just stop)
+_live_displays: "weakref.WeakSet[Executor]" = weakref.WeakSet()
+
+
+@atexit.register
+def _end_displays() -> None:
+    for ex in list(_live_displays):
+        try:
+            ex._hide_display()
+        except Exception:  # noqa: BLE001 - nothing to do about it at exit
             pass
 
 
