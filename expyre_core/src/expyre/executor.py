@@ -154,9 +154,13 @@ def _mark_running(f: cf.Future[Any]) -> None:
 
 class _Waiting:
     """Counts callers blocked on the executor's futures (the progress display shows while > 0).
-    A wait that ends by an exception ends the display before the exception goes on (no frame of
-    it is left behind the traceback); after a normal return the background thread ends it when
-    nobody waits any more (so the ``next()`` calls of a ``map`` loop keep one display)."""
+
+    A terminal's bar is ended by the caller's own thread when the last wait ends, before the call
+    returns or raises (rich redirects stdout/stderr while a bar shows, so what the caller prints
+    next lands above it; ending it from another thread could race such a print and leave a frame
+    glued to it). Any display is ended there when the wait ends by an exception. A notebook's
+    display and the log lines are ended by the background thread once nobody waits, so the
+    ``next()`` calls of a ``map`` loop keep one display."""
 
     def __init__(self, ex: "Executor | None") -> None:
         self.ex = ex
@@ -172,7 +176,7 @@ class _Waiting:
             with self.ex._lock:
                 self.ex._waiters -= 1
                 last = self.ex._waiters == 0
-            if last and exc_type is not None:
+            if last and (exc_type is not None or self.ex._mode == "terminal"):
                 self.ex._hide_display()
 
 
@@ -263,6 +267,7 @@ class Executor(cf.Executor):
         self.check_interval = float(check_interval)
         self.progress = progress
         self.progress_interval = interval()  # fail now on a bad EXPYRE_PROGRESS_INTERVAL
+        self._mode = display_mode(progress)
         self.mark_processed = mark_processed
         self.partial_results = partial_results
         self.array = bool(array)
@@ -408,6 +413,7 @@ class Executor(cf.Executor):
         with self._lock:
             self._shutdown = True
             jobs = list(self._jobs)
+        self._hide_display()
         if cancel_futures:
             for job in jobs:
                 for f in job.futures:
@@ -456,11 +462,13 @@ class Executor(cf.Executor):
             jobs = [j for j in self._jobs if not j.done]
         return any(f._waiters for j in jobs for f in j.futures if not f.done())
 
-    def _show_display(self, mode: str) -> None:
+    def _show_display(self, mode: str, create: bool = True) -> None:
         with self._display_lock:
+            if self._display is None and not create:
+                return
             # checked under the display lock: a caller that stopped waiting meanwhile has hidden
             # the display (or will, after this), so no frame outlives its wait
-            if not self._someone_waits():
+            if create and not self._someone_waits():
                 return
             label = self.name or "expyre"
             if self._display is None:
@@ -507,7 +515,7 @@ class Executor(cf.Executor):
 
     # -- the background thread --------------------------------------------------------------------
     def _run(self) -> None:
-        mode = display_mode(self.progress)
+        mode = self._mode
         wait = 0.02
         next_tick = 0.0
         t_wait_start: float | None = None
@@ -538,7 +546,12 @@ class Executor(cf.Executor):
                         self._show_display(mode)
                 else:
                     t_wait_start = None
-                    self._hide_display()
+                    if mode != "terminal":
+                        self._hide_display()
+                    elif mode is not None:
+                        # a terminal's bar is ended by a waiting thread (see _Waiting); until then
+                        # (e.g. after an as_completed() loop) it keeps counting
+                        self._show_display(mode, create=False)
                 timeout: float | None = None
                 if not idle:
                     timeout = max(0.0, next_tick - time.monotonic())
