@@ -78,7 +78,8 @@ CANCELLED_BY_EXPYRE = ("cancelled by expyre, not by the user: the map's iterator
 
 _PENDING = cf._base.PENDING
 _CANCELLED = cf._base.CANCELLED
-_CANCELLED_AND_NOTIFIED = cf._base.CANCELLED_AND_NOTIFIED
+_RUNNING = cf._base.RUNNING
+_FINISHED = cf._base.FINISHED
 
 
 class ExPyReFuture(cf.Future[T], Generic[T]):
@@ -718,13 +719,17 @@ class Executor(cf.Executor):
             fs = [f for j in self._jobs for f in j.futures]
         total = len(fs)
         done = running = failed = 0
-        for f in fs:
-            if f.done():
+        for f in fs:  # the states read without each future's lock: a display needs no more
+            state = f._state
+            if state == _FINISHED:
                 done += 1
-                if f.cancelled() or cf.Future.exception(f, 0) is not None:
+                if f._exception is not None:
                     failed += 1
-            elif f.running():
+            elif state == _RUNNING:
                 running += 1
+            elif state != _PENDING:  # cancelled
+                done += 1
+                failed += 1
         return total, done, running, total - done - running, failed
 
 
@@ -794,7 +799,7 @@ def _set(f: ExPyReFuture[Any], value: Any, exc: BaseException | None) -> None:
     with f._condition:
         if f._state == _PENDING:
             f.set_running_or_notify_cancel()
-        if f._state != cf._base.RUNNING:
+        if f._state != _RUNNING:
             return  # cancelled or done
     try:
         if exc is not None:
