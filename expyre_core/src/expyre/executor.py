@@ -128,10 +128,20 @@ class ExPyReFuture(cf.Future[T], Generic[T]):
         return super().cancel()
 
     def result(self, timeout: float | None = None) -> T:
+        if self.done():  # no wait (e.g. in an as_completed() loop): the display stays as it is
+            try:
+                return super().result(0)
+            except BaseException:
+                ex = self._executor_ref()
+                if ex is not None:
+                    ex._hide_display()  # nothing of it behind the traceback
+                raise
         with _Waiting(self._executor_ref()):
             return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self.done() and not self.cancelled():
+            return super().exception(0)
         with _Waiting(self._executor_ref()):
             return super().exception(timeout)
 
