@@ -209,3 +209,57 @@ def test_notebook_display(root, tmp_path, monkeypatch):
     streams = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
     assert "total 6" in streams
     assert not [o for o in outputs if o.output_type == "error"], outputs
+
+
+def test_terminal_bar_is_erased_before_the_traceback(root, tmp_path):
+    """On a real terminal (a pty): the bar shows while map waits, and when map raises, the bar is
+    erased before the traceback is written (no frame glued in front of it)."""
+    import pty
+
+    flag = tmp_path / "go"
+    script = tmp_path / "tty_driver.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {FUNCS_DIR!r})
+        from expyre import Executor
+        import test_executor_funcs as funcs
+        with Executor(system_name="local", resources={RES!r}, partial_node=True, check_interval=1, name="ttybar") as ex:
+            list(ex.map(funcs.raise_when_file, [1, 2], [{str(flag)!r}] * 2, chunksize=2))
+    """))
+    env = {**os.environ, "EXPYRE_PROGRESS": "1", "TERM": "xterm", "COLUMNS": "100"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the driver on the pty
+        os.execve(sys.executable, [sys.executable, str(script)], env)
+    out = bytearray()
+    ended = threading.Event()
+
+    def read():
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out.extend(chunk)
+        ended.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        wait_for(lambda: b"ttybar: " in out or ended.is_set(), T, "the progress bar on the terminal")
+        flag.write_text("")
+        assert ended.wait(T)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = out.decode(errors="replace")
+    assert os.WEXITSTATUS(status) == 1 and "ValueError: raised after the flag, 1" in text, text
+    first_error = min(i for i in (text.find("Traceback"), text.find("ExPyReRemoteTraceback"), text.find("ValueError"))
+                      if i >= 0)
+    last_frame = text.rfind("ttybar: ", 0, first_error)
+    assert last_frame >= 0, text  # the bar was drawn
+    # the bar's line is cleared ("\x1b[2K") after its last frame and before the traceback begins,
+    # and no frame is drawn after that
+    erase = text.find("\x1b[2K", last_frame)
+    assert 0 <= erase < first_error, repr(text[last_frame:first_error + 40])
+    assert "ttybar: " not in text[first_error:], repr(text[first_error:])
