@@ -31,7 +31,12 @@ One background thread per executor does all the waiting: once per tick it refres
 shared poll (:class:`expyre.poller.Poller`: one status query for all of that system's jobs) and
 then checks every job's result files; it never runs one status query per future. It also submits
 queued jobs in batches (:meth:`ExPyRe.start_many`: one copy of all their stage directories) and
-draws one progress bar while a caller waits.
+keeps one progress display while a caller waits (a bar on a terminal, an HTML output in a Jupyter
+notebook, else a line per interval on the logger ``expyre.progress``: see :mod:`expyre.progress`).
+
+The futures behave as :mod:`concurrent.futures` documents (cancel, done callbacks, ``wait``,
+``as_completed``, ``shutdown(wait, cancel_futures)``) and are generic: ``submit(fn, ...)`` of an
+``fn`` returning ``T`` is an ``ExPyReFuture[T]``, ``map`` an ``Iterator[T]``.
 """
 
 from __future__ import annotations
