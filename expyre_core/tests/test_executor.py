@@ -69,6 +69,11 @@ def test_one_raising_element_fails_only_its_future(root):
     rows = config.db.jobs(name="maybe_raise_1")
     assert rows and all(r["status"] == "failed" and r["reason"] == "1 of 8 calls failed" for r in rows), rows
     assert {r["status"] for r in config.db.jobs(name="maybe_raise_[02]")} == {"processed"}
+    listed = subprocess.run([sys.executable, "-m", "expyre", "ls", "-s", "failed", "-l"], capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, COLUMNS="300"))
+    assert listed.returncode == 0, listed.stderr
+    assert "maybe_raise_1" in listed.stdout and "1 of 8 calls failed" in listed.stdout, listed.stdout
+    assert "maybe_raise_0" not in listed.stdout
 
 
 def test_submit_future_protocol(root):
