@@ -148,11 +148,15 @@ class Display:
     :param total: the number of steps for a bar; None for a spinner.
     :param mode: ``"terminal"``, ``"notebook"``, ``"log"`` or None (nothing).
     :param every: seconds between log lines (default :func:`interval`).
+    :param auto_refresh: a terminal's display is also redrawn by rich's own thread (the spinner
+        and the elapsed time move between updates); only for a display ended by the thread that
+        waits, never by another one (see :class:`expyre.executor.Executor`).
     """
 
     def __init__(self, description: str, total: int | None = None, mode: str | None = "log",
-                 every: float | None = None) -> None:
+                 every: float | None = None, auto_refresh: bool = False) -> None:
         self.mode = mode
+        self.auto_refresh = auto_refresh
         self.total = total
         self.text = description
         self.completed = 0
@@ -191,14 +195,16 @@ class Display:
                     columns: tuple[Any, ...] = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
                 else:
                     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-                # no refresh thread of rich's own: it would draw between the end of a wait and the
-                # caller's next output; every frame is drawn here and the last is erased in close()
-                self._rich = RichProgress(*columns, console=Console(stderr=True), transient=True, auto_refresh=False)
+                # by default no refresh thread of rich's own: every frame is drawn here, and the
+                # last is erased in close()
+                self._rich = RichProgress(*columns, console=Console(stderr=True), transient=True,
+                                          auto_refresh=self.auto_refresh, refresh_per_second=4)
                 self._rich.start()
                 self._task = self._rich.add_task(self.text, total=self.total, completed=self.completed)
             if self._rich is not None:
                 self._rich.update(self._task, description=self.text, completed=self.completed, total=self.total)
-                self._rich.refresh()
+                if not self.auto_refresh:
+                    self._rich.refresh()
         elif self.mode == "notebook":
             if not final and now - self._last_html < 0.5 and self._handle is not None:
                 return
@@ -287,7 +293,8 @@ class Progress:
         if self._display is None:
             if self.mode != "log" and time.monotonic() - self.start < self.show_after:
                 return False
-            self._display = Display(self._text, self.total, self.mode)
+            # ended by __exit__ in the waiting thread itself: rich may refresh it on its own
+            self._display = Display(self._text, self.total, self.mode, auto_refresh=True)
             self._display.start = self.start
             self._display._last_log = self.start
         return True
