@@ -111,6 +111,7 @@ def test_done_callbacks(root, tmp_path, caplog):
         ok.add_done_callback(record("ok"))
         bad.add_done_callback(record("bad"))
         gone.add_done_callback(record("gone"))
+        gone.add_done_callback(lambda f: pytest.raises(cf.CancelledError, f.result))  # may wait: no lock held
         assert gone.cancel() and gone.cancel()
         assert calls == [("gone", "cancelled")]  # called at once by cancel(), and only once
         flag.write_text("")

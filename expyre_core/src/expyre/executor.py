@@ -381,12 +381,13 @@ class Executor(cf.Executor):
     # -- cancel ------------------------------------------------------------------------------------
     def _cancel(self, fut: ExPyReFuture[Any], reason: str | None = None) -> bool:
         job = fut._job
+        if fut.cancelled():
+            return True  # idempotent, as concurrent.futures documents
+        # the done callbacks run here: never under the executor's lock
+        if not fut._base_cancel():
+            return False  # running or done
+        _notify_cancel(fut)
         with self._lock:
-            if fut.cancelled():
-                return True  # idempotent, as concurrent.futures documents
-            if not fut._base_cancel():
-                return False  # running or done
-            _notify_cancel(fut)
             if job.cancel_requested or not all(f.cancelled() for f in job.futures):
                 return True
             job.cancel_requested = True
@@ -598,6 +599,7 @@ class Executor(cf.Executor):
                                 **self._start_kw, **({"force_rerun": True} if rerun else {})))
             self.stats["submit_batches"] += 1
         cancel_now = []
+        failed: list[tuple[_Job, BaseException]] = []
         now = time.monotonic()
         with self._lock:
             for j in jobs:
@@ -605,14 +607,16 @@ class Executor(cf.Executor):
                 if exc is not None:
                     j.state = "finished"
                     j.done = True
-                    for f in j.futures:
-                        _set(f, None, exc)
+                    failed.append((j, exc))
                     continue
                 self.stats["submitted_jobs"] += 1
                 j.state = "submitted"
                 j.t_submitted = now
                 if j.cancel_requested:
                     cancel_now.append(j)
+        for j, exc in failed:  # outside the lock: completing a future runs its done callbacks
+            for f in j.futures:
+                _set(f, None, exc)
         for j in cancel_now:
             self._cancel_job(j)
 
