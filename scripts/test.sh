@@ -38,6 +38,10 @@ else
 fi
 step "architecture: lint-imports (the import contracts of pyproject.toml, docs/architecture.md)"
 uv run --no-sync lint-imports
+step "types: mypy --strict on a typed user script (examples/typed_usage.py) and on expyre.executor, expyre.func, expyre.progress"
+uv run --no-sync mypy --strict examples/typed_usage.py
+uv run --no-sync mypy --strict --follow-imports=silent \
+    expyre_core/src/expyre/executor.py expyre_core/src/expyre/func.py expyre_core/src/expyre/progress.py
 
 export EXPYRE_PYTEST_SYSTEMS="${EXPYRE_PYTEST_SYSTEMS:-.*}"
 export EXPYRE_PROGRESS=0

@@ -119,16 +119,20 @@ def test_unlock_file(root, tmp_path):
     con.close()
 
 
-def test_progress_is_silent_off_a_terminal(monkeypatch):
+def test_progress_is_silent_off_a_terminal(monkeypatch, capfd):
     monkeypatch.setenv("EXPYRE_PROGRESS", "1")
     with progress.Progress("syncing", total=3) as p:  # stderr is not a terminal under pytest
         p.update("polling x")
         p.advance(2)
-    assert not p.enabled and p._progress is None and p.completed == 2
+    # off a terminal: a log line per interval, none for a short batch, and rich is never drawn
+    assert p.mode == "log" and p._progress is None and p.completed == 2
+    assert capfd.readouterr().err == ""
+    assert not progress.progress_enabled()
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert progress.progress_enabled() and not progress.progress_enabled(False)
+    assert progress.display_mode() == "terminal"
     monkeypatch.setenv("EXPYRE_PROGRESS", "0")
-    assert not progress.progress_enabled()
+    assert not progress.progress_enabled() and progress.display_mode() is None
     w = progress.Waiting("job x")
     assert w.total is None and w.show_after == progress.SHOW_AFTER
 

@@ -4,6 +4,7 @@ per-element failures, cancel, restart mid-map, partial results, one poll per tic
 from __future__ import annotations
 
 import asyncio
+import re
 import concurrent.futures as cf
 import os
 import signal
@@ -17,6 +18,7 @@ import pytest
 
 import test_executor_funcs as funcs
 from expyre import Executor, ExPyReFuture, config
+from expyre.executor import CANCELLED_BY_EXPYRE
 from expyre.func import ExPyReRemoteTraceback
 from expyre.testing import wait_for
 
@@ -62,8 +64,16 @@ def test_one_raising_element_fails_only_its_future(root):
         assert [next(it) for _ in range(13)] == list(range(13))
         with pytest.raises(ValueError, match="unlucky 13"):
             next(it)
-    # the chunk holding the raising element is still an ordinary succeeded job
-    assert config.db.jobs(name="maybe_raise_1")[0]["status"] == "processed"
+    # the chunk holding the raising element is recorded failed, saying how many calls failed, and
+    # stays so after the clean end of the block (`xpr ls -s failed` shows it); the others are processed
+    rows = config.db.jobs(name="maybe_raise_1")
+    assert rows and all(r["status"] == "failed" and r["reason"] == "1 of 8 calls failed" for r in rows), rows
+    assert {r["status"] for r in config.db.jobs(name="maybe_raise_[02]")} == {"processed"}
+    listed = subprocess.run([sys.executable, "-m", "expyre", "ls", "-s", "failed", "-l"], capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, COLUMNS="300"))
+    assert listed.returncode == 0, listed.stderr
+    assert "maybe_raise_1" in listed.stdout and "1 of 8 calls failed" in listed.stdout, listed.stdout
+    assert "maybe_raise_0" not in listed.stdout
 
 
 def test_submit_future_protocol(root):
@@ -139,6 +149,9 @@ def test_map_iterator_closed_early_cancels_rest(root, tmp_path):
         fs = ex.futures()
         cf.wait(fs, timeout=60)
         assert sum(f.cancelled() for f in fs) == 2  # one ran (uncancellable), two were queued
+    # the user did not cancel these calls: the jobs' reason says that expyre did, and why
+    reasons = [config.db.get(f.job_id)["reason"] for f in fs if f.cancelled()]
+    assert reasons == [CANCELLED_BY_EXPYRE] * 2, reasons
 
 
 def test_partial_results_before_chunk_ends(root, tmp_path):
@@ -212,34 +225,37 @@ def test_restart_mid_map_reuses_jobs(root, tmp_path):
         assert after[n]["remote_id"] == before[n]["remote_id"]  # not submitted again
 
 
-def test_progress_bar_counts(root, monkeypatch):
+def test_progress_display_counts(root, monkeypatch):
     import expyre.executor as exmod
 
     shown = []
 
     class Recorder:
-        def __init__(self, name):
-            pass
+        def __init__(self, name, total, mode, every=None):
+            assert mode == "terminal"
+            self.mode = mode
 
-        def show(self, *counts):
-            shown.append(counts)
+        def update(self, text, completed, total):
+            shown.append((text, completed, total))
 
-        def hide(self):
+        def close(self):
             shown.append("hidden")
 
-    monkeypatch.setattr(exmod, "_Bar", Recorder)
+    monkeypatch.setattr(exmod, "Display", Recorder)
     monkeypatch.setattr(exmod, "SHOW_AFTER", 0.0)
-    monkeypatch.setattr(exmod, "progress_enabled", lambda requested=True: requested)
+    monkeypatch.setattr(exmod, "display_mode", lambda requested=True: "terminal" if requested else None)
     with ex_() as ex:
         fs = ex.map_futures(funcs.sleep_then, range(6), [0.3] * 6, chunksize=2)
-        cf.wait(fs)  # no caller is blocked in result(): no bar
+        for f in fs:  # no caller waits on the futures: no display
+            wait_for(f.done, 60, "a call to finish")
         assert shown == []
         ex.map_futures(funcs.sleep_then, range(4), [0.5] * 4, chunksize=1)
         ex.wait()
     counts = [c for c in shown if c != "hidden"]
     assert counts, shown
-    for total, done, running, queued, failed in counts:
-        assert total == 10 and done + running + queued == total and failed == 0
+    for text, done, total in counts:
+        running, queued, failed = (int(w) for w in re.findall(r"(\d+) (?:running|queued|failed)", text))
+        assert total == 10 and done + running + queued == total and failed == 0, text
     assert shown[-1] == "hidden"
 
 
@@ -263,30 +279,57 @@ def test_errors_surface_in_futures(root):
 
 
 def test_restart_reruns_a_chunk_with_a_failed_element(root, tmp_path):
-    """Rule: on restart a finished packed chunk is reused only if every call in it returned; a
-    chunk with a raising call is run again as a whole (its earlier outputs are archived)."""
+    """Rule: on restart a finished packed chunk is reused only if every call in it returned. A chunk
+    recorded failed (some calls raised) is not adopted: the same map makes a new job for it, and
+    the old one stays failed in the jobs database."""
     flag = str(tmp_path / "fixed")
     with pytest.raises(KeyboardInterrupt):
         with ex_() as ex:
             fs = ex.map_futures(funcs.fail_until_file, range(20), [flag] * 20, chunksize=8)
             cf.wait(fs, timeout=60)
             assert isinstance(fs[13].exception(), ValueError)
-            # partial results can complete the futures before the chunks' rows say so: let each
-            # chunk job's row reach its final state (get_results does not mark it processed)
-            for x in {f.job_id: f.xpr for f in fs}.values():
-                x.get_results(timeout=60, quiet=True)
+            # partial results can complete the futures before the chunks' rows say so
+            wait_for(lambda: sorted(r["status"] for r in config.db.jobs(name="fail_until_file_.*"))
+                     == ["failed", "succeeded", "succeeded"], 60, "the chunks' rows to reach their final state")
             raise KeyboardInterrupt  # the driver dies: nothing is marked processed
     before = {r["name"]: r for r in config.db.jobs(name="fail_until_file_.*")}
-    assert {r["status"] for r in before.values()} == {"succeeded"}
+    assert before["fail_until_file_1"]["status"] == "failed"
+    assert before["fail_until_file_1"]["reason"] == "1 of 8 calls failed"
     Path(flag).write_text("")  # the cause of the failure is fixed
+    with ex_() as ex:
+        assert list(ex.map(funcs.fail_until_file, range(20), [flag] * 20, chunksize=8)) == list(range(20))
+        ids = {f.job_id for f in ex.futures()}
+    after = {r["id"]: r for r in config.db.jobs(name="fail_until_file_.*")}
+    assert len(after) == 4 and len(ids) == 3
+    assert before["fail_until_file_0"]["id"] in ids and before["fail_until_file_2"]["id"] in ids  # reused
+    assert before["fail_until_file_1"]["id"] not in ids  # run again, as a new job
+    assert after[before["fail_until_file_1"]["id"]]["status"] == "failed"  # still listed as failed
+    assert {r["status"] for i, r in after.items() if i in ids} == {"processed"}
+
+
+def test_restart_reruns_an_unrecorded_chunk_with_a_failed_element(root, tmp_path):
+    """A chunk whose result (with a raising call) is here but whose end the dead driver did not
+    record is adopted and run again as a whole (``force_rerun``: its earlier outputs archived)."""
+    flag = str(tmp_path / "fixed")
+    with pytest.raises(KeyboardInterrupt):
+        with ex_() as ex:
+            fs = ex.map_futures(funcs.fail_until_file, range(20), [flag] * 20, chunksize=8)
+            cf.wait(fs, timeout=60)
+            wait_for(lambda: sorted(r["status"] for r in config.db.jobs(name="fail_until_file_.*"))
+                     == ["failed", "succeeded", "succeeded"], 60, "the chunks' rows to reach their final state")
+            raise KeyboardInterrupt
+    before = {r["name"]: r for r in config.db.jobs(name="fail_until_file_.*")}
+    # as a driver killed after the job wrote its result, before it read it, leaves the row
+    config.db.update(before["fail_until_file_1"]["id"], status="started", reason=None, force=True)
+    Path(flag).write_text("")
     with ex_() as ex:
         assert list(ex.map(funcs.fail_until_file, range(20), [flag] * 20, chunksize=8)) == list(range(20))
         ids = {f.job_id for f in ex.futures()}
     after = {r["name"]: r for r in config.db.jobs(name="fail_until_file_.*")}
     assert ids == {r["id"] for r in before.values()} and len(after) == 3  # the same three jobs
     assert after["fail_until_file_0"]["remote_id"] == before["fail_until_file_0"]["remote_id"]  # reused
-    assert after["fail_until_file_2"]["remote_id"] == before["fail_until_file_2"]["remote_id"]  # reused
     assert after["fail_until_file_1"]["remote_id"] != before["fail_until_file_1"]["remote_id"]  # run again
+    assert after["fail_until_file_1"]["status"] == "processed"
     prev = Path(after["fail_until_file_1"]["from_dir"]) / "_expyre_prev_1"
     assert (prev / "_expyre_job_succeeded").exists() and (prev / "_expyre_elem_5").exists()
 

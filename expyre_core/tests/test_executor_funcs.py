@@ -40,3 +40,9 @@ def fail_until_file(x, flag):
     if x == 13 and not os.path.exists(flag):
         raise ValueError(f"unlucky {x}")
     return x
+
+
+def raise_when_file(x, flag):
+    """Wait until the file ``flag`` exists, then raise."""
+    sleep_in_file(x, flag)
+    raise ValueError(f"raised after the flag, {x}")

@@ -1,7 +1,10 @@
 """expyre: evaluate Python functions as batch jobs through HPC queuing systems.
 
-Start with :class:`expyre.func.ExPyRe`. Plugin authors need :data:`hookimpl` and
-:mod:`expyre.hookspecs`.
+Start with :class:`expyre.ExPyRe` (also :class:`expyre.func.ExPyRe`) or
+:class:`expyre.Executor`. Plugin authors need :data:`hookimpl` and :mod:`expyre.hookspecs`.
+
+The public names are typed (``mypy --strict`` sees their real types) but loaded on first use,
+so that ``import expyre`` (and quick ``xpr`` commands) load neither pluggy, attrs nor rich.
 """
 
 from __future__ import annotations
@@ -9,20 +12,26 @@ from __future__ import annotations
 TYPE_CHECKING = False  # not `from typing import`: keep `import expyre` light
 if TYPE_CHECKING:
     from ._markers import hookimpl
+    from .executor import Executor, ExPyReFuture
+    from .func import ExPyRe
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "__version__", "Executor", "ExPyReFuture"]
+__all__ = ["hookimpl", "__version__", "ExPyRe", "Executor", "ExPyReFuture"]
 
+_LAZY = {"hookimpl": "_markers", "ExPyRe": "func", "Executor": "executor", "ExPyReFuture": "executor"}
 
-def __getattr__(name: str):
-    # imported on first use, so that ``import expyre`` (and quick ``xpr`` commands) load neither
-    # pluggy nor the executor and the core
-    if name == "hookimpl":
-        from ._markers import hookimpl
+if not TYPE_CHECKING:  # hidden from type checkers: a misspelt name is their error, not `Any`
 
-        return hookimpl
-    if name in ("Executor", "ExPyReFuture"):
-        from . import executor
+    def __getattr__(name: str):
+        # imported on first use (see the module's doc)
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'expyre' has no attribute {name!r}")
+        import importlib
 
-        return getattr(executor, name)
-    raise AttributeError(f"module 'expyre' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__():
+        return sorted(set(globals()) | set(_LAZY))

@@ -91,7 +91,7 @@ class ControlReport:
 
 
 def control(op: "ControlOp", ids: Iterable[str], *, by: str | None = None, strict: bool = False,
-            db: JobsDB | None = None) -> ControlReport:
+            db: JobsDB | None = None, reason: str | None = None) -> ControlReport:
     """Cancel, hold or release the jobs ``ids`` in their schedulers.
 
     Jobs are read from the jobs database, grouped by system, and each system gets ONE control
@@ -108,6 +108,8 @@ def control(op: "ControlOp", ids: Iterable[str], *, by: str | None = None, stric
         in the database or, for hold and release, a job not submitted yet or already ended. A
         cancel of a job that already ended, or that has no scheduler id yet, is no error.
     :param db: the jobs database (default: the configured one).
+    :param reason: recorded instead of the default reason, for an operation the user did not ask
+        for (e.g. the Executor cancelling the calls of a ``map`` whose iterator was dropped).
     :return: a :class:`ControlReport`.
     :raises ValueError: ``op`` is not one of :data:`OPERATIONS`.
 
@@ -134,8 +136,8 @@ def control(op: "ControlOp", ids: Iterable[str], *, by: str | None = None, stric
             out.note = "not in the jobs database"
         elif r["status"] == "created":
             if op == "cancel":
-                record_status(Path(r["from_dir"]), "died", "cancelled before submission" + suffix)
-                db.update(jid, status="died", reason="cancelled before submission" + suffix)
+                record_status(Path(r["from_dir"]), "died", (reason or "cancelled before submission") + suffix)
+                db.update(jid, status="died", reason=(reason or "cancelled before submission") + suffix)
                 out.done = True
             else:
                 out.note = f"not submitted yet: cannot {op} it"
@@ -155,7 +157,7 @@ def control(op: "ControlOp", ids: Iterable[str], *, by: str | None = None, stric
                 out.note, out.error = f"{op} on {sysname} failed", exc
             continue
         for out, r in group:
-            db.update(r["id"], reason=OPERATIONS[op] + suffix)
+            db.update(r["id"], reason=(reason or OPERATIONS[op]) + suffix)
             out.done = True
     if strict:
         _raise_first(report)

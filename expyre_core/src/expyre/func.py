@@ -95,11 +95,11 @@ class ExPyRe(JobHandle):
     def __init__(
         self,
         name: str,
-        function: Callable | None = None,
+        function: Callable[..., Any] | None = None,
         *,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
-        input_files: Iterable[str | os.PathLike] = (),
+        input_files: Iterable[str | os.PathLike[str]] = (),
         output_files: Iterable[str] = (),
         env_vars: Iterable[str] = (),
         pre_run_commands: Iterable[str] = (),

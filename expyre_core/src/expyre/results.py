@@ -216,8 +216,14 @@ def finish(job: Any, outcome: str) -> Any:
             raise remote_exception(job, stage)
         value = load_marker(job, SUCCEEDED, stage)  # fetched again from the run directory if unreadable here
         _faults.point("results_read")
-        config.db.update(job.id, status="succeeded")
+        row = config.db.get(job.id)
+        if row is not None and row["status"] == "failed":
+            # a packed Executor chunk some of whose calls raised was recorded failed (with how many):
+            # the job's function returned, but that record stays
+            job.status = "failed"
+        else:
+            config.db.update(job.id, status="succeeded")
+            job.status = "succeeded"
         _faults.point("results_recorded")
-        job.status = "succeeded"
         copy_outputs(job.id, stage)
     return value

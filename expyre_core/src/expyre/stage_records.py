@@ -36,7 +36,7 @@ from .names import JOB_ID_RE
 __all__ = ["write_json", "record_claim", "record_submitted", "record_status", "row_from_stage_dir", "scan"]
 
 #: statuses kept in :data:`~expyre.layout.STATUS_RECORD` (``removed``: deleted from the jobs database)
-RECORDED_STATUSES = ("died", "processed", "cleaned", "removed")
+RECORDED_STATUSES = ("died", "failed", "processed", "cleaned", "removed")
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,10 @@ def row_from_stage_dir(stage_dir: Path) -> dict[str, Any] | None:
     status_time = None
     if recorded.get("status") in ("processed", "cleaned"):
         status, status_time = recorded["status"], recorded.get("time")
+    elif recorded.get("status") == "failed" and (stage_dir / SUCCEEDED).exists():
+        # a packed Executor job whose function returned but some of whose calls raised
+        status, status_time = "failed", recorded.get("time")
+        row["reason"] = recorded.get("reason")
     elif (stage_dir / SUCCEEDED).exists():
         status, status_time = "succeeded", _mtime(stage_dir / SUCCEEDED)
     elif (stage_dir / FAILED).exists():
