@@ -50,6 +50,8 @@ napoleon_numpy_docstring = False
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(?!expyre)[A-Za-z_].*"),
+    # the type variables of the generic futures (ExPyReFuture[T], submit(fn: Callable[P, T]))
+    (r"py:.*", r"~?(expyre\.executor\.)?[TP]"),
 ]
 
 

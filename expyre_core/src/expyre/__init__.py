@@ -1,7 +1,7 @@
 """expyre: evaluate Python functions as batch jobs through HPC queuing systems.
 
-Start with :class:`expyre.ExPyRe` (also :class:`expyre.func.ExPyRe`) or
-:class:`expyre.Executor`. Plugin authors need :data:`hookimpl` and :mod:`expyre.hookspecs`.
+Start with ``expyre.ExPyRe`` (:class:`expyre.func.ExPyRe`) or ``expyre.Executor``
+(:class:`expyre.executor.Executor`). Plugin authors need :data:`hookimpl` and :mod:`expyre.hookspecs`.
 
 The public names are typed (``mypy --strict`` sees their real types) but loaded on first use,
 so that ``import expyre`` (and quick ``xpr`` commands) load neither pluggy, attrs nor rich.

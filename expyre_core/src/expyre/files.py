@@ -35,7 +35,7 @@ __all__ = ["temp_name", "is_temp_name", "atomic_write", "atomic_text", "copy_fil
 
 #: size of the pieces a copy reads and writes
 CHUNK = 1 << 20
-#: the fault point (:mod:`expyre._faults`) passed inside a copy back, after the first piece of a
+#: the fault point (``expyre._faults``) passed inside a copy back, after the first piece of a
 #: file larger than one piece is written under its temporary name
 COPY_BACK_POINT = "copy_back_partial"
 
@@ -96,7 +96,7 @@ def copy_file(src: Path, dst: Path, *, fsync: bool = False, fault: str | None = 
     when ``dst`` already has ``src``'s size, time and type, or when ``src`` vanished; True when
     copied.
 
-    ``fault`` names a :func:`expyre._faults.point` passed after the first piece of a large file."""
+    ``fault`` names an ``expyre._faults.point`` passed after the first piece of a large file."""
     try:
         st = os.stat(src) if follow_symlinks else os.lstat(src)
     except FileNotFoundError:
@@ -198,7 +198,7 @@ def copy_tree(src: Path, dst: Path, *, last: Iterable[str] = RESULT_MARKERS, fau
 def move_tree(src: Path, dst: Path, *, last: Iterable[str] = RESULT_MARKERS, fault: str | None = None) -> int:
     """Move the files of ``src`` (a holding directory on the same file system, e.g. filled by
     rsync) into the directory ``dst`` with :func:`os.replace`, the top-level ``last`` names after
-    all the others (``fault`` names a :func:`expyre._faults.point` passed just before them).
+    all the others (``fault`` names an ``expyre._faults.point`` passed just before them).
     Files that already are ``dst``'s (hard links to it) stay. ``src`` is left with what was not
     moved; the caller removes it.
 

@@ -143,7 +143,7 @@ class Transport(abc.ABC):
 
         Other drivers may read these directories meanwhile, and this one may be killed at any
         moment: every file must land under a temporary name in its destination directory and be
-        renamed into place, and a job's result markers (:data:`expyre.files.RESULT_MARKERS`)
+        renamed into place, and a job's result markers (:data:`expyre.layout.RESULT_MARKERS`)
         last, only those that existed before the other files were copied
         (:func:`expyre.files.copy_tree` does this for a copy on this machine;
         :func:`expyre.files.move_tree` for files fetched into a :func:`expyre.files.holding_dir`).

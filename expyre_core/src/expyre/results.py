@@ -37,7 +37,7 @@ def _refused(stage_dir: Path, exc: UnsafePathError) -> ExPyReResultError:
 def open_stage(stage_dir: Path) -> StageDir:
     """The job's stage directory, opened and verified (:func:`expyre.stagedir.open_stage_dir`).
 
-    :raises ExPyReResultError: it is a symlink, or not owned by you or private to you for writing.
+    :raises expyre.errors.ExPyReResultError: it is a symlink, or not owned by you or private to you for writing.
     :raises FileNotFoundError: it does not exist.
     """
     try:
@@ -57,7 +57,7 @@ def _outcome_of(names: Iterable[str]) -> str | None:
 
 def outcome_files(stage_dir: Path) -> str | None:
     """``"succeeded"``/``"failed"`` when the runner's result marker is in ``stage_dir``, else None
-    (also when it does not exist). :class:`ExPyReResultError` when it must not be read (see
+    (also when it does not exist). :class:`~expyre.errors.ExPyReResultError` when it must not be read (see
     :func:`open_stage`)."""
     # listing the directory also refreshes NFS attribute caches
     try:
@@ -70,7 +70,7 @@ def outcome_files(stage_dir: Path) -> str | None:
 
 def open_marker(stage_dir: Path | StageDir, fname: str) -> BinaryIO:
     """A marker file of a job's own directory, opened for reading through the verified directory
-    (:class:`ExPyReResultError` when it or the file must not be read)."""
+    (:class:`~expyre.errors.ExPyReResultError` when it or the file must not be read)."""
     sd = stage_dir if isinstance(stage_dir, StageDir) else open_stage(stage_dir)
     try:
         return sd.open(fname)

@@ -221,7 +221,7 @@ def await_submission(job: Any, deadline: float | None, timeout: Any = None) -> N
     is submitted, so it is never submitted twice.
 
     :raises RuntimeError: the job was never started (no claim, no ``start()`` here).
-    :raises ExPyReTimeoutError: ``deadline`` (of :func:`time.monotonic`) passed first.
+    :raises expyre.errors.ExPyReTimeoutError: ``deadline`` (of :func:`time.monotonic`) passed first.
     """
     wait = 0.02
     me = owner()
