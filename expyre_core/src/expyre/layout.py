@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = [
     "TASK", "META", "HASHES", "RUNNER", "SCRIPT", "JOB_STDOUT", "JOB_STDERR", "STARTED", "SUCCEEDED",
     "FAILED", "STDOUT", "STDERR", "USAGE", "MARKERS", "RESULT_MARKERS", "PARTIAL_PREFIX", "ARRAY_SCRIPT", "ARRAY_DIRS",
-    "ARRAY_OUTPUT_PREFIX", "ARRAY_REF", "PREVIOUS_RUN_PREFIX", "LOCAL_QUEUE_DIR", "STAGE_DIR_PREFIX",
+    "ARRAY_OUTPUT_PREFIX", "ARRAY_REF", "PREVIOUS_RUN_PREFIX", "LOCAL_QUEUE_DIR", "STAGE_DIR_PREFIX", "MODULES",
 ]
 
 #: directory name of a job's stage directory: ``run_<job id>``
@@ -26,6 +26,8 @@ META = "_expyre_meta.json"
 HASHES = "_expyre_hashes.json"
 #: the job-side runner, a copy of ``expyre/_runner.py``
 RUNNER = "_expyre_runner.py"
+#: the user's own modules shipped with the call (:mod:`expyre.shipping`); first on the job's sys.path
+MODULES = "_expyre_modules"
 
 # -- written by the driver when the job is started ----------------------------------------------
 #: the job script (header, environment, the runner call)
