@@ -41,6 +41,8 @@ in-process when it runs on this machine).
 from __future__ import annotations
 
 import abc
+import logging
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Iterable, Literal, Sequence
 
@@ -57,6 +59,7 @@ from .types import (
     SchedulerCommandError,
     SchedulerContext,
     SubmitError,
+    TransportError,
 )
 
 __all__ = [
@@ -74,6 +77,20 @@ if TYPE_CHECKING:
     from .config_model import Partition
 
 ControlOp = Literal["cancel", "hold", "release"]
+
+
+#: prints the Python's version on a line of its own (any Python, 2.7 included)
+_PY_VERSION_CHECK = "import sys; sys.stdout.write('expyre-python %d.%d\\n' % sys.version_info[:2])"
+
+
+def parse_python_version(text: str) -> tuple[int, int] | None:
+    """The version a :data:`_PY_VERSION_CHECK` printed in ``text``, or None."""
+    for line in text.splitlines():
+        if line.startswith("expyre-python "):
+            major, _, minor = line[len("expyre-python "):].strip().partition(".")
+            if major.isdigit() and minor.isdigit():
+                return int(major), int(minor)
+    return None
 
 
 class Transport(abc.ABC):
@@ -156,6 +173,28 @@ class Transport(abc.ABC):
 
         Example: ``transport.probe("/opt/venv/bin/python", ["module load python"])``
         """
+
+    def python_version(self, python_cmd: str, commands: Sequence[str] = ()) -> tuple[int, int] | None:
+        """The ``(major, minor)`` version of the jobs' Python ``python_cmd`` on the host, run after
+        the system's ``commands`` as a job runs it; None when it cannot be told (nothing is then
+        checked). The core asks once per system and Python command, before the first job that
+        holds code pickled by value is submitted (code objects load only in the minor version that
+        made them). Default: one bash script through :meth:`run`; a transport that learnt the
+        version already (e.g. in :meth:`probe`) may return it.
+
+        Example: ``transport.python_version("/opt/py38/bin/python") == (3, 8)``
+        """
+        script = ""
+        if commands:
+            script = "{\n" + "\n".join(commands) + "\n} >&2 </dev/null\n"
+        script += f"{python_cmd} -c {shlex.quote(_PY_VERSION_CHECK)}\n"
+        try:
+            result = self.run(script, timeout=120)
+        except TransportError as exc:
+            logging.getLogger(__name__).info("cannot ask the version of %s on %s: %s", python_cmd,
+                                             self.host or "this machine", exc)
+            return None
+        return parse_python_version(result.stdout)
 
     def close(self) -> None:
         """Release connections. Called at interpreter exit and by ``xpr`` when done."""

@@ -23,6 +23,7 @@ from .resources import Resources
 from .script import build_array_script, build_script
 from .staging import archive_previous, atomic_text, discard_remote_results, read_meta
 from .system import System
+from .errors import JobPythonError
 from .types import JobRequest, SubmitError
 from .units import Memory
 
@@ -113,6 +114,7 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
     )
     system.scheduler.check_request(request)  # e.g. more cores than a local machine has: refused here
     meta = read_meta(job.stage_dir)
+    check_job_python(job, system, python_cmd or system.default_python(), meta)
     text = build_script(
         system,
         request,
@@ -138,6 +140,45 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
     if previous_claim and _adopt(job, system):
         return None
     return system, request
+
+
+#: the oldest job Python: the call's pickles use protocol 5 and the runner's unpickler out-of-band buffers
+MIN_JOB_PYTHON = (3, 8)
+
+
+def check_job_python(job: Any, system: System, python_cmd: str, meta: Mapping[str, Any]) -> None:
+    """Refuse, before anything is submitted, a job whose Python cannot load its call: older than
+    :data:`MIN_JOB_PYTHON`, or of another minor version than the Python that pickled functions by
+    value for it (``meta["by_value"]``: code objects load only in the minor version that made
+    them). Data pickles and shipped modules load in any job Python from 3.8 on.
+
+    :raises JobPythonError: naming both versions, the functions and the fixes.
+    """
+    by_value = meta.get("by_value") or []
+    pickled = tuple(meta.get("python") or ())
+    if not pickled:
+        return  # staged before the versions were recorded
+    version = system.job_python_version(python_cmd)
+    if version is None:
+        return
+    where = f"the jobs' Python on system {system.name!r} (`{python_cmd}`)"
+    fix_cmd = (f"set \"python_cmd\" of system {system.name!r} in config.json (or start(python_cmd=...)) to a "
+               f"Python {pickled[0]}.{pickled[1]}")
+    if version < MIN_JOB_PYTHON:
+        raise JobPythonError(
+            f"job {job.id} ({job.name}): {where} is Python {version[0]}.{version[1]}; jobs need Python "
+            f"{MIN_JOB_PYTHON[0]}.{MIN_JOB_PYTHON[1]} or newer (their pickles use protocol 5). Fix: {fix_cmd}")
+    if by_value and version != pickled[:2]:
+        names = ", ".join(by_value)
+        raise JobPythonError(
+            f"job {job.id} ({job.name}): the call holds code pickled by value ({names}), which only Python "
+            f"{pickled[0]}.{pickled[1]} (this one, that pickled it) can load, but {where} is Python "
+            f"{version[0]}.{version[1]}. Fix: {fix_cmd}, or define the function in a module the job imports: "
+            f"a module of yours (a file next to your script, not __main__) is shipped with the call and loads in "
+            f"any Python; an installed module must be installed for the jobs' Python too"
+            + ("; Executor.map packs calls with expyre's chunk runner, pickled by value: use Executor.submit "
+               "(one job per call) with this jobs' Python" if any(n.startswith("expyre.packing.") for n in by_value) else "")
+            + ". Nothing was submitted")
 
 
 def _adopt(job: Any, system: System) -> bool:
