@@ -158,7 +158,12 @@ def _pickler(f, cls=None):
         import collections
         import copyreg
 
-        p.dispatch_table = collections.ChainMap(table, getattr(cls, "dispatch_table", copyreg.dispatch_table))
+        import collections.abc
+
+        base = getattr(cls, "dispatch_table", None)  # the C Pickler's is a member descriptor, not a table
+        if not isinstance(base, collections.abc.Mapping):
+            base = copyreg.dispatch_table
+        p.dispatch_table = collections.ChainMap(table, base)
     return p
 
 
