@@ -271,6 +271,15 @@ def test_own_module_runs_in_another_python(project, other_python_root):
     assert value == mod.Result(50) and type(value) is mod.Result
 
 
+def test_executor_map_in_another_python(project, other_python_root):
+    mod, _, _ = project
+    with Executor("py38", RES, partial_node=True, chunksize=2, progress=False) as ex:
+        values = list(ex.map(mod.compute, range(5)))  # packed: expyre's chunk runner, by name, in Python 3.8
+        versions = {v for _, v in ex.map(mod.echo, range(3), chunksize=3)}
+    assert values == [mod.Result(10 * i) for i in range(5)]
+    assert versions == {(3, 8)}
+
+
 def test_by_value_function_refused_before_submission_on_another_version(project, other_python_root):
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
     if here in ("3.8", "3.13"):

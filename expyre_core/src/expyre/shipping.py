@@ -62,12 +62,15 @@ class PickleInfo:
     :ivar imports: top-level names imported inside functions pickled by value.
     :ivar by_value: ``module.qualname`` of each function pickled by value (its code object is
         specific to this Python's minor version).
+    :ivar job_modules: expyre's own job-side modules the pickles refer to by their job-side names
+        (``_expyre_chunk``: :mod:`expyre.packing`), copied beside the runner.
     """
 
     def __init__(self) -> None:
         self.modules: set[str] = set()
         self.imports: set[str] = set()
         self.by_value: list[str] = []
+        self.job_modules: set[str] = set()
 
     def record(self, obj: Any, by_value: bool) -> None:
         t = type(obj)

@@ -41,7 +41,8 @@ from cloudpickle import cloudpickle as _cp
 __all__ = ["dump", "dumps", "write_orders", "read_orders", "TaskUnpickler", "TRAILER_MAGIC"]
 
 # the loader lives in the job-side runner (standard library only); the format is defined there
-from ._runner import _DICT, _FROZENSET, _SET, TRAILER_MAGIC, TaskUnpickler, path_dispatch_table, read_orders
+from ._runner import _DICT, _FROZENSET, _SET, TRAILER_MAGIC, TaskUnpickler, _Module, path_dispatch_table, read_orders
+from .packing import JOB_MODULE as _CHUNK_MODULE
 
 if TYPE_CHECKING:
     from .shipping import PickleInfo
@@ -116,6 +117,11 @@ class RecordingPickler(cloudpickle.CloudPickler):
             self.dispatch_table = ChainMap(table, cloudpickle.CloudPickler.dispatch_table)
 
     def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is types.FunctionType and obj.__qualname__ == "run_chunk" and obj.__module__ == "expyre.packing":
+            # the Executor's chunk runner: imported in the job from its copy in the stage directory
+            if self.info is not None:
+                self.info.job_modules.add(_CHUNK_MODULE)
+            return (getattr, (_Module(_CHUNK_MODULE), "run_chunk"))
         rv = super().reducer_override(obj)
         info = self.info
         if info is not None:

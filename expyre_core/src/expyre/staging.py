@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from . import _faults, config, shipping
+from . import _faults, config, packing, shipping
 from .digest import HASH_VERSION, Tee, hash_file, write_call
-from .layout import (ARRAY_OUTPUT_PREFIX, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, MODULES, PARTIAL_PREFIX,
+from .layout import (ARRAY_OUTPUT_PREFIX, CHUNK_RUNNER, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, MODULES, PARTIAL_PREFIX,
                      PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STDERR, STDOUT, SUCCEEDED, TASK)
 from .names import make_job_id
 from .shell import remote_path
@@ -119,6 +119,8 @@ def stage_call(root: Path, name: str, function: Callable, args: Sequence[Any], k
         parts["hash"] = digest
         (tmp / HASHES).write_text(json.dumps(parts))
         shutil.copy2(Path(__file__).with_name("_runner.py"), tmp / RUNNER)
+        if packing.JOB_MODULE in info.job_modules:  # the Executor's chunk runner, imported by name in the job
+            shutil.copy2(Path(packing.__file__), tmp / CHUNK_RUNNER)
         (tmp / META).write_text(json.dumps(meta))
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -175,10 +175,7 @@ def check_job_python(job: Any, system: System, python_cmd: str, meta: Mapping[st
             f"{pickled[0]}.{pickled[1]} (this one, that pickled it) can load, but {where} is Python "
             f"{version[0]}.{version[1]}. Fix: {fix_cmd}, or define the function in a module the job imports: "
             f"a module of yours (a file next to your script, not __main__) is shipped with the call and loads in "
-            f"any Python; an installed module must be installed for the jobs' Python too"
-            + ("; Executor.map packs calls with expyre's chunk runner, pickled by value: use Executor.submit "
-               "(one job per call) with this jobs' Python" if any(n.startswith("expyre.packing.") for n in by_value) else "")
-            + ". Nothing was submitted")
+            f"any Python; an installed module must be installed for the jobs' Python too. Nothing was submitted")
 
 
 def _adopt(job: Any, system: System) -> bool:
