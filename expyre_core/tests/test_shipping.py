@@ -177,6 +177,9 @@ def test_hash_follows_the_module_code_across_processes(tmp_path: Path):
     assert edited["modules"][helper] != first["modules"][helper]
     assert edited["modules"][mod] == first["modules"][mod]
     assert edited["function"] == first["function"]
+    from expyre.why import diff_hashes
+
+    assert diff_hashes(edited, first) == [f"shipped module {helper} code"]
 
 
 # -- job-side Python versions ------------------------------------------------------------------------
