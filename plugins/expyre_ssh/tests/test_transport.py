@@ -275,6 +275,14 @@ def test_python_version_from_the_probe_without_another_round_trip(transport: Ssh
     assert transport.stats["run"] == runs + 2
 
 
+def test_python_version_not_asked_when_the_probe_is_off(transport: SshTransport,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPYRE_SSH_PROBE", "0")
+    runs = transport.stats["run"]
+    assert transport.python_version("/usr/bin/python3") is None
+    assert transport.stats["run"] == runs
+
+
 def version_of_debian_python(transport: SshTransport) -> tuple[int, int]:
     out = transport.run(["/usr/bin/python3", "-c", "import sys; print('%d %d' % sys.version_info[:2])"]).stdout.split()
     return int(out[0]), int(out[1])
