@@ -93,6 +93,17 @@ def test_own_module_next_to_the_script_runs(project, local_root):
     assert type(value) is mod.Result  # the driver's class, not a copy made by value
 
 
+def test_an_import_inside_a_function_pickled_by_value_is_shipped(project, local_root):
+    mod, helper, _ = project
+    name = mod.__name__
+    ns: dict = {}
+    exec(f"def lazy(x):\n    import {name}\n    return {name}.compute(x).value\n", ns)  # by value: no module
+    xpr = ExPyRe("lazy", ns["lazy"], args=[2])
+    assert sorted(os.listdir(xpr.stage_dir / MODULES)) == sorted([f"{name}.py", f"{helper}.py"])
+    xpr.start(RES, system_name="local", partial_node=True)
+    assert xpr.get_results(timeout=120, check_interval=1) == 20
+
+
 def test_executor_map_ships_the_module(project, local_root):
     mod, _, _ = project
     with Executor("local", RES, partial_node=True, chunksize=3, progress=False) as ex:
