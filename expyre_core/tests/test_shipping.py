@@ -35,35 +35,35 @@ _CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "exp
 
 
 def _write_project(where: Path, tag: str, factor: int = 10) -> tuple[str, str]:
-    """A module and the helper it imports, next to a would-be script in ``where``: unique names."""
-    mod, helper = f"shipmod_{tag}", f"shiphelper_{tag}"
+    """A module and the module it imports, next to a would-be script in ``where``: unique names."""
+    mod, tools = f"shipmod_{tag}", f"shiptools_{tag}"
     where.mkdir(parents=True, exist_ok=True)
-    (where / f"{helper}.py").write_text(f"def scale(x):\n    return x * {factor}\n")
+    (where / f"{tools}.py").write_text(f"def scale(x):\n    return x * {factor}\n")
     (where / f"{mod}.py").write_text(textwrap.dedent(f"""\
         import dataclasses
         import sys
-        import {helper}
+        import {tools}
 
         @dataclasses.dataclass
         class Result:
             value: int
 
         def compute(x):
-            return Result({helper}.scale(x))
+            return Result({tools}.scale(x))
 
         def echo(x):
             return x, tuple(sys.version_info[:2])
         """))
-    return mod, helper
+    return mod, tools
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """``(module, helper module name, project dir)``: the module imported from its directory,
+    """``(module, name of the module it imports, project dir)``: the module imported from its directory,
     the current directory elsewhere (where the jobs' expyre root is)."""
     tag = uuid.uuid4().hex[:8]
     proj = tmp_path / "proj"
-    mod_name, helper = _write_project(proj, tag)
+    mod_name, tools = _write_project(proj, tag)
     monkeypatch.syspath_prepend(str(proj))
     mod = importlib.import_module(mod_name)
     work = tmp_path / "work"
@@ -71,8 +71,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(work)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("EXPYRE_SHIP_MODULES", raising=False)
-    yield mod, helper, proj
-    for n in (mod_name, helper):
+    yield mod, tools, proj
+    for n in (mod_name, tools):
         sys.modules.pop(n, None)
 
 
@@ -83,10 +83,10 @@ def local_root(tmp_path: Path, project):
 
 
 def test_own_module_next_to_the_script_runs(project, local_root):
-    mod, helper, _ = project
+    mod, tools, _ = project
     xpr = ExPyRe("own", mod.compute, args=[4])
     shipped = sorted(os.listdir(xpr.stage_dir / MODULES))
-    assert shipped == sorted([f"{mod.__name__}.py", f"{helper}.py"])  # the module and what it imports
+    assert shipped == sorted([f"{mod.__name__}.py", f"{tools}.py"])  # the module and what it imports
     xpr.start(RES, system_name="local", partial_node=True)
     value = xpr.get_results(timeout=120, check_interval=1)
     assert value == mod.Result(40)
@@ -94,12 +94,12 @@ def test_own_module_next_to_the_script_runs(project, local_root):
 
 
 def test_an_import_inside_a_function_pickled_by_value_is_shipped(project, local_root):
-    mod, helper, _ = project
+    mod, tools, _ = project
     name = mod.__name__
     ns: dict = {}
     exec(f"def lazy(x):\n    import {name}\n    return {name}.compute(x).value\n", ns)  # by value: no module
     xpr = ExPyRe("lazy", ns["lazy"], args=[2])
-    assert sorted(os.listdir(xpr.stage_dir / MODULES)) == sorted([f"{name}.py", f"{helper}.py"])
+    assert sorted(os.listdir(xpr.stage_dir / MODULES)) == sorted([f"{name}.py", f"{tools}.py"])
     xpr.start(RES, system_name="local", partial_node=True)
     assert xpr.get_results(timeout=120, check_interval=1) == 20
 
@@ -162,14 +162,14 @@ print(json.dumps(json.loads((xpr.stage_dir / "_expyre_hashes.json").read_text())
 def test_hash_follows_the_module_code_across_processes(tmp_path: Path):
     tag = uuid.uuid4().hex[:8]
     proj = tmp_path / "proj"
-    mod, helper = _write_project(proj, tag)
+    mod, tools = _write_project(proj, tag)
     (proj / "unrelated.py").write_text("X = 1\n")
     script = tmp_path / "hash.py"
     script.write_text(_HASH_SCRIPT)
 
-    def digest(seed: str) -> dict:
+    def digest(hashing: str) -> dict:
         root = tmp_path / f"root_{uuid.uuid4().hex[:6]}"
-        env = {**os.environ, "EXPYRE_ROOT": str(root), "PYTHONHASHSEED": seed, "HOME": str(tmp_path / "home")}
+        env = {**os.environ, "EXPYRE_ROOT": str(root), "PYTHONHASHSEED": hashing, "HOME": str(tmp_path / "home")}
         env.pop("EXPYRE_SHIP_MODULES", None)
         out = subprocess.run([sys.executable, str(script), str(proj), mod], env=env, cwd=tmp_path,
                              capture_output=True, text=True, timeout=300)
@@ -177,20 +177,20 @@ def test_hash_follows_the_module_code_across_processes(tmp_path: Path):
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     first = digest("1")
-    assert set(first["modules"]) == {mod, helper}
+    assert set(first["modules"]) == {mod, tools}
     again = digest("2")
-    assert again["hash"] == first["hash"]  # unchanged code, another process and hash seed: same call
+    assert again["hash"] == first["hash"]  # unchanged code, another process and PYTHONHASHSEED: same call
     (proj / "unrelated.py").write_text("X = 2\n")  # a module the call does not use
     assert digest("3")["hash"] == first["hash"]
-    (proj / f"{helper}.py").write_text("def scale(x):\n    return x * 11\n")  # the helper the module imports
+    (proj / f"{tools}.py").write_text("def scale(x):\n    return x * 11\n")  # the module the first one imports
     edited = digest("1")
     assert edited["hash"] != first["hash"]
-    assert edited["modules"][helper] != first["modules"][helper]
+    assert edited["modules"][tools] != first["modules"][tools]
     assert edited["modules"][mod] == first["modules"][mod]
     assert edited["function"] == first["function"]
     from expyre.why import diff_hashes
 
-    assert diff_hashes(edited, first) == [f"shipped module {helper} code"]
+    assert diff_hashes(edited, first) == [f"shipped module {tools} code"]
 
 
 # -- job-side Python versions ------------------------------------------------------------------------

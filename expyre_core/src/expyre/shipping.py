@@ -13,7 +13,7 @@ Python version (code pickled by value does not).
 
 Modules are shipped whole: a top-level module file, or a top-level package's directory (without
 ``__pycache__`` and hidden entries). The imports written in a shipped file (also inside its
-functions) are followed, so ``mymod``'s own ``import helper`` ships ``helper`` too. The call's
+functions) are followed, so ``mymod``'s own ``import tools`` ships ``tools`` too. The call's
 digest covers each shipped module's files (names and contents), so an edited module makes a new
 job and an unchanged one keeps its hash in every process.
 

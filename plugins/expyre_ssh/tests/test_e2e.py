@@ -148,9 +148,9 @@ def test_own_module_is_shipped_to_the_remote_host(xpr_root, tmp_path: Path, monk
     tag = uuid.uuid4().hex[:8]
     proj = tmp_path / "proj"
     proj.mkdir()
-    (proj / f"sshhelper_{tag}.py").write_text("def triple(x):\n    return 3 * x\n")
+    (proj / f"sshtools_{tag}.py").write_text("def triple(x):\n    return 3 * x\n")
     (proj / f"sshmod_{tag}.py").write_text(
-        f"import socket\nimport sshhelper_{tag}\n\n\ndef f(x):\n    return sshhelper_{tag}.triple(x), socket.gethostname()\n")
+        f"import socket\nimport sshtools_{tag}\n\n\ndef f(x):\n    return sshtools_{tag}.triple(x), socket.gethostname()\n")
     monkeypatch.syspath_prepend(str(proj))
     mod = importlib.import_module(f"sshmod_{tag}")
     try:
@@ -160,7 +160,7 @@ def test_own_module_is_shipped_to_the_remote_host(xpr_root, tmp_path: Path, monk
         assert value == 15
         t = config.get_system(name).transport
         listing = t.run(["ls", f"{config.get_system(name).remote_dir(xpr.stage_dir)}/_expyre_modules"]).stdout.split()
-        assert sorted(n for n in listing if n != "__pycache__") == sorted([f"sshmod_{tag}.py", f"sshhelper_{tag}.py"])
+        assert sorted(n for n in listing if n != "__pycache__") == sorted([f"sshmod_{tag}.py", f"sshtools_{tag}.py"])
         with Executor(name, SMALL, partial_node=True, chunksize=3, progress=False) as ex:
             assert [v for v, _ in ex.map(mod.f, range(6))] == [3 * i for i in range(6)]
         off = ExPyRe("unshipped", mod.f, args=[6], ship_modules=False)  # the remote host cannot import it
@@ -169,7 +169,7 @@ def test_own_module_is_shipped_to_the_remote_host(xpr_root, tmp_path: Path, monk
             off.get_results(timeout=300, check_interval=2, quiet=True)
     finally:
         sys.modules.pop(f"sshmod_{tag}", None)
-        sys.modules.pop(f"sshhelper_{tag}", None)
+        sys.modules.pop(f"sshtools_{tag}", None)
 
 
 def test_missing_remote_python_is_reported_at_first_use(xpr_root) -> None:
