@@ -433,6 +433,10 @@ def test_member_transport_python_version():
     assert script.index("module load python") < script.index("/opt/py/bin/python -c ")
     assert "} >&2 </dev/null" in script
     assert ToyTransport(None).python_version("python3") is None  # no version printed: not known
+    from expyre.hookspecs import parse_python_version
+
+    assert parse_python_version("expyre-python 3.11.7 cloudpickle=3.1.1\n") == (3, 11)  # a longer answer line
+    assert parse_python_version("expyre-python 3.x\n") is None
 
 
 def test_member_transport_python_version__unreachable_host_is_unknown():

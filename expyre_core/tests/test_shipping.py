@@ -24,7 +24,7 @@ import cloudpickle
 import pytest
 
 from expyre import Executor, config
-from expyre.errors import JobPythonError
+from expyre.errors import JobPythonVersionError
 from expyre.func import ExPyRe
 from expyre.layout import HASHES, MODULES, SCRIPT
 from expyre.shipping import ModuleShipError
@@ -299,7 +299,7 @@ def test_by_value_function_refused_before_submission_on_another_version(project,
     if here in ("3.8", "3.13"):
         pytest.skip(f"this driver is Python {here}, the version of one job Python")  # pragma: no cover
     xpr = ExPyRe("byvalue", lambda x: x + 1, args=[1])
-    with pytest.raises(JobPythonError) as info:
+    with pytest.raises(JobPythonVersionError) as info:
         xpr.start(RES, system_name="py38", partial_node=True)
     text = str(info.value)
     assert f"only Python {here}" in text and "is Python 3.8" in text and "python_cmd" in text and "<lambda>" in text
@@ -312,7 +312,7 @@ def test_job_python_older_than_3_8_refused(project, tmp_path):
     mod, _, _ = project
     with isolated_root(tmp_path / "work" / "_expyre", {"py36": _system(str(python))}):
         xpr = ExPyRe("old", mod.compute, args=[1])
-        with pytest.raises(JobPythonError, match=r"is Python 3\.6; jobs need Python 3\.8 or newer"):
+        with pytest.raises(JobPythonVersionError, match=r"is Python 3\.6; jobs need Python 3\.8 or newer"):
             xpr.start(RES, system_name="py36", partial_node=True)
         assert config.db.get(xpr.id)["status"] == "created"
 

@@ -17,7 +17,7 @@ __all__ = [
     "ExPyReResultError",
     "ExPyReRemoteTraceback",
     "RemoteError",
-    "JobPythonError",
+    "JobPythonVersionError",
 ]
 
 
@@ -51,6 +51,6 @@ class RemoteError(RuntimeError):
     """Stands for a remote exception that could not be pickled or unpickled here."""
 
 
-class JobPythonError(RuntimeError):
+class JobPythonVersionError(RuntimeError):
     """The jobs' Python cannot load this call (another minor version than the Python that pickled
     functions by value, or older than 3.8); raised by ``start()`` before anything is submitted."""

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import re
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Iterable, Literal, Sequence
@@ -83,14 +84,15 @@ ControlOp = Literal["cancel", "hold", "release"]
 _PY_VERSION_CHECK = "import sys; sys.stdout.write('expyre-python %d.%d\\n' % sys.version_info[:2])"
 
 
+_PY_VERSION_LINE = re.compile(r"^expyre-python (\d+)\.(\d+)\b", re.M)
+
+
 def parse_python_version(text: str) -> tuple[int, int] | None:
-    """The version a :data:`_PY_VERSION_CHECK` printed in ``text``, or None."""
-    for line in text.splitlines():
-        if line.startswith("expyre-python "):
-            major, _, minor = line[len("expyre-python "):].strip().partition(".")
-            if major.isdigit() and minor.isdigit():
-                return int(major), int(minor)
-    return None
+    """The ``(major, minor)`` of a line ``expyre-python X.Y...`` in ``text`` (what
+    :data:`_PY_VERSION_CHECK` prints; a longer line such as ``expyre-python 3.11.7 cloudpickle=3.1.1``
+    is read too), or None."""
+    m = _PY_VERSION_LINE.search(text or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 class Transport(abc.ABC):

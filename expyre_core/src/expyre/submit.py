@@ -23,7 +23,7 @@ from .resources import Resources
 from .script import build_array_script, build_script
 from .staging import archive_previous, atomic_text, discard_remote_results, read_meta
 from .system import System
-from .errors import JobPythonError
+from .errors import JobPythonVersionError
 from .types import JobRequest, SubmitError
 from .units import Memory
 
@@ -152,7 +152,7 @@ def check_job_python(job: Any, system: System, python_cmd: str, meta: Mapping[st
     value for it (``meta["by_value"]``: code objects load only in the minor version that made
     them). Data pickles and shipped modules load in any job Python from 3.8 on.
 
-    :raises JobPythonError: naming both versions, the functions and the fixes.
+    :raises JobPythonVersionError: naming both versions, the functions and the fixes.
     """
     by_value = meta.get("by_value") or []
     pickled = tuple(meta.get("python") or ())
@@ -165,12 +165,12 @@ def check_job_python(job: Any, system: System, python_cmd: str, meta: Mapping[st
     fix_cmd = (f"set \"python_cmd\" of system {system.name!r} in config.json (or start(python_cmd=...)) to a "
                f"Python {pickled[0]}.{pickled[1]}")
     if version < MIN_JOB_PYTHON:
-        raise JobPythonError(
+        raise JobPythonVersionError(
             f"job {job.id} ({job.name}): {where} is Python {version[0]}.{version[1]}; jobs need Python "
             f"{MIN_JOB_PYTHON[0]}.{MIN_JOB_PYTHON[1]} or newer (their pickles use protocol 5). Fix: {fix_cmd}")
     if by_value and version != pickled[:2]:
         names = ", ".join(by_value)
-        raise JobPythonError(
+        raise JobPythonVersionError(
             f"job {job.id} ({job.name}): the call holds code pickled by value ({names}), which only Python "
             f"{pickled[0]}.{pickled[1]} (this one, that pickled it) can load, but {where} is Python "
             f"{version[0]}.{version[1]}. Fix: {fix_cmd}, or define the function in a module the job imports: "
