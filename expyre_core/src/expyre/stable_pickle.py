@@ -102,6 +102,9 @@ def _sorted(items: list) -> list:
     return sorted(items, key=_canon)
 
 
+_RECORDED = (types.FunctionType, types.ModuleType, types.BuiltinFunctionType)
+
+
 class RecordingPickler(cloudpickle.CloudPickler):
     """cloudpickle that tells a :class:`~expyre.shipping.PickleInfo` what it met: the modules of
     what it pickled by reference, and the functions it pickled by value (see
@@ -126,7 +129,7 @@ class RecordingPickler(cloudpickle.CloudPickler):
         info = self.info
         if info is not None:
             t = type(obj)
-            if t is types.FunctionType or t is types.ModuleType or t is types.BuiltinFunctionType or isinstance(obj, type):
+            if t in _RECORDED or isinstance(obj, type):
                 info.record(obj, by_value=rv is not NotImplemented)
         return rv
 
@@ -144,7 +147,8 @@ class StablePickler(RecordingPickler):
     the unpickler needs them.
     """
 
-    def __init__(self, file: BinaryIO, protocol: int = pickle.HIGHEST_PROTOCOL, info: "PickleInfo | None" = None) -> None:
+    def __init__(self, file: BinaryIO, protocol: int = pickle.HIGHEST_PROTOCOL,
+                 info: "PickleInfo | None" = None) -> None:
         self.buffers: list[bytes] = []
         super().__init__(file, protocol=protocol, info=info, buffer_callback=self._out_of_band)
         self._pids: dict[int, tuple] = {}     # id(container) -> its persistent id

@@ -22,8 +22,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from . import _faults, config, packing, shipping
 from .digest import HASH_VERSION, Tee, hash_file, write_call
-from .layout import (ARRAY_OUTPUT_PREFIX, CHUNK_RUNNER, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, MODULES, PARTIAL_PREFIX,
-                     PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STDERR, STDOUT, SUCCEEDED, TASK)
+from .layout import (ARRAY_OUTPUT_PREFIX, CHUNK_RUNNER, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, MODULES,
+                     PARTIAL_PREFIX, PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STDERR, STDOUT, SUCCEEDED, TASK)
 from .names import make_job_id
 from .shell import remote_path
 from .system import System

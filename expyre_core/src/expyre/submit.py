@@ -17,13 +17,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import attrs
 
 from . import _faults, config
+from .errors import JobPythonVersionError
 from .layout import ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_REF, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, SCRIPT
 from .names import make_job_id
 from .resources import Resources
 from .script import build_array_script, build_script
 from .staging import archive_previous, atomic_text, discard_remote_results, read_meta
 from .system import System
-from .errors import JobPythonVersionError
 from .types import JobRequest, SubmitError
 from .units import Memory
 
@@ -162,18 +162,19 @@ def check_job_python(job: Any, system: System, python_cmd: str, meta: Mapping[st
     if version is None:
         return
     where = f"the jobs' Python on system {system.name!r} (`{python_cmd}`)"
-    fix_cmd = (f"set \"python_cmd\" of system {system.name!r} in config.json (or start(python_cmd=...)) to a "
-               f"Python {pickled[0]}.{pickled[1]}")
+    fix_cmd = f"set \"python_cmd\" of system {system.name!r} in config.json (or start(python_cmd=...)) to a Python"
     if version < MIN_JOB_PYTHON:
         raise JobPythonVersionError(
             f"job {job.id} ({job.name}): {where} is Python {version[0]}.{version[1]}; jobs need Python "
-            f"{MIN_JOB_PYTHON[0]}.{MIN_JOB_PYTHON[1]} or newer (their pickles use protocol 5). Fix: {fix_cmd}")
+            f"{MIN_JOB_PYTHON[0]}.{MIN_JOB_PYTHON[1]} or newer (their pickles use protocol 5). Fix: {fix_cmd} "
+            f"{MIN_JOB_PYTHON[0]}.{MIN_JOB_PYTHON[1]} or newer. Nothing was submitted")
     if by_value and version != pickled[:2]:
         names = ", ".join(by_value)
         raise JobPythonVersionError(
             f"job {job.id} ({job.name}): the call holds code pickled by value ({names}), which only Python "
-            f"{pickled[0]}.{pickled[1]} (this one, that pickled it) can load, but {where} is Python "
-            f"{version[0]}.{version[1]}. Fix: {fix_cmd}, or define the function in a module the job imports: "
+            f"{pickled[0]}.{pickled[1]} (the Python that pickled it) can load, but {where} is Python "
+            f"{version[0]}.{version[1]}. Fix: {fix_cmd} {pickled[0]}.{pickled[1]}, or define the function in a "
+            f"module the job imports: "
             f"a module of yours (a file next to your script, not __main__) is shipped with the call and loads in "
             f"any Python; an installed module must be installed for the jobs' Python too. Nothing was submitted")
 
