@@ -4,7 +4,7 @@
     bash bench/run.sh --quick              # smoke test: small N, 1 repetition (about a minute)
     bash bench/run.sh -s local,db --reps 5 # some scenarios
 
-Scenarios: local, sweep, slurm, executor, ssh, db, bigarg, scale, poll, ssh-shell. Each measurement
+Scenarios: local, sweep, slurm, executor, ssh, db, bigarg, scale, poll, ssh-shell, ship. Each measurement
 runs in its own process with a fresh expyre root: expyre's (and ProcessPoolExecutor's) with the
 workspace's Python, the peers' (the original ExPyRe = PyPI expyre-wfl, also imported as `expyre`,
 submitit, Dask) with bench/.venv-peers/bin/python.
@@ -43,7 +43,7 @@ SLOW_HOST = "xprslow@127.0.0.1"
 POLL_KINDS = {"slurm": ("slurm", {"min_status_interval": 0}), "torque": ("pbs", {"flavor": "torque"}),
               "pbspro": ("pbs", {"flavor": "pbspro"}), "sge": ("sge", {"user": "bench"})}
 REMOTE_PY = "/opt/expyre-remote-venv/bin/python"
-ALL = ["local", "sweep", "slurm", "executor", "ssh", "db", "bigarg", "scale", "poll", "ssh-shell"]
+ALL = ["local", "sweep", "slurm", "executor", "ssh", "db", "bigarg", "scale", "poll", "ssh-shell", "ship"]
 TMP = Path(os.environ.get("BENCH_TMP", "/tmp"))
 SLURM_SCENARIOS = ("slurm", "executor", "ssh", "ssh-shell")
 
@@ -417,8 +417,23 @@ def sc_ssh_shell(R: Roots, o) -> dict:
     return v
 
 
+def sc_ship(R: Roots, o) -> dict:
+    """The cost of shipping the user's own module with each call: 200 calls on `local`, one job
+    per call (ExPyRe's API) and packed (Executor.map, chunksize 50)."""
+    n = o.n_local
+    v = {}
+    for fn, label in (("installed", "installed module (math.sqrt)"), ("shipped", "own module, shipped"),
+                      ("byvalue", "own module by value, not shipped")):
+        v[f"api: {label}"] = (lambda fn=fn: xpr(["ship", "--n", str(n), "--mode", "api", "--fn", fn], R.new(False)))
+        v[f"Executor.map chunksize={max(1, n // 4)}: {label}"] = (
+            lambda fn=fn: xpr(["ship", "--n", str(n), "--mode", "executor", "--fn", fn, "--chunksize", str(max(1, n // 4))],
+                              R.new(False)))
+    return v
+
+
 SCENARIOS = {"local": sc_local, "sweep": sc_sweep, "slurm": sc_slurm, "executor": sc_executor, "ssh": sc_ssh,
-             "db": sc_db, "bigarg": sc_bigarg, "scale": sc_scale, "poll": sc_poll, "ssh-shell": sc_ssh_shell}
+             "db": sc_db, "bigarg": sc_bigarg, "scale": sc_scale, "poll": sc_poll, "ssh-shell": sc_ssh_shell,
+             "ship": sc_ship}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -486,6 +501,9 @@ def run_scenario(name: str, R: Roots, o) -> dict:
                     msg += f"  first {r['t_first']:.3f} s  RSS +{r['rss_growth_per_call']:.0f} B/call"
                 if r.get("db_bytes") is not None:
                     msg += f"  db {r['db_bytes'] / 1e6:.2f} MB  stage {r['stage_bytes'] / 1e6:.2f} MB"
+            elif name == "ship" and r.get("available"):
+                msg = (f"{t:9.3f} s  construct {r['construct_time']:.3f} s  {r['jobs']} jobs "
+                       f"({r['jobs_with_modules']} with modules), task {r['task_bytes_per_job']:.0f} B/job")
             elif t is not None:
                 msg = f"{t:9.3f} s"
             else:

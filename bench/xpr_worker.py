@@ -136,6 +136,70 @@ def run_calls(system: str, n: int, mode: str, resources: dict, chunksize: int = 
     return {"available": True, "time": t1 - t0, "submit_time": t_sub - t0, **extra}
 
 
+_USER_MODULE = """\
+def square(x):
+    return x * x
+"""
+
+
+def run_ship(n: int, mode: str, fn_kind: str, chunksize: int) -> dict:
+    """n calls of a one-argument function on `local`: from an installed module (math.sqrt), from
+    the user's own module next to the script (shipped with each call), or from that module
+    pickled by value (cloudpickle.register_pickle_by_value, shipping off). mode: api | executor."""
+    import importlib
+
+    import cloudpickle
+
+    from expyre import Executor
+    from expyre.func import ExPyRe
+
+    where = Path(os.environ["EXPYRE_ROOT"]).parent / "usermod"
+    where.mkdir(exist_ok=True)
+    (where / "bench_usermod.py").write_text(_USER_MODULE)
+    sys.path.insert(0, str(where))
+    mod = importlib.import_module("bench_usermod")
+    ship = True
+    if fn_kind == "installed":
+        import math
+
+        fn, expect = math.sqrt, [math.sqrt(i) for i in range(n)]
+    else:
+        fn, expect = mod.square, [i * i for i in range(n)]
+        if fn_kind == "byvalue":
+            cloudpickle.register_pickle_by_value(mod)
+            ship = False
+    t0 = time.perf_counter()
+    construct = 0.0
+    if mode == "api":
+        xprs = []
+        for i in range(n):
+            tc = time.perf_counter()
+            xpr = ExPyRe("ship", fn, args=[i], ship_modules=ship)
+            construct += time.perf_counter() - tc
+            xpr.start(resources=LOCAL_RES, system_name="local", partial_node=True)
+            xprs.append(xpr)
+        out = []
+        for xpr in xprs:
+            out.append(xpr.get_results(timeout=1800, check_interval=30, quiet=True))
+            xpr.mark_processed()
+    else:
+        with Executor(system_name="local", resources=LOCAL_RES, partial_node=True, progress=False,
+                      ship_modules=ship) as ex:
+            tc = time.perf_counter()
+            futs = ex.map_futures(fn, range(n), chunksize=chunksize)
+            construct = time.perf_counter() - tc
+            out = [f.result() for f in futs]
+    t1 = time.perf_counter()
+    assert out == expect, "wrong results"
+    from expyre import config
+
+    stage = [Path(r["from_dir"]) for r in config.db.jobs()]
+    shipped = sum(1 for d in stage if (d / "_expyre_modules").is_dir())
+    task_bytes = sum((d / "_expyre_task.pkl").stat().st_size for d in stage)
+    return {"available": True, "time": t1 - t0, "construct_time": construct, "jobs": len(stage),
+            "jobs_with_modules": shipped, "task_bytes_per_job": task_bytes / max(1, len(stage))}
+
+
 # ------------------------------------------------------------------------------------------------
 def run_ssh(system: str, n: int, log: Path, resources: dict, one_by_one: bool = False) -> dict:
     """n calls over ssh + Slurm; counts the ssh invocations of every poll cycle. `one_by_one`:
@@ -567,7 +631,8 @@ def run_bigarg_floor(gb: float, path: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("scenario", choices=["local", "slurm", "ssh", "ssh_api", "db", "bigarg", "bigarg_floor", "array_support",
-                                         "scale", "pickle_floor", "poll_replay", "poll_slurm"])
+                                         "scale", "pickle_floor", "poll_replay", "poll_slurm", "ship"])
+    ap.add_argument("--fn", default="shipped", help="ship: installed, shipped or byvalue")
     ap.add_argument("--lib", default="expyre", help="scale: expyre or ppe (ProcessPoolExecutor)")
     ap.add_argument("--arg-kb", type=int, default=0, help="scale: a numpy argument of this many kB per call")
     ap.add_argument("--kind", default="slurm", help="poll_replay: slurm, torque, pbspro or sge")
@@ -590,6 +655,8 @@ def main() -> None:
         emit(run_ssh(a.system, a.n, Path(a.log), SLURM_RES))
     elif a.scenario == "ssh_api":
         emit(run_ssh(a.system, a.n, Path(a.log), SLURM_RES, one_by_one=True))
+    elif a.scenario == "ship":
+        emit(run_ship(a.n, a.mode, a.fn, a.chunksize))
     elif a.scenario == "scale":
         emit(run_scale(a.lib, a.n, a.chunksize, a.arg_kb))
     elif a.scenario == "pickle_floor":

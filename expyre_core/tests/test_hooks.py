@@ -419,6 +419,36 @@ def test_member_transport_probe():
     assert ToyTransport("me@box").probe("python3", ["module load python"]) is None
 
 
+def test_member_transport_python_version():
+    seen = []
+
+    class Answers(ToyTransport):
+        def run(self, command, **kw):
+            seen.append(command)
+            return CommandResult(command, 0, "module loaded\nexpyre-python 3.9\n")
+
+    assert Answers("me@box").python_version("/opt/py/bin/python", ["module load python"]) == (3, 9)
+    script = seen[0]
+    assert isinstance(script, str)  # a bash script: the commands first (their output to stderr), then the Python
+    assert script.index("module load python") < script.index("/opt/py/bin/python -c ")
+    assert "} >&2 </dev/null" in script
+    assert ToyTransport(None).python_version("python3") is None  # no version printed: not known
+    from expyre.hookspecs import parse_python_version
+
+    assert parse_python_version("expyre-python 3.11.7 cloudpickle=3.1.1\n") == (3, 11)  # a longer answer line
+    assert parse_python_version("expyre-python 3.x\n") is None
+
+
+def test_member_transport_python_version__unreachable_host_is_unknown():
+    from expyre.types import TransportError
+
+    class Down(ToyTransport):
+        def run(self, command, **kw):
+            raise TransportError("host down", retry_safe=True)
+
+    assert Down("me@box").python_version("python3") is None
+
+
 def test_member_transport_close():
     t = ToyTransport(None)
     assert t.close() is None

@@ -39,6 +39,8 @@ SUCCEEDED = "_expyre_job_succeeded"
 FAILED = "_expyre_job_failed"
 STDOUT = "_expyre_stdout"
 STDERR = "_expyre_stderr"
+#: the user's own modules shipped with the call (see expyre.shipping), first on sys.path
+MODULES = "_expyre_modules"
 #: the runner's exit status when no outcome file could be written for lack of space (ENOSPC)
 EXIT_NO_SPACE = 28
 
@@ -92,6 +94,77 @@ class _DriverClass:
 
     def __reduce__(self):
         return (getattr, (_DriverName(), "RemoteBaseException"))
+
+
+class _Module:
+    """Pickles as ``importlib.import_module(name)`` (standard library only)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __reduce__(self):
+        import importlib
+
+        return (importlib.import_module, (self.name,))
+
+
+class _PublicName:
+    """A class pickled by its public name: ``getattr(importlib.import_module(module), name)``, for
+    classes whose ``__module__`` is private and differs between Python versions."""
+
+    def __init__(self, module, name):
+        self.module = module
+        self.name = name
+
+    def __call__(self, *args):  # never called: pickle only requires a callable
+        import importlib
+
+        return getattr(importlib.import_module(self.module), self.name)(*args)
+
+    def __reduce__(self):
+        return (getattr, (_Module(self.module), self.name))
+
+
+_PATH_TABLE = None
+
+
+def path_dispatch_table():
+    """A pickler ``dispatch_table`` entry per ``pathlib`` class whose ``__module__`` is not
+    ``pathlib`` (Python 3.13 moved them to ``pathlib._local``, which earlier Pythons cannot
+    import): each path is pickled as its public class called with its parts. Empty before 3.13
+    (or while ``pathlib`` is not imported: then no path is being pickled)."""
+    global _PATH_TABLE
+    if _PATH_TABLE is None:
+        pl = sys.modules.get("pathlib")
+        if pl is None:
+            return {}
+        table = {}
+        for name in ("PurePath", "PurePosixPath", "PureWindowsPath", "Path", "PosixPath", "WindowsPath"):
+            cls = getattr(pl, name, None)
+            if isinstance(cls, type) and cls.__module__ != "pathlib":
+                public = _PublicName("pathlib", name)
+                table[cls] = lambda p, _public=public: (_public, tuple(p.parts))
+        _PATH_TABLE = table
+    return _PATH_TABLE
+
+
+def _pickler(f, cls=None):
+    """A pickler of ``cls`` (default ``pickle.Pickler``) writing to ``f`` at the highest protocol,
+    with paths pickled by their public names (:func:`path_dispatch_table`)."""
+    cls = cls or pickle.Pickler
+    p = cls(f, protocol=pickle.HIGHEST_PROTOCOL)
+    table = path_dispatch_table()
+    if table:
+        import collections
+        import copyreg
+
+        import collections.abc
+
+        base = getattr(cls, "dispatch_table", None)  # the C Pickler's is a member descriptor, not a table
+        if not isinstance(base, collections.abc.Mapping):
+            base = copyreg.dispatch_table
+        p.dispatch_table = collections.ChainMap(table, base)
+    return p
 
 
 class NoSpaceError(OSError):
@@ -233,7 +306,7 @@ def _dump(obj, f):
     """Plain pickle when it can (most values: no cloudpickle import in the job), else cloudpickle
     (lambdas, classes and functions defined by value); ``f`` is a fresh file or buffer."""
     try:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        _pickler(f).dump(obj)
         return
     except Exception:  # noqa: BLE001 - e.g. a function or class that only cloudpickle can pickle
         f.seek(0)
@@ -241,9 +314,9 @@ def _dump(obj, f):
     try:
         import cloudpickle
     except ImportError:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        _pickler(f).dump(obj)
     else:
-        cloudpickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        _pickler(f, cloudpickle.CloudPickler).dump(obj)
 
 
 def _fail(exc, tb_text, stage):
@@ -309,6 +382,26 @@ def _no_space(exc, stage):
         return EXIT_NO_SPACE
 
 
+def _missing_module_hint(exc):
+    """The message of a ModuleNotFoundError met while loading the call: which module, where, and
+    how to make it importable."""
+    top = exc.name.partition(".")[0]
+    shipped = sorted(n.partition(".")[0] for n in os.listdir(MODULES)) if os.path.isdir(MODULES) else []
+    py = "%d.%d" % sys.version_info[:2]
+    text = (f"the call needs module {exc.name!r}, which the job's Python ({sys.executable}, Python {py} on "
+            f"{_hostname()}) cannot import ({exc}). ")
+    if top in shipped:
+        text += f"{top!r} was shipped with the call but is incomplete: check that all its files are there"
+    else:
+        text += (f"If {top!r} is your own module (a file next to your script or in your project), let expyre "
+                 f"ship it with the call: do not pass ship_modules=False and do not set EXPYRE_SHIP_MODULES=0"
+                 + (f" (shipped here: {', '.join(shipped)})" if shipped else " (no module was shipped)")
+                 + f"; otherwise install {top!r} for that Python (e.g. `{sys.executable} -m pip install ...`), "
+                 f"add its directory to PYTHONPATH in env_vars, or set \"python_cmd\" of the system in config.json "
+                 f"to a Python that has it")
+    return text
+
+
 def main():
     try:
         return _main()
@@ -322,16 +415,20 @@ def _main():
         _atomic_write(STARTED, lambda f: f.write(stamp))
     except NoSpaceError as exc:
         return _no_space(exc, "starting")
+    if os.path.isdir(MODULES):
+        sys.path.insert(0, os.path.abspath(MODULES))
     try:
         try:
             function, args, kwargs = _load_task()  # imports cloudpickle if the pickle needs it
         except ImportError as exc:
-            if exc.name != "cloudpickle":
-                raise
-            raise ImportError(
-                f"cloudpickle is not installed for {sys.executable} on {_hostname()}: "
-                f"install it there (pip install cloudpickle) or set python_cmd"
-            ) from exc
+            if exc.name == "cloudpickle":
+                raise ImportError(
+                    f"cloudpickle is not installed for {sys.executable} on {_hostname()}: "
+                    f"install it there (pip install cloudpickle) or set python_cmd"
+                ) from exc
+            if isinstance(exc, ModuleNotFoundError) and exc.name:
+                raise ModuleNotFoundError(_missing_module_hint(exc), name=exc.name) from exc
+            raise
     except BaseException as exc:
         _fail(exc, _format_exc(), "loading the call")
         return 1

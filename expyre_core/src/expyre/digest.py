@@ -124,11 +124,13 @@ def hash_file(path: Path, h) -> None:
 
 
 def write_call(path: Path, function: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
-               hash_ignore: Sequence[int | str], h, parts: dict[str, Any]) -> None:
+               hash_ignore: Sequence[int | str], h, parts: dict[str, Any], info: Any = None) -> None:
     """Pickle the call to ``path`` in the runner's task format (function, number of arguments, each
     argument, the sorted keyword names, each keyword value, then the trailer of dict orders), feeding
     the function's digest and each hashed argument's digest to ``h`` and recording them in
-    ``parts["function"]``, ``parts["args"]`` and ``parts["kwargs"]``."""
+    ``parts["function"]``, ``parts["args"]`` and ``parts["kwargs"]``. ``info`` (a
+    :class:`~expyre.shipping.PickleInfo`) learns which modules and by-value functions the
+    pickles hold."""
     part = hashlib.sha256()
     function_digest(function, Tee(h, part))
     parts["function"] = part.hexdigest()
@@ -139,7 +141,7 @@ def write_call(path: Path, function: Any, args: Sequence[Any], kwargs: Mapping[s
 
         def put(value: Any, label: str | None) -> str | None:
             w.part = hashlib.sha256() if label is not None else None
-            stable_pickle.dump(value, w, orders)
+            stable_pickle.dump(value, w, orders, info)
             digest, w.part = w.part, None
             if digest is None:
                 return None

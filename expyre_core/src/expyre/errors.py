@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # defined where the job runs (the runner is stdlib-only and stands alone); caught here
 from ._runner import RemoteBaseException
+from .jobpython import JobPythonError, JobPythonVersionError  # defined with the job Python's check
 
 __all__ = [
     "RemoteBaseException",
@@ -18,6 +19,7 @@ __all__ = [
     "ExPyReRemoteTraceback",
     "RemoteError",
     "JobsDBDamagedError",
+    "JobPythonVersionError",
 ]
 
 
@@ -63,3 +65,5 @@ class JobsDBDamagedError(RuntimeError):
         )
         self.path = path
         self.detail = detail
+
+

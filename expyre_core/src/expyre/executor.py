@@ -260,11 +260,13 @@ class Executor(cf.Executor):
         poll and fetched with the next copy back).
     :param start_kwargs: ``header_extra``, ``exact_fit``, ``partial_node``, ``python_cmd`` are
         passed to :meth:`ExPyRe.start`; ``input_files``, ``output_files``, ``env_vars``,
-        ``pre_run_commands``, ``post_run_commands``, ``try_restart_from_prev`` to :class:`ExPyRe`.
+        ``pre_run_commands``, ``post_run_commands``, ``try_restart_from_prev``, ``ship_modules`` to
+        :class:`ExPyRe`.
     """
 
     _START_KEYS = ("header_extra", "exact_fit", "partial_node", "python_cmd")
-    _XPR_KEYS = ("input_files", "output_files", "env_vars", "pre_run_commands", "post_run_commands", "try_restart_from_prev")
+    _XPR_KEYS = ("input_files", "output_files", "env_vars", "pre_run_commands", "post_run_commands", "try_restart_from_prev",
+                 "ship_modules")
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-from . import _faults, config, control, poller, results, staging, submit
+from . import _faults, config, control, poller, results, shipping, staging, submit
 from .errors import (  # re-exported: their documented home is expyre.func
     ExPyReJobDied,  # noqa: F401 - the original's name
     ExPyReJobDiedError,
@@ -90,6 +90,9 @@ class ExPyRe(JobHandle):
     :param post_run_commands: shell lines run after it.
     :param try_restart_from_prev: reuse an identical previous job (see module docs).
     :param hash_ignore: positions (int) or keyword names (str) of arguments left out of the hash.
+    :param ship_modules: copy the user's own modules the call needs (not installed: e.g. a module
+        next to the script) into the job's directory, where the job imports them
+        (:mod:`expyre.shipping`); default ``$EXPYRE_SHIP_MODULES`` (``0`` turns it off), else True.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class ExPyRe(JobHandle):
         post_run_commands: Iterable[str] = (),
         try_restart_from_prev: bool = True,
         hash_ignore: Iterable[int | str] = (),
+        ship_modules: bool | None = None,
         _from_db_info: Mapping[str, Any] | None = None,
     ) -> None:
         self.stdout: str | None = None
@@ -142,7 +146,9 @@ class ExPyRe(JobHandle):
             "cwd": str(Path.cwd()),
         }
 
-        staged = staging.stage_call(config.root, name, function, args, kwargs, hash_ignore, inputs, meta)
+        ship = shipping.ship_enabled(ship_modules)
+        staged = staging.stage_call(config.root, name, function, args, kwargs, hash_ignore, inputs, meta,
+                                    ship_modules=ship)
 
         def place() -> tuple[str, Path]:
             job_id = make_job_id(name)

@@ -41,6 +41,9 @@ in-process when it runs on this machine).
 from __future__ import annotations
 
 import abc
+import logging
+import re
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Iterable, Literal, Sequence
 
@@ -57,6 +60,7 @@ from .types import (
     SchedulerCommandError,
     SchedulerContext,
     SubmitError,
+    TransportError,
 )
 
 __all__ = [
@@ -74,6 +78,21 @@ if TYPE_CHECKING:
     from .config_model import Partition
 
 ControlOp = Literal["cancel", "hold", "release"]
+
+
+#: prints the Python's version on a line of its own (any Python, 2.7 included)
+_PY_VERSION_CHECK = "import sys; sys.stdout.write('expyre-python %d.%d\\n' % sys.version_info[:2])"
+
+
+_PY_VERSION_LINE = re.compile(r"^expyre-python (\d+)\.(\d+)\b", re.M)
+
+
+def parse_python_version(text: str) -> tuple[int, int] | None:
+    """The ``(major, minor)`` of a line ``expyre-python X.Y...`` in ``text`` (what
+    :data:`_PY_VERSION_CHECK` prints; a longer line such as ``expyre-python 3.11.7 cloudpickle=3.1.1``
+    is read too), or None."""
+    m = _PY_VERSION_LINE.search(text or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 class Transport(abc.ABC):
@@ -164,6 +183,28 @@ class Transport(abc.ABC):
 
         Example: ``transport.probe("/opt/venv/bin/python", ["module load python"])``
         """
+
+    def python_version(self, python_cmd: str, commands: Sequence[str] = ()) -> tuple[int, int] | None:
+        """The ``(major, minor)`` version of the jobs' Python ``python_cmd`` on the host, run after
+        the system's ``commands`` as a job runs it; None when it cannot be told (nothing is then
+        checked). The core asks once per system and Python command, before the first job that
+        holds code pickled by value is submitted (code objects load only in the minor version that
+        made them). Default: one bash script through :meth:`run`; a transport that learnt the
+        version already (e.g. in :meth:`probe`) may return it.
+
+        Example: ``transport.python_version("/opt/py38/bin/python") == (3, 8)``
+        """
+        script = ""
+        if commands:
+            script = "{\n" + "\n".join(commands) + "\n} >&2 </dev/null\n"
+        script += f"{python_cmd} -c {shlex.quote(_PY_VERSION_CHECK)}\n"
+        try:
+            result = self.run(script, timeout=120)
+        except TransportError as exc:
+            logging.getLogger(__name__).info("cannot ask the version of %s on %s: %s", python_cmd,
+                                             self.host or "this machine", exc)
+            return None
+        return parse_python_version(result.stdout)
 
     def close(self) -> None:
         """Release connections. Called at interpreter exit and by ``xpr`` when done."""

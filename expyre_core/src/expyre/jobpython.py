@@ -13,17 +13,26 @@ import re
 import shlex
 from typing import Sequence
 
-__all__ = ["JobPythonError", "check_script", "parse_check"]
+__all__ = ["JobPythonError", "JobPythonVersionError", "MIN_JOB_PYTHON", "check_script", "parse_check"]
 
 _PY_CHECK = (
-    "import sys, cloudpickle; "
+    "import sys; sys.stdout.write('expyre-version %d.%d.%d\\n' % sys.version_info[:3]); sys.stdout.flush(); "
+    "import cloudpickle; "
     "sys.stdout.write('expyre-python %d.%d.%d cloudpickle=%s\\n' % (sys.version_info[:3] + (cloudpickle.__version__,)))"
 )
 _ANSWER = re.compile(r"^expyre-python (\d+\.\d+\.\d+) cloudpickle=(\S+)$", re.M)
+_VERSION = re.compile(r"^expyre-version (\d+)\.(\d+)\.\d+$", re.M)
+#: the oldest job Python: the call's pickles use protocol 5 and the runner's unpickler out-of-band buffers
+MIN_JOB_PYTHON = (3, 8)
 
 
 class JobPythonError(RuntimeError):
     """The job Python of a system cannot run jobs (missing, or without cloudpickle)."""
+
+
+class JobPythonVersionError(JobPythonError):
+    """The jobs' Python cannot load this call (another minor version than the Python that pickled
+    functions by value, or older than 3.8); raised before anything is submitted."""
 
 
 def check_script(python_cmd: str, commands: Sequence[str] = ()) -> str:
@@ -38,6 +47,12 @@ def check_script(python_cmd: str, commands: Sequence[str] = ()) -> str:
 def parse_check(stdout: str, ok: bool, python_cmd: str, where: str, detail: str) -> str:
     """``"Python 3.11.7, cloudpickle 3.1.1"`` from the script's output, or :class:`JobPythonError`
     naming the command, where it ran, what it said (``detail``) and the fix."""
+    v = _VERSION.search(stdout or "")
+    if v and (int(v.group(1)), int(v.group(2))) < MIN_JOB_PYTHON:
+        raise JobPythonVersionError(
+            f"the job Python `{python_cmd}` on {where} is Python {v.group(1)}.{v.group(2)}; jobs need Python "
+            f"{MIN_JOB_PYTHON[0]}.{MIN_JOB_PYTHON[1]} or newer (their pickles use protocol 5): set \"python_cmd\" of "
+            f"this system in config.json to such a Python")
     m = _ANSWER.search(stdout or "")
     if ok and m:
         return f"Python {m.group(1)}, cloudpickle {m.group(2)}"

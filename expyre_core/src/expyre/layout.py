@@ -12,7 +12,8 @@ __all__ = [
     "TASK", "META", "HASHES", "RUNNER", "SCRIPT", "JOB_STDOUT", "JOB_STDERR", "STARTED", "SUCCEEDED",
     "FAILED", "STDOUT", "STDERR", "USAGE", "MARKERS", "RESULT_MARKERS", "PARTIAL_PREFIX", "ARRAY_SCRIPT", "ARRAY_DIRS",
     "ARRAY_OUTPUT_PREFIX", "ARRAY_REF", "PREVIOUS_RUN_PREFIX", "LOCAL_QUEUE_DIR", "STAGE_DIR_PREFIX", "CLAIM",
-    "SUBMITTED", "STATUS_RECORD",
+    "SUBMITTED", "STATUS_RECORD", "MODULES",
+    "CHUNK_RUNNER",
 ]
 
 #: directory name of a job's stage directory: ``run_<job id>``
@@ -27,6 +28,11 @@ META = "_expyre_meta.json"
 HASHES = "_expyre_hashes.json"
 #: the job-side runner, a copy of ``expyre/_runner.py``
 RUNNER = "_expyre_runner.py"
+#: the job-side module of an Executor's packed jobs, a copy of ``expyre/packing.py`` (imported by
+#: the job as ``_expyre_chunk``: it keeps its own copies of the names it uses)
+CHUNK_RUNNER = "_expyre_chunk.py"
+#: the user's own modules shipped with the call (:mod:`expyre.shipping`); first on the job's sys.path
+MODULES = "_expyre_modules"
 
 # -- written by the driver when the job is started ----------------------------------------------
 #: the job script (header, environment, the runner call)

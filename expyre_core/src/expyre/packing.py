@@ -6,10 +6,14 @@ so a raising element fails only its own future. Each outcome is pickled on its o
 (``("ok", bytes)`` or ``("error", bytes)``), so a value that cannot be pickled, or cannot be
 unpickled here, also spoils only its own element.
 
-This module is pickled *by value* (``cloudpickle.register_pickle_by_value``): a remote host needs
-only ``cloudpickle``, not expyre. So what its job-side functions use is the standard library (and
-cloudpickle, imported when called); its module-level imports of :mod:`expyre.errors` and
-:mod:`expyre.layout` serve the driver side (a string constant travels by value).
+In the job this module is imported from its copy ``_expyre_chunk.py`` in the stage directory
+(:data:`JOB_MODULE`): a call's pickle refers to :func:`run_chunk` as
+``_expyre_chunk.run_chunk`` (see :class:`expyre.stable_pickle.StablePickler`), so the job needs
+neither expyre nor a Python of the driver's version (code pickled by value would need both the
+driver's minor version and cloudpickle). Its job-side half therefore imports only the standard
+library (and cloudpickle, when called), keeps Python 3.8's syntax, and names the element files
+itself (:data:`PARTIAL_PREFIX`, equal to :data:`expyre.layout.PARTIAL_PREFIX`); the driver-side
+:func:`decode_outcome` imports expyre's errors when it runs.
 
 Hash: the chunk job's function argument is left out of the ExPyRe hash and replaced by
 ``code_digest``, the same identity-and-code digest (:func:`expyre.digest.function_digest`) ExPyRe uses for its own
@@ -26,24 +30,36 @@ import sys
 import traceback
 from typing import Any, Callable, Sequence
 
-from .errors import ExPyReRemoteTraceback
-from .layout import PARTIAL_PREFIX  # per-element result files written as elements finish
+__all__ = ["run_chunk", "decode_outcome", "PackedElementError", "PARTIAL_PREFIX", "JOB_MODULE"]
 
-__all__ = ["run_chunk", "decode_outcome", "PackedElementError", "PARTIAL_PREFIX"]
-
+#: per-element result files written as elements finish (``<prefix><index>``; see expyre.layout)
+PARTIAL_PREFIX = "_expyre_elem_"
+#: the name under which the job imports this module (its copy in the stage directory)
+JOB_MODULE = "_expyre_chunk"
 
 
 class PackedElementError(RuntimeError):
     """Stands for an element's exception that could not be pickled or unpickled."""
 
 
-def _dumps(obj: Any) -> bytes:
+def _runner_module() -> Any:
+    """The runner's module: expyre's own on the driver, else its copy beside this one in the job."""
     try:
-        import cloudpickle
+        from . import _runner
+    except ImportError:  # the job: this file is the top-level module _expyre_chunk
+        import _expyre_runner as _runner  # type: ignore[no-redef]
+    return _runner
 
-        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    except ImportError:  # pragma: no cover - the runner requires cloudpickle anyway
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+def _dumps(obj: Any) -> bytes:
+    """cloudpickle, with paths by their public names (any job or driver Python loads them)."""
+    import io
+
+    import cloudpickle
+
+    buf = io.BytesIO()
+    _runner_module()._pickler(buf, cloudpickle.CloudPickler).dump(obj)
+    return buf.getvalue()
 
 
 def _error_payload(exc: BaseException, tb: str, index: int) -> bytes:
@@ -105,6 +121,8 @@ def run_chunk(
 def decode_outcome(outcome: tuple[str, bytes], where: str) -> tuple[bool, Any]:
     """``(True, value)`` or ``(False, exception)`` for one element's outcome; the exception carries
     the remote traceback as ``__cause__`` (as :meth:`ExPyRe.get_results` does for whole jobs)."""
+    from .errors import ExPyReRemoteTraceback
+
     kind, payload = outcome
     if kind == "ok":
         try:
@@ -134,7 +152,3 @@ def decode_outcome(outcome: tuple[str, bytes], where: str) -> tuple[bool, Any]:
         exc.add_note(f"raised in {where} on {info.get('host')}")
     return False, exc
 
-
-import cloudpickle as _cloudpickle  # noqa: E402
-
-_cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -30,8 +30,10 @@ from __future__ import annotations
 import array
 import pickle
 import struct
+import types
 import weakref
-from typing import Any, BinaryIO
+from collections import ChainMap
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import cloudpickle
 from cloudpickle import cloudpickle as _cp
@@ -39,7 +41,11 @@ from cloudpickle import cloudpickle as _cp
 __all__ = ["dump", "dumps", "write_orders", "read_orders", "TaskUnpickler", "TRAILER_MAGIC"]
 
 # the loader lives in the job-side runner (standard library only); the format is defined there
-from ._runner import _DICT, _FROZENSET, _SET, TRAILER_MAGIC, TaskUnpickler, read_orders
+from ._runner import _DICT, _FROZENSET, _SET, TRAILER_MAGIC, TaskUnpickler, _Module, path_dispatch_table, read_orders
+from .packing import JOB_MODULE as _CHUNK_MODULE
+
+if TYPE_CHECKING:
+    from .shipping import PickleInfo
 
 
 # cloudpickle names each class it pickles by value with a random "tracker id" (uuid4), so the same
@@ -96,7 +102,39 @@ def _sorted(items: list) -> list:
     return sorted(items, key=_canon)
 
 
-class StablePickler(cloudpickle.CloudPickler):
+_RECORDED = (types.FunctionType, types.ModuleType, types.BuiltinFunctionType)
+
+
+class RecordingPickler(cloudpickle.CloudPickler):
+    """cloudpickle that tells a :class:`~expyre.shipping.PickleInfo` what it met: the modules of
+    what it pickled by reference, and the functions it pickled by value (see
+    :mod:`expyre.shipping`). Paths are pickled by their public class names (``pathlib.PosixPath``,
+    not Python 3.13's ``pathlib._local.PosixPath``), so that any job Python (3.8 on) loads them."""
+
+    def __init__(self, file: BinaryIO, protocol: int = pickle.HIGHEST_PROTOCOL, info: "PickleInfo | None" = None,
+                 **kw: Any) -> None:
+        super().__init__(file, protocol=protocol, **kw)
+        self.info = info
+        table = path_dispatch_table()
+        if table:
+            self.dispatch_table = ChainMap(table, cloudpickle.CloudPickler.dispatch_table)
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is types.FunctionType and obj.__qualname__ == "run_chunk" and obj.__module__ == "expyre.packing":
+            # the Executor's chunk runner: imported in the job from its copy in the stage directory
+            if self.info is not None:
+                self.info.job_modules.add(_CHUNK_MODULE)
+            return (getattr, (_Module(_CHUNK_MODULE), "run_chunk"))
+        rv = super().reducer_override(obj)
+        info = self.info
+        if info is not None:
+            t = type(obj)
+            if t in _RECORDED or isinstance(obj, type):
+                info.record(obj, by_value=rv is not NotImplemented)
+        return rv
+
+
+class StablePickler(RecordingPickler):
     """cloudpickle with dicts and sets written in canonical order (see the module's docstring).
 
     Each dict, set or frozenset of two or more entries is written as a persistent id
@@ -109,9 +147,10 @@ class StablePickler(cloudpickle.CloudPickler):
     the unpickler needs them.
     """
 
-    def __init__(self, file: BinaryIO, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
+    def __init__(self, file: BinaryIO, protocol: int = pickle.HIGHEST_PROTOCOL,
+                 info: "PickleInfo | None" = None) -> None:
         self.buffers: list[bytes] = []
-        super().__init__(file, protocol=protocol, buffer_callback=self._out_of_band)
+        super().__init__(file, protocol=protocol, info=info, buffer_callback=self._out_of_band)
         self._pids: dict[int, tuple] = {}     # id(container) -> its persistent id
         self._own: set[int] = set()           # ids of the dicts written inside persistent ids
         self._keep: list[Any] = []            # keeps containers, copies and markers alive: ids stay unique
@@ -187,8 +226,9 @@ class _Mark:
             self.out.truncate()
 
 
-def dump(obj: Any, out: Any, orders: list | None = None) -> None:
-    """Write one stable pickle of ``obj`` to ``out``; append its out-of-band buffers to ``orders``.
+def dump(obj: Any, out: Any, orders: list | None = None, info: "PickleInfo | None" = None) -> None:
+    """Write one stable pickle of ``obj`` to ``out``; append its out-of-band buffers to ``orders``;
+    tell ``info`` (if given) which modules and by-value functions it met.
 
     ``out`` is a binary file, or a writer with ``checkpoint()``/``rollback(state)`` (one that also
     feeds hashers: it must be able to forget a pickle begun, for the rare container that contains
@@ -196,12 +236,12 @@ def dump(obj: Any, out: Any, orders: list | None = None) -> None:
     """
     mark = _Mark(out)
     try:
-        pickler = StablePickler(out)
+        pickler = StablePickler(out, info=info)
         pickler.dump(obj)
         buffers = pickler.buffers
     except _Cycle:
         mark.rewind()
-        cloudpickle.CloudPickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        RecordingPickler(out, protocol=pickle.HIGHEST_PROTOCOL, info=info).dump(obj)
         buffers = []
     if orders is not None:
         orders.append(buffers)

@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from . import _faults, config, files
+from . import _faults, config, files, packing, shipping
 from .digest import HASH_VERSION, Tee, hash_file, write_call
-from .layout import (ARRAY_OUTPUT_PREFIX, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, PARTIAL_PREFIX,
-                     PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STATUS_RECORD, STDERR, STDOUT, SUBMITTED, SUCCEEDED, TASK, CLAIM)
+from .layout import (ARRAY_OUTPUT_PREFIX, CHUNK_RUNNER, CLAIM, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, MODULES,
+                     PARTIAL_PREFIX, PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STATUS_RECORD, STDERR, STDOUT, SUBMITTED,
+                     SUCCEEDED, TASK)
 from .names import make_job_id
 from .shell import remote_path
 from .stagedir import StageDir, UnsafePathError, open_stage_dir
@@ -83,10 +84,23 @@ def _check_links(directory: Path, item: str) -> None:
                     f"list the files you need in input_files")
 
 
+#: how many names of functions pickled by value META records (for the error that names them)
+_BY_VALUE_NAMES = 5
+
+
 def stage_call(root: Path, name: str, function: Callable, args: Sequence[Any], kwargs: Mapping[str, Any],
-               hash_ignore: Sequence[int | str], inputs: Sequence[tuple[Path, Path]], meta: dict[str, Any]) -> StagedCall:
-    """Write the call (pickled once, through its digest), the input files, the per-component
-    digests, the runner and ``meta`` to a fresh temporary directory of ``root``."""
+               hash_ignore: Sequence[int | str], inputs: Sequence[tuple[Path, Path]], meta: dict[str, Any],
+               ship_modules: bool = True) -> StagedCall:
+    """Write the call (pickled once, through its digest), the user's own modules it needs
+    (:mod:`expyre.shipping`, unless ``ship_modules`` is false), the input files, the
+    per-component digests, the runner and ``meta`` to a fresh temporary directory of ``root``.
+
+    ``meta`` gains ``python`` (this Python's ``[major, minor]``, which wrote the pickles) and
+    ``by_value`` (the first names of the functions pickled by value: only a Python of that minor
+    version can load them).
+
+    :raises expyre.shipping.ModuleShipError: the call refers to a module no job can import.
+    """
     t0 = time.monotonic()
     tmp = root / f".tmp_run_{make_job_id('x')}"
     tmp.mkdir(mode=0o700)
@@ -95,8 +109,15 @@ def stage_call(root: Path, name: str, function: Callable, args: Sequence[Any], k
         h.update(HASH_VERSION)
         parts: dict[str, Any] = {"version": 2, "args": {}, "kwargs": {}, "files": {},
                                  "ignored": [str(x) for x in hash_ignore]}
-        write_call(tmp / TASK, function, args, kwargs, hash_ignore, h, parts)
+        info = shipping.PickleInfo()
+        write_call(tmp / TASK, function, args, kwargs, hash_ignore, h, parts, info)
         timing.debug("%s: pickled in %.3f s", name, time.monotonic() - t0)
+        try:
+            shipping.ship_modules(info, tmp / MODULES, h, parts, ship=ship_modules)
+        except shipping.ModuleShipError as exc:
+            raise shipping.ModuleShipError(f"ExPyRe({name!r}): {exc}", name=exc.name) from None
+        meta["python"] = list(sys.version_info[:2])
+        meta["by_value"] = list(dict.fromkeys(info.by_value))[:_BY_VALUE_NAMES]
         for src, rel in inputs:
             dest = tmp / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +138,8 @@ def stage_call(root: Path, name: str, function: Callable, args: Sequence[Any], k
         parts["hash"] = digest
         (tmp / HASHES).write_text(json.dumps(parts))
         shutil.copy2(Path(__file__).with_name("_runner.py"), tmp / RUNNER)
+        if packing.JOB_MODULE in info.job_modules:  # the Executor's chunk runner, imported by name in the job
+            shutil.copy2(Path(packing.__file__), tmp / CHUNK_RUNNER)
         (tmp / META).write_text(json.dumps(meta))
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import attrs
 
 from . import _faults, config
-from .errors import ExPyReTimeoutError
+from .errors import ExPyReTimeoutError, JobPythonVersionError
+from .jobpython import MIN_JOB_PYTHON
 from .layout import (ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_REF, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, META, RUNNER, SCRIPT,
                      TASK)
 from .names import make_job_id
@@ -126,6 +127,7 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
     )
     system.scheduler.check_request(request)  # e.g. more cores than a local machine has: refused here
     meta = read_meta(job.stage_dir)
+    check_job_python(job, system, python_cmd or system.default_python(), meta)
     text = build_script(
         system,
         request,
@@ -154,6 +156,41 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
     if previous_claim and _adopt(job, system):
         return None
     return system, request
+
+
+
+
+def check_job_python(job: Any, system: System, python_cmd: str, meta: Mapping[str, Any]) -> None:
+    """Refuse, before anything is submitted, a job whose Python cannot load its call: older than
+    :data:`MIN_JOB_PYTHON`, or of another minor version than the Python that pickled functions by
+    value for it (``meta["by_value"]``: code objects load only in the minor version that made
+    them). Data pickles and shipped modules load in any job Python from 3.8 on.
+
+    :raises JobPythonVersionError: naming both versions, the functions and the fixes.
+    """
+    by_value = meta.get("by_value") or []
+    pickled = tuple(meta.get("python") or ())
+    if not pickled:
+        return  # staged before the versions were recorded
+    version = system.job_python_version(python_cmd)
+    if version is None:
+        return
+    where = f"the jobs' Python on system {system.name!r} (`{python_cmd}`)"
+    fix_cmd = f"set \"python_cmd\" of system {system.name!r} in config.json (or start(python_cmd=...)) to a Python"
+    if version < MIN_JOB_PYTHON:
+        raise JobPythonVersionError(
+            f"job {job.id} ({job.name}): {where} is Python {version[0]}.{version[1]}; jobs need Python "
+            f"{MIN_JOB_PYTHON[0]}.{MIN_JOB_PYTHON[1]} or newer (their pickles use protocol 5). Fix: {fix_cmd} "
+            f"{MIN_JOB_PYTHON[0]}.{MIN_JOB_PYTHON[1]} or newer. Nothing was submitted")
+    if by_value and version != pickled[:2]:
+        names = ", ".join(by_value)
+        raise JobPythonVersionError(
+            f"job {job.id} ({job.name}): the call holds code pickled by value ({names}), which only Python "
+            f"{pickled[0]}.{pickled[1]} (the Python that pickled it) can load, but {where} is Python "
+            f"{version[0]}.{version[1]}. Fix: {fix_cmd} {pickled[0]}.{pickled[1]}, or define the function in a "
+            f"module the job imports: "
+            f"a module of yours (a file next to your script, not __main__) is shipped with the call and loads in "
+            f"any Python; an installed module must be installed for the jobs' Python too. Nothing was submitted")
 
 
 def _adopt(job: Any, system: System) -> bool:

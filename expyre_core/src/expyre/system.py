@@ -95,6 +95,7 @@ class System:
         self._setup_done = False
         self._lock = threading.RLock()
         self._array_limit: int | None | bool = False  # False: not asked yet
+        self._python_versions: dict[str, tuple[int, int] | None] = {}
 
     def __repr__(self) -> str:
         return f"System({self.name!r}, host={self.cfg.host!r}, scheduler={self.cfg.scheduler!r})"
@@ -140,6 +141,24 @@ class System:
         if self.cfg.python_cmd:
             return self.cfg.python_cmd
         return shlex.quote(sys.executable) if self.cfg.host is None else "python3"
+
+    def job_python_version(self, python_cmd: str | None = None) -> tuple[int, int] | None:
+        """``(major, minor)`` of the jobs' Python (``python_cmd``, default :meth:`default_python`),
+        asked once per process and command (:meth:`Transport.python_version`, after the system's
+        ``commands``); this interpreter's own for the default of a ``"host": null`` system.
+        None when it cannot be told."""
+        cmd = python_cmd or self.default_python()
+        if self.cfg.host is None and cmd == shlex.quote(sys.executable):
+            return (sys.version_info[0], sys.version_info[1])
+        with self._lock:
+            if cmd in self._python_versions:
+                return self._python_versions[cmd]
+        _, trans = self._ready()
+        version = trans.python_version(cmd, list(self.cfg.commands))
+        logger.debug("%s: the jobs' Python %s is %s", self.name, cmd, version)
+        with self._lock:
+            self._python_versions[cmd] = version
+        return version
 
     # -- backends ------------------------------------------------------------------------------
     @property

@@ -712,6 +712,9 @@ class RecordingTransport:
     def probe(self, python_cmd: str, commands: Sequence[str] = ()) -> None:
         pass
 
+    def python_version(self, python_cmd: str, commands: Sequence[str] = ()) -> tuple[int, int] | None:
+        return None
+
     def close(self) -> None:
         pass
 

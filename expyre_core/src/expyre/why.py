@@ -66,6 +66,14 @@ def diff_hashes(new: dict, old: dict) -> list[str]:
             out.append(f"input file {k} removed")
         elif fa[k] != fb[k]:
             out.append(f"input file {k} contents")
+    ma, mb = new.get("modules", {}), old.get("modules", {})
+    for k in sorted(set(ma) | set(mb)):
+        if k not in mb:
+            out.append(f"shipped module {k} added")
+        elif k not in ma:
+            out.append(f"shipped module {k} removed")
+        elif ma[k] != mb[k]:
+            out.append(f"shipped module {k} code")
     if not out and new.get("hash") != old.get("hash"):
         out.append("something outside the recorded components (e.g. hash_ignore or expyre version)")
     return out

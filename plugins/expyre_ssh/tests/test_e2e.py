@@ -135,6 +135,43 @@ def test_hostile_names_do_not_execute(xpr_root, tmp_path: Path) -> None:
         system.transport.run(["rm", "-rf", "--", rundir])
 
 
+def test_own_module_is_shipped_to_the_remote_host(xpr_root, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function of a module next to the script (not installed anywhere, not on the remote
+    host) runs there, alone and packed by the Executor: its file travels in the stage directory."""
+    import importlib
+    import sys
+
+    from expyre import Executor
+
+    name, sysd = _system("local")
+    xpr_root({name: sysd})
+    tag = uuid.uuid4().hex[:8]
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / f"sshtools_{tag}.py").write_text("def triple(x):\n    return 3 * x\n")
+    (proj / f"sshmod_{tag}.py").write_text(
+        f"import socket\nimport sshtools_{tag}\n\n\ndef f(x):\n    return sshtools_{tag}.triple(x), socket.gethostname()\n")
+    monkeypatch.syspath_prepend(str(proj))
+    mod = importlib.import_module(f"sshmod_{tag}")
+    try:
+        xpr = ExPyRe("shipped", mod.f, args=[5])
+        xpr.start(resources=SMALL, system_name=name, partial_node=True)
+        value, _host = xpr.get_results(timeout=300, check_interval=2, quiet=True)
+        assert value == 15
+        t = config.get_system(name).transport
+        listing = t.run(["ls", f"{config.get_system(name).remote_dir(xpr.stage_dir)}/_expyre_modules"]).stdout.split()
+        assert sorted(n for n in listing if n != "__pycache__") == sorted([f"sshmod_{tag}.py", f"sshtools_{tag}.py"])
+        with Executor(name, SMALL, partial_node=True, chunksize=3, progress=False) as ex:
+            assert [v for v, _ in ex.map(mod.f, range(6))] == [3 * i for i in range(6)]
+        off = ExPyRe("unshipped", mod.f, args=[6], ship_modules=False)  # the remote host cannot import it
+        off.start(resources=SMALL, system_name=name, partial_node=True)
+        with pytest.raises(ModuleNotFoundError, match=f"needs module 'sshmod_{tag}'.*ship_modules=False"):
+            off.get_results(timeout=300, check_interval=2, quiet=True)
+    finally:
+        sys.modules.pop(f"sshmod_{tag}", None)
+        sys.modules.pop(f"sshtools_{tag}", None)
+
+
 def test_missing_remote_python_is_reported_at_first_use(xpr_root) -> None:
     name, sysd = _system("local")
     xpr_root({name: {**sysd, "python_cmd": "/usr/bin/python3"}})  # Debian's python3: no cloudpickle

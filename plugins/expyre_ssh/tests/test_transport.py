@@ -264,6 +264,30 @@ def test_probe_runs_the_system_commands_first(transport: SshTransport) -> None:
     transport.probe("python", [f"export PATH={shlex.quote(venv_bin)}:$PATH"])
 
 
+def test_python_version_from_the_probe_without_another_round_trip(transport: SshTransport) -> None:
+    transport.probe(REMOTE_PYTHON)
+    runs = transport.stats["run"]
+    version = transport.python_version(REMOTE_PYTHON)
+    assert version is not None and version >= (3, 8)
+    assert transport.stats["run"] == runs  # the probe's answer
+    # a Python the probe did not check (start(python_cmd=...)): asked once, in one command
+    assert transport.python_version("/usr/bin/python3") == version_of_debian_python(transport)
+    assert transport.stats["run"] == runs + 2
+
+
+def test_python_version_not_asked_when_the_probe_is_off(transport: SshTransport,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPYRE_SSH_PROBE", "0")
+    runs = transport.stats["run"]
+    assert transport.python_version("/usr/bin/python3") is None
+    assert transport.stats["run"] == runs
+
+
+def version_of_debian_python(transport: SshTransport) -> tuple[int, int]:
+    out = transport.run(["/usr/bin/python3", "-c", "import sys; print('%d %d' % sys.version_info[:2])"]).stdout.split()
+    return int(out[0]), int(out[1])
+
+
 def test_probe_can_be_disabled(transport: SshTransport, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXPYRE_SSH_PROBE", "0")
     transport.probe("/usr/bin/python3")  # would fail

@@ -108,7 +108,8 @@ def mismatches(report: ProbeReport) -> list[str]:
     if report.python is not None and report.python != here:
         out.append(
             f"remote Python is {report.python[0]}.{report.python[1]}, this one {here[0]}.{here[1]}: "
-            f"functions pickled by value (lambdas, functions of __main__) may fail to load"
+            f"jobs holding functions pickled by value (lambdas, functions of __main__) are refused before "
+            f"submission; your own modules are shipped as files and load in any Python"
         )
     if report.cloudpickle is not None and report.cloudpickle != _local_cloudpickle():
         out.append(f"remote cloudpickle is {report.cloudpickle}, this one {_local_cloudpickle()}")

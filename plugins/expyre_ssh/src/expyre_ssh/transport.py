@@ -361,3 +361,14 @@ class SshTransport(Transport):
         self._probed[key] = report
         logger.info("ssh host %s: rsync %s, python %s, cloudpickle %s", self.host, report.rsync,
                     ".".join(map(str, report.python or ())), report.cloudpickle)
+
+    def python_version(self, python_cmd: str, commands: Sequence[str] = ()) -> tuple[int, int] | None:
+        """The version the first-use probe found for ``python_cmd`` (one more round trip only
+        for a Python the probe did not check, e.g. ``start(python_cmd=...)``). None with
+        ``EXPYRE_SSH_PROBE=0``: a login shell may not find the jobs' Python as the jobs do."""
+        if os.environ.get(_probe.PROBE_ENV, "1") == "0":
+            return None
+        report = self._probed.get((python_cmd, tuple(commands)))
+        if report is not None and report.python is not None:
+            return report.python
+        return super().python_version(python_cmd, commands)
