@@ -8,7 +8,7 @@ unpickled here, also spoils only its own element.
 
 In the job this module is imported from its copy ``_expyre_chunk.py`` in the stage directory
 (:data:`JOB_MODULE`): a call's pickle refers to :func:`run_chunk` as
-``_expyre_chunk.run_chunk`` (see :class:`expyre.stable_pickle.StablePickler`), so the job needs
+``_expyre_chunk.run_chunk`` (see ``StablePickler`` (:mod:`expyre.stable_pickle`)), so the job needs
 neither expyre nor a Python of the driver's version (code pickled by value would need both the
 driver's minor version and cloudpickle). Its job-side half therefore imports only the standard
 library (and cloudpickle, when called), keeps Python 3.8's syntax, and names the element files

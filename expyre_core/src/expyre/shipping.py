@@ -56,7 +56,7 @@ class ModuleShipError(ImportError):
 
 
 class PickleInfo:
-    """What a call's pickles refer to, as the pickler met it (:class:`expyre.stable_pickle.StablePickler`).
+    """What a call's pickles refer to, as the pickler met it (``expyre.stable_pickle.StablePickler``).
 
     :ivar modules: names of the modules of functions, classes and module objects pickled by reference.
     :ivar imports: top-level names imported inside functions pickled by value.
