@@ -8,6 +8,7 @@ the truth about a job that ended; the functions here read them, never through a 
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -17,8 +18,9 @@ from . import _faults, config
 from .errors import ExPyReJobDiedError, ExPyReRemoteTraceback, ExPyReResultError, RemoteBaseException, RemoteError
 from .layout import FAILED, STDERR, STDOUT, SUCCEEDED
 from .staging import copy_outputs
+from .usage import record_runner
 
-__all__ = ["outcome_files", "open_marker", "read_text", "tail", "remote_exception", "finish"]
+__all__ = ["outcome_files", "open_marker", "read_text", "tail", "remote_exception", "record_usage", "finish"]
 
 
 def outcome_files(stage_dir: Path) -> str | None:
@@ -79,6 +81,17 @@ def remote_exception(job: Any) -> BaseException:
     return exc
 
 
+def record_usage(job: Any) -> None:
+    """Record the runner's usage record of the job's stage directory in the jobs database (once)."""
+    if getattr(job, "_usage_recorded", False):
+        return
+    try:
+        if record_runner(config.db, job.id, job.stage_dir) is not None:
+            job._usage_recorded = True
+    except Exception as exc:  # noqa: BLE001 - usage is extra information: never fails a result
+        logging.getLogger(__name__).info("job %s: usage not recorded: %s", job.id, exc)
+
+
 def finish(job: Any, outcome: str) -> Any:
     """The final step for a job handle whose ``outcome`` is known (``succeeded``, ``failed`` or
     ``died``): record it, set ``job.stdout``/``job.stderr``, copy the output files here and return
@@ -88,6 +101,7 @@ def finish(job: Any, outcome: str) -> Any:
         raise ExPyReJobDiedError(job.reason or f"job {job.id} died")
     job.stdout = read_text(job.stage_dir, STDOUT)
     job.stderr = read_text(job.stage_dir, STDERR)
+    record_usage(job)
     if outcome == "failed":
         config.db.update(job.id, status="failed")
         job.status = "failed"
