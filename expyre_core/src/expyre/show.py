@@ -222,14 +222,16 @@ def _script_header(stage: Path) -> list[str]:
 
 
 def _usage(row: dict, stage: Path | None) -> Any:
-    if row.get("usage"):
-        return _json_field(row["usage"])
-    if stage is not None:
-        try:
-            return json.loads(_read_nofollow(stage, USAGE, 1 << 20))
-        except (OSError, ValueError):
-            pass
-    return None
+    """The ``usage`` object of the jobs database, with the runner's record read from the stage
+    directory when the database does not have it yet (see :mod:`expyre.usage`); None if neither."""
+    from .usage import of_row, read_runner_usage
+
+    u = dict(of_row(row) or {})
+    if "runner" not in u and stage is not None:
+        runner = read_runner_usage(stage)
+        if runner is not None:
+            u["runner"] = runner
+    return u or None
 
 
 def _scheduler_view(row: dict) -> dict[str, Any] | None:
@@ -256,10 +258,13 @@ def describe(job_id: str, *, query_scheduler: bool = True) -> dict[str, Any]:
     started``: epoch seconds or None), ``system, remote_id, remote_status`` (the scheduler's last
     recorded word), ``scheduler`` (its current view, :func:`_scheduler_view`; None when not asked
     or never submitted), ``resources, partition, script_header, stage_dir, remote_dir, started``
-    (host, pid), ``failure`` (:func:`read_failure`, None when it did not fail), ``usage`` (None
-    when not recorded), ``problems`` (what could not be read, in words).
+    (host, pid), ``failure`` (:func:`read_failure`, None when it did not fail), ``usage``
+    (``{"runner": ..., "scheduler": ...}`` as :mod:`expyre.usage` describes; None when not
+    recorded), ``problems`` (what could not be read, in words).
 
-    :param query_scheduler: ask the scheduler for its current view (one status query).
+    :param query_scheduler: ask the scheduler for its current view (one status query) and, for a
+        finished job whose scheduler usage is not recorded yet, its accounting records (one more
+        command, where the scheduler has them; what they say is kept in the jobs database).
     :raises JobNotFoundError: no such job in the jobs database.
     """
     from . import config
@@ -286,6 +291,12 @@ def describe(job_id: str, *, query_scheduler: bool = True) -> dict[str, Any]:
     if stage is not None and row["status"] not in ("succeeded", "processed", "cleaned"):
         failure = read_failure(stage)
     started = _started(stage) if stage is not None else None
+    if query_scheduler:  # a finished job's accounting records: asked once, then kept in the jobs database
+        from .usage import collect_scheduler
+
+        got = collect_scheduler([row], config.db)
+        if row["id"] in got:
+            row = {**row, "usage": got[row["id"]]}
     info: dict[str, Any] = {
         "id": row["id"],
         "name": row["name"],

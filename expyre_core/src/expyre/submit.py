@@ -26,7 +26,7 @@ from .system import System
 from .types import JobRequest, SubmitError
 from .units import Memory
 
-__all__ = ["owner", "owner_dead", "prepare", "submit_one", "mark_submitted", "start_one", "start_many", "start_array"]
+__all__ = ["owner", "owner_dead", "render_script", "prepare", "submit_one", "mark_submitted", "start_one", "start_many", "start_array"]
 
 #: the logger of the API this serves (``expyre.func``): what users configure keeps working
 logger = logging.getLogger("expyre.func")
@@ -73,26 +73,16 @@ def _array_ref(job: Any) -> dict | None:
         return None
 
 
-def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str | None = None,
-            header_extra: Sequence[str] = (), exact_fit: bool = True, partial_node: bool = False,
-            python_cmd: str | None = None, force_rerun: bool = False) -> Pending | None:
-    """The part of ``start()`` before the stage directory is copied: writes the job script and
-    claims the submission. Returns ``(system, request)`` to stage and submit, or None (already
-    submitted or finished, being submitted by another process, or adopted)."""
-    row = job.reload()
-    rerun = False
-    if force_rerun and job.status != "created":
-        archive_previous(job.stage_dir)
-        config.db.update(job.id, force=True, status="created", remote_id=None, remote_status=None,
-                         reason=None, suspect_since=None, submit_owner=None, submit_time=None)
-        row = job.reload()
-        rerun = True
-    if job.status != "created":
-        logger.info("job %s already %s; not submitting again", job.id, job.status)
-        return None
+def render_script(job: Any, resources: Resources | Mapping[str, Any], system_name: str | None = None,
+                  header_extra: Sequence[str] = (), exact_fit: bool = True, partial_node: bool = False,
+                  python_cmd: str | None = None) -> tuple[System, Resources, JobRequest, str]:
+    """The job script ``start()`` writes and submits for ``job`` with these arguments, without
+    writing or submitting anything: ``(system, resources, request, script text)``. The one place
+    the request and the script are made (``prepare`` and ``ExPyRe.job_script`` both call it).
+
+    :raises ValueError: no partition fits, or the scheduler refuses the request (``check_request``).
+    """
     system = config.get_system(system_name)
-    if rerun and not system.shares_stage_dirs:
-        discard_remote_results(job.id, job.stage_dir, system)
     res = Resources.from_any(resources)
     partition, alloc = res.find_nodes(system.partitions, exact_fit=exact_fit, partial_node=partial_node)
     mem = None
@@ -122,6 +112,31 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
         pre_run_commands=meta["pre_run_commands"],
         post_run_commands=meta["post_run_commands"],
     )
+    return system, res, request, text
+
+
+def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str | None = None,
+            header_extra: Sequence[str] = (), exact_fit: bool = True, partial_node: bool = False,
+            python_cmd: str | None = None, force_rerun: bool = False) -> Pending | None:
+    """The part of ``start()`` before the stage directory is copied: writes the job script and
+    claims the submission. Returns ``(system, request)`` to stage and submit, or None (already
+    submitted or finished, being submitted by another process, or adopted)."""
+    row = job.reload()
+    rerun = False
+    if force_rerun and job.status != "created":
+        archive_previous(job.stage_dir)
+        config.db.update(job.id, force=True, status="created", remote_id=None, remote_status=None,
+                         reason=None, suspect_since=None, submit_owner=None, submit_time=None, usage=None)
+        row = job.reload()
+        rerun = True
+    if job.status != "created":
+        logger.info("job %s already %s; not submitting again", job.id, job.status)
+        return None
+    system = config.get_system(system_name)
+    if rerun and not system.shares_stage_dirs:
+        discard_remote_results(job.id, job.stage_dir, system)
+    system, res, request, text = render_script(job, resources, system.name, header_extra=header_extra,
+                                               exact_fit=exact_fit, partial_node=partial_node, python_cmd=python_cmd)
     atomic_text(job.stage_dir / SCRIPT, text)  # a private temporary name: concurrent start()s
     _faults.point("start_script_written")
 
