@@ -326,7 +326,7 @@ class ExPyRe(JobHandle):
                 outcome = poller.evaluate(x, shared)
                 if outcome in ("succeeded", "failed"):
                     config.db.update(x.id, status=outcome)
-                    results.record_usage(x)
+                    _usage.record_job_usage(x, outcome)
                     x.reload()
         return [x.status for x in xprs]
 

@@ -48,8 +48,7 @@ STDERR = "_expyre_stderr"
 MARKERS = (SUCCEEDED, FAILED, STARTED)
 #: the markers that mean the job has a result
 RESULT_MARKERS = (SUCCEEDED, FAILED)
-#: resources the job used (times, peak memory: see ``_runner.usage``), written by the runner just
-#: before its outcome file
+#: resources the job used (peak memory, times), written by the runner when it ends
 USAGE = "_expyre_usage.json"
 #: per-call outcome files of a packed job (``<prefix><index>``), written as its calls finish
 PARTIAL_PREFIX = "_expyre_elem_"

@@ -8,7 +8,6 @@ the truth about a job that ended; the functions here read them, never through a 
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 from pathlib import Path
@@ -18,9 +17,9 @@ from . import _faults, config
 from .errors import ExPyReJobDiedError, ExPyReRemoteTraceback, ExPyReResultError, RemoteBaseException, RemoteError
 from .layout import FAILED, STDERR, STDOUT, SUCCEEDED
 from .staging import copy_outputs
-from .usage import record_runner
+from .usage import record_job_usage
 
-__all__ = ["outcome_files", "open_marker", "read_text", "tail", "remote_exception", "record_usage", "finish"]
+__all__ = ["outcome_files", "open_marker", "read_text", "tail", "remote_exception", "finish"]
 
 
 def outcome_files(stage_dir: Path) -> str | None:
@@ -81,27 +80,16 @@ def remote_exception(job: Any) -> BaseException:
     return exc
 
 
-def record_usage(job: Any) -> None:
-    """Record the runner's usage record of the job's stage directory in the jobs database (once)."""
-    if getattr(job, "_usage_recorded", False):
-        return
-    try:
-        if record_runner(config.db, job.id, job.stage_dir) is not None:
-            job._usage_recorded = True
-    except Exception as exc:  # noqa: BLE001 - usage is extra information: never fails a result
-        logging.getLogger(__name__).info("job %s: usage not recorded: %s", job.id, exc)
-
-
 def finish(job: Any, outcome: str) -> Any:
     """The final step for a job handle whose ``outcome`` is known (``succeeded``, ``failed`` or
     ``died``): record it, set ``job.stdout``/``job.stderr``, copy the output files here and return
     the value, or raise the job's exception (:class:`~expyre.errors.ExPyReJobDiedError` if it died)."""
+    record_job_usage(job, outcome)
     if outcome == "died":
         job.reload()
         raise ExPyReJobDiedError(job.reason or f"job {job.id} died")
     job.stdout = read_text(job.stage_dir, STDOUT)
     job.stderr = read_text(job.stage_dir, STDERR)
-    record_usage(job)
     if outcome == "failed":
         config.db.update(job.id, status="failed")
         job.status = "failed"

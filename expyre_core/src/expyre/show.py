@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .layout import FAILED, PARTIAL_PREFIX, SCRIPT, STARTED, SUCCEEDED, USAGE
+from .usage import from_stage_file as usage_object
 
 __all__ = ["describe", "SafeUnpickler", "safe_loads", "read_failure", "stage_dir_of", "JobNotFoundError",
            "FAILED", "STARTED", "SUCCEEDED", "USAGE"]
@@ -222,16 +223,14 @@ def _script_header(stage: Path) -> list[str]:
 
 
 def _usage(row: dict, stage: Path | None) -> Any:
-    """The ``usage`` object of the jobs database, with the runner's record read from the stage
-    directory when the database does not have it yet (see :mod:`expyre.usage`); None if neither."""
-    from .usage import of_row, read_runner_usage
-
-    u = dict(of_row(row) or {})
-    if "runner" not in u and stage is not None:
-        runner = read_runner_usage(stage)
-        if runner is not None:
-            u["runner"] = runner
-    return u or None
+    if row.get("usage"):
+        return _json_field(row["usage"])
+    if stage is not None:
+        try:
+            return json.loads(_read_nofollow(stage, USAGE, 1 << 20))
+        except (OSError, ValueError):
+            pass
+    return None
 
 
 def _scheduler_view(row: dict) -> dict[str, Any] | None:
@@ -321,7 +320,7 @@ def describe(job_id: str, *, query_scheduler: bool = True) -> dict[str, Any]:
         "cwd": row.get("cwd"),
         "started": {k: v for k, v in started.items() if k != "time"} if started else None,
         "failure": failure,
-        "usage": _usage(row, stage),
+        "usage": usage_object(_usage(row, stage)),
         "problems": problems,
     }
     return info

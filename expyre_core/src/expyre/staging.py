@@ -124,7 +124,7 @@ def read_meta(stage_dir: Path) -> dict[str, Any]:
 def run_outputs(stage_dir: Path) -> list[str]:
     """What a run left in the stage dir: the markers and logs, the per-call outcomes of a packed
     job (:data:`~expyre.layout.PARTIAL_PREFIX`) and a job array's own output files."""
-    fixed = [f for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR, USAGE) if (stage_dir / f).exists()]
+    fixed = [f for f in (SUCCEEDED, FAILED, STARTED, STDOUT, STDERR, JOB_STDOUT, JOB_STDERR) if (stage_dir / f).exists()]
     extra = [n for n in os.listdir(stage_dir)
              if n.startswith(PARTIAL_PREFIX) or (n.startswith(ARRAY_OUTPUT_PREFIX) and n.endswith((".out", ".err")))]
     return fixed + sorted(extra)

@@ -18,6 +18,7 @@ import attrs
 
 from . import _faults, config
 from .layout import ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_REF, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, SCRIPT
+from .layout import USAGE
 from .names import make_job_id
 from .resources import Resources
 from .script import build_array_script, build_script
@@ -73,6 +74,50 @@ def _array_ref(job: Any) -> dict | None:
         return None
 
 
+def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str | None = None,
+            header_extra: Sequence[str] = (), exact_fit: bool = True, partial_node: bool = False,
+            python_cmd: str | None = None, force_rerun: bool = False) -> Pending | None:
+    """The part of ``start()`` before the stage directory is copied: writes the job script and
+    claims the submission. Returns ``(system, request)`` to stage and submit, or None (already
+    submitted or finished, being submitted by another process, or adopted)."""
+    row = job.reload()
+    rerun = False
+    if force_rerun and job.status != "created":
+        archive_previous(job.stage_dir)
+        try:
+            (job.stage_dir / USAGE).unlink()  # the earlier run's: the new run writes its own
+        except FileNotFoundError:
+            pass
+        config.db.update(job.id, force=True, status="created", remote_id=None, remote_status=None,
+                         reason=None, suspect_since=None, submit_owner=None, submit_time=None, usage=None)
+        row = job.reload()
+        rerun = True
+    if job.status != "created":
+        logger.info("job %s already %s; not submitting again", job.id, job.status)
+        return None
+    system = config.get_system(system_name)
+    if rerun and not system.shares_stage_dirs:
+        discard_remote_results(job.id, job.stage_dir, system)
+    system, res, request, text = render_script(job, resources, system.name, header_extra=header_extra,
+                                               exact_fit=exact_fit, partial_node=partial_node, python_cmd=python_cmd)
+    atomic_text(job.stage_dir / SCRIPT, text)  # a private temporary name: concurrent start()s
+    _faults.point("start_script_written")
+
+    # intent before side effects: claim the submission, then look before submitting again
+    previous_claim = row.get("submit_owner")
+    stale = [previous_claim] if previous_claim and owner_dead(previous_claim, row.get("submit_time")) else []
+    if not config.db.claim_submit(job.id, owner(), stale=stale):
+        logger.info("job %s is being submitted by %s; not submitting it again", job.id, previous_claim)
+        job.reload()
+        return None
+    config.db.update(job.id, system=system.name, resources=res.to_dict())
+    job.system_name = system.name
+    _faults.point("start_claimed")
+    if previous_claim and _adopt(job, system):
+        return None
+    return system, request
+
+
 def render_script(job: Any, resources: Resources | Mapping[str, Any], system_name: str | None = None,
                   header_extra: Sequence[str] = (), exact_fit: bool = True, partial_node: bool = False,
                   python_cmd: str | None = None) -> tuple[System, Resources, JobRequest, str]:
@@ -113,46 +158,6 @@ def render_script(job: Any, resources: Resources | Mapping[str, Any], system_nam
         post_run_commands=meta["post_run_commands"],
     )
     return system, res, request, text
-
-
-def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str | None = None,
-            header_extra: Sequence[str] = (), exact_fit: bool = True, partial_node: bool = False,
-            python_cmd: str | None = None, force_rerun: bool = False) -> Pending | None:
-    """The part of ``start()`` before the stage directory is copied: writes the job script and
-    claims the submission. Returns ``(system, request)`` to stage and submit, or None (already
-    submitted or finished, being submitted by another process, or adopted)."""
-    row = job.reload()
-    rerun = False
-    if force_rerun and job.status != "created":
-        archive_previous(job.stage_dir)
-        config.db.update(job.id, force=True, status="created", remote_id=None, remote_status=None,
-                         reason=None, suspect_since=None, submit_owner=None, submit_time=None, usage=None)
-        row = job.reload()
-        rerun = True
-    if job.status != "created":
-        logger.info("job %s already %s; not submitting again", job.id, job.status)
-        return None
-    system = config.get_system(system_name)
-    if rerun and not system.shares_stage_dirs:
-        discard_remote_results(job.id, job.stage_dir, system)
-    system, res, request, text = render_script(job, resources, system.name, header_extra=header_extra,
-                                               exact_fit=exact_fit, partial_node=partial_node, python_cmd=python_cmd)
-    atomic_text(job.stage_dir / SCRIPT, text)  # a private temporary name: concurrent start()s
-    _faults.point("start_script_written")
-
-    # intent before side effects: claim the submission, then look before submitting again
-    previous_claim = row.get("submit_owner")
-    stale = [previous_claim] if previous_claim and owner_dead(previous_claim, row.get("submit_time")) else []
-    if not config.db.claim_submit(job.id, owner(), stale=stale):
-        logger.info("job %s is being submitted by %s; not submitting it again", job.id, previous_claim)
-        job.reload()
-        return None
-    config.db.update(job.id, system=system.name, resources=res.to_dict())
-    job.system_name = system.name
-    _faults.point("start_claimed")
-    if previous_claim and _adopt(job, system):
-        return None
-    return system, request
 
 
 def _adopt(job: Any, system: System) -> bool:

@@ -33,7 +33,8 @@ from typing import Any, Iterable, Mapping
 from .jobsdb import STATUS_GROUPS, JobsDB
 from .layout import USAGE
 
-__all__ = ["read_runner_usage", "record_runner", "collect_scheduler", "of_row", "summary", "USAGE"]
+__all__ = ["read_runner_usage", "record_runner", "record_job_usage", "collect_scheduler", "of_row", "summary",
+           "from_stage_file", "USAGE"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ def read_runner_usage(stage_dir: Path) -> dict[str, Any] | None:
             data = json.loads(f.read(1 << 16))
     except (OSError, ValueError):
         return None
+    return _runner_fields(data)
+
+
+def _runner_fields(data: Any) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         return None
     out: dict[str, Any] = {k: data[k] for k in _NUMBERS
@@ -69,6 +74,21 @@ def record_runner(db: JobsDB, job_id: str, stage_dir: Path) -> dict | None:
     return db.merge_usage(job_id, {"runner": runner})
 
 
+def record_job_usage(job: Any, outcome: str) -> None:
+    """When a job handle's outcome is read (``succeeded``/``failed``; not ``died``): record the
+    runner's usage record of its stage directory in the jobs database, once per handle. Never
+    raises (usage is extra information: it must not cost a result)."""
+    if outcome not in ("succeeded", "failed") or getattr(job, "_usage_recorded", False):
+        return
+    from . import config
+
+    try:
+        if record_runner(config.db, job.id, job.stage_dir) is not None:
+            job._usage_recorded = True
+    except Exception as exc:  # noqa: BLE001
+        logger.info("job %s: usage not recorded: %s", job.id, exc)
+
+
 def of_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ``usage`` object of a jobs-database row (None when not recorded)."""
     raw = row.get("usage")
@@ -81,6 +101,18 @@ def of_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def from_stage_file(value: Any) -> dict[str, Any] | None:
+    """A ``usage`` object as :func:`expyre.show.describe` gives it: the jobs database's (already
+    ``{"runner": ..., "scheduler": ...}``) as it is; the runner's own file's content (flat)
+    as ``{"runner": <its known fields>}``; None for nothing."""
+    if not isinstance(value, dict) or not value:
+        return None
+    if "runner" in value or "scheduler" in value:
+        return value
+    runner = _runner_fields(value)
+    return {"runner": runner} if runner else None
 
 
 def collect_scheduler(rows: Iterable[Mapping[str, Any]], db: JobsDB) -> dict[str, dict]:
