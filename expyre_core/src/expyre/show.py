@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from .layout import FAILED, PARTIAL_PREFIX, SCRIPT, STARTED, SUCCEEDED, USAGE
-from .usage import from_stage_file as usage_object
 
 __all__ = ["describe", "SafeUnpickler", "safe_loads", "read_failure", "stage_dir_of", "JobNotFoundError",
            "FAILED", "STARTED", "SUCCEEDED", "USAGE"]
@@ -290,9 +289,9 @@ def describe(job_id: str, *, query_scheduler: bool = True) -> dict[str, Any]:
     if stage is not None and row["status"] not in ("succeeded", "processed", "cleaned"):
         failure = read_failure(stage)
     started = _started(stage) if stage is not None else None
-    if query_scheduler:  # a finished job's accounting records: asked once, then kept in the jobs database
-        from .usage import collect_scheduler
+    from .usage import collect_scheduler, from_stage_file
 
+    if query_scheduler:  # a finished job's accounting records: asked once, then kept in the jobs database
         got = collect_scheduler([row], config.db)
         if row["id"] in got:
             row = {**row, "usage": got[row["id"]]}
@@ -320,7 +319,7 @@ def describe(job_id: str, *, query_scheduler: bool = True) -> dict[str, Any]:
         "cwd": row.get("cwd"),
         "started": {k: v for k, v in started.items() if k != "time"} if started else None,
         "failure": failure,
-        "usage": usage_object(_usage(row, stage)),
+        "usage": from_stage_file(_usage(row, stage)),
         "problems": problems,
     }
     return info

@@ -18,7 +18,6 @@ import attrs
 
 from . import _faults, config
 from .layout import ARRAY_DIRS, ARRAY_OUTPUT_PREFIX, ARRAY_REF, ARRAY_SCRIPT, JOB_STDERR, JOB_STDOUT, SCRIPT
-from .layout import USAGE
 from .names import make_job_id
 from .resources import Resources
 from .script import build_array_script, build_script
@@ -26,6 +25,7 @@ from .staging import archive_previous, atomic_text, discard_remote_results, read
 from .system import System
 from .types import JobRequest, SubmitError
 from .units import Memory
+from .layout import USAGE  # noqa: I001 - apart from the other layout names
 
 __all__ = ["owner", "owner_dead", "render_script", "prepare", "submit_one", "mark_submitted", "start_one", "start_many", "start_array"]
 
