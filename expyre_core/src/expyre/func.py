@@ -403,7 +403,7 @@ class ExPyRe(JobHandle):
 
     def usage(self, scheduler: bool = True) -> dict[str, Any] | None:
         """What the finished job used, as recorded in the jobs database (``xpr show`` prints it):
-        ``{"runner": {...}, "scheduler": {...}}`` (see :mod:`expyre.usage`), None when nothing is
+        ``{"runner": {...}, "scheduler": {...}}`` (see ``expyre.usage``), None when nothing is
         recorded. The runner's record is taken from the stage directory if not yet recorded.
 
         :param scheduler: when the scheduler's numbers are not recorded yet, ask its accounting

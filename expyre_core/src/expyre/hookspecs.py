@@ -300,6 +300,7 @@ class Scheduler(abc.ABC):
         ``ExPyRe.usage()``), never in a status poll, and stores what it gets in the jobs database.
 
         :param ids: the scheduler's job ids (array elements as :meth:`array_element_id` gives them).
+
         Returns: an argv list, a bash script string (e.g. a loop over a one-job-per-call command),
         or None.
 
@@ -315,6 +316,7 @@ class Scheduler(abc.ABC):
 
         :param result: the command's result.
         :param ids: the ids that were asked about.
+
         Returns: job id -> :class:`~expyre.types.JobUsage`. Default: empty.
 
         Example (Slurm, ``12|COMPLETED|40|`` and ``12.batch|COMPLETED|40|221200K``)::

@@ -257,7 +257,7 @@ def describe(job_id: str, *, query_scheduler: bool = True) -> dict[str, Any]:
     recorded word), ``scheduler`` (its current view, :func:`_scheduler_view`; None when not asked
     or never submitted), ``resources, partition, script_header, stage_dir, remote_dir, started``
     (host, pid), ``failure`` (:func:`read_failure`, None when it did not fail), ``usage``
-    (``{"runner": ..., "scheduler": ...}`` as :mod:`expyre.usage` describes; None when not
+    (``{"runner": ..., "scheduler": ...}`` as ``expyre.usage`` describes; None when not
     recorded), ``problems`` (what could not be read, in words).
 
     :param query_scheduler: ask the scheduler for its current view (one status query) and, for a

@@ -61,7 +61,7 @@ def sync(ids: Iterable[str], *, db: JobsDB | None = None, show_progress: bool = 
     :param db: the jobs database (default: the configured one).
     :param show_progress: a progress bar on a terminal (:mod:`expyre.progress`).
     :param usage: also ask the schedulers' accounting what the finished jobs among ``ids`` used,
-        for those without it yet (one command per system; :func:`expyre.usage.collect_scheduler`).
+        for those without it yet (one command per system; ``expyre.usage.collect_scheduler``).
     :return: one :class:`SyncedJob` per job, the jobs not polled first.
 
     Example: ``[j.status for j in sync(["fit_ab12cd_3"])] == ["succeeded"]``
