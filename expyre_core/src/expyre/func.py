@@ -340,6 +340,15 @@ class ExPyRe(JobHandle):
             return None
         return "".join(text for _, text in r.chunks)
 
+    def _quiet_live_output(self, stream: str) -> str | None:
+        """:meth:`_live_output` for the attributes: an attribute read never raises; what could not
+        be read (a refused stage directory, an unreachable host) is logged and gives None."""
+        try:
+            return self._live_output(stream)
+        except Exception as exc:  # noqa: BLE001 - read_output()/tail() raise it
+            logger.info("job %s: its %s cannot be read now: %s", self.id, stream, exc)
+            return None
+
     def read_output(self, stderr: bool = False) -> str | None:
         """The function's output so far (``stderr``: its standard error), read where the job runs:
         the stage directory, or over the system's transport (one command) on a remote host; None
@@ -360,10 +369,11 @@ class ExPyRe(JobHandle):
     def stdout(self) -> str | None:
         """What the function wrote to its standard output: after :meth:`get_results` the whole
         of it; before, the output so far (:meth:`read_output`: each access reads it again, one
-        command on a remote host); None when the job has not started writing it."""
+        command on a remote host); None when the job has not started writing it, or when it
+        cannot be read now (logged; :meth:`read_output` raises the error instead)."""
         if self._stdout is not None:
             return self._stdout
-        return self._live_output("stdout")
+        return self._quiet_live_output("stdout")
 
     @stdout.setter
     def stdout(self, value: str | None) -> None:
@@ -374,7 +384,7 @@ class ExPyRe(JobHandle):
         """As :attr:`stdout`, for the function's standard error."""
         if self._stderr is not None:
             return self._stderr
-        return self._live_output("stderr")
+        return self._quiet_live_output("stderr")
 
     @stderr.setter
     def stderr(self, value: str | None) -> None:
