@@ -17,7 +17,6 @@ from . import _faults, config
 from .errors import ExPyReJobDiedError, ExPyReRemoteTraceback, ExPyReResultError, RemoteBaseException, RemoteError
 from .layout import FAILED, STDERR, STDOUT, SUCCEEDED
 from .staging import copy_outputs
-from .usage import record_job_usage
 
 __all__ = ["outcome_files", "open_marker", "read_text", "tail", "remote_exception", "finish"]
 
@@ -84,6 +83,8 @@ def finish(job: Any, outcome: str) -> Any:
     """The final step for a job handle whose ``outcome`` is known (``succeeded``, ``failed`` or
     ``died``): record it, set ``job.stdout``/``job.stderr``, copy the output files here and return
     the value, or raise the job's exception (:class:`~expyre.errors.ExPyReJobDiedError` if it died)."""
+    from .usage import record_job_usage  # noqa: PLC0415 - kept apart from the module's imports
+
     record_job_usage(job, outcome)
     if outcome == "died":
         job.reload()

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from . import _faults, config
 from .digest import HASH_VERSION, Tee, hash_file, write_call
 from .layout import (ARRAY_OUTPUT_PREFIX, FAILED, HASHES, JOB_STDERR, JOB_STDOUT, META, PARTIAL_PREFIX,
-                     PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STDERR, STDOUT, SUCCEEDED, TASK, USAGE)
+                     PREVIOUS_RUN_PREFIX, RUNNER, STARTED, STDERR, STDOUT, SUCCEEDED, TASK)
 from .names import make_job_id
 from .shell import remote_path
 from .system import System
@@ -146,7 +146,7 @@ def discard_remote_results(job_id: str, stage_dir: Path, system: System) -> None
     run's markers there (the copy to the host adds files, it deletes none), so that the new
     run is not taken for finished."""
     rd = remote_path(system.remote_dir(stage_dir))
-    names = " ".join(f"{rd}/{m}" for m in (SUCCEEDED, FAILED, STARTED, USAGE))
+    names = " ".join(f"{rd}/{m}" for m in (SUCCEEDED, FAILED, STARTED))
     result = system.transport.run(f"rm -f -- {names} {rd}/{PARTIAL_PREFIX}*")
     if not result.ok:
         raise RuntimeError(f"job {job_id}: cannot remove the earlier run's results on {system.host or system.rundir} "

@@ -27,7 +27,7 @@ from .types import JobRequest, SubmitError
 from .units import Memory
 from .layout import USAGE  # noqa: I001 - apart from the other layout names
 
-__all__ = ["owner", "owner_dead", "render_script", "prepare", "submit_one", "mark_submitted", "start_one", "start_many", "start_array"]
+__all__ = ["owner", "owner_dead", "prepare", "submit_one", "mark_submitted", "start_one", "start_many", "start_array"]
 
 #: the logger of the API this serves (``expyre.func``): what users configure keeps working
 logger = logging.getLogger("expyre.func")
@@ -116,48 +116,6 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
     if previous_claim and _adopt(job, system):
         return None
     return system, request
-
-
-def render_script(job: Any, resources: Resources | Mapping[str, Any], system_name: str | None = None,
-                  header_extra: Sequence[str] = (), exact_fit: bool = True, partial_node: bool = False,
-                  python_cmd: str | None = None) -> tuple[System, Resources, JobRequest, str]:
-    """The job script ``start()`` writes and submits for ``job`` with these arguments, without
-    writing or submitting anything: ``(system, resources, request, script text)``. The one place
-    the request and the script are made (``prepare`` and ``ExPyRe.job_script`` both call it).
-
-    :raises ValueError: no partition fits, or the scheduler refuses the request (``check_request``).
-    """
-    system = config.get_system(system_name)
-    res = Resources.from_any(resources)
-    partition, alloc = res.find_nodes(system.partitions, exact_fit=exact_fit, partial_node=partial_node)
-    mem = None
-    if res.max_mem_per_task is not None:
-        mem = Memory(int(res.max_mem_per_task.kb * alloc.tot_ntasks / alloc.nnodes))
-    request = JobRequest(
-        id=job.id,
-        remote_dir=system.remote_dir(job.stage_dir),
-        script=SCRIPT,
-        stdout=JOB_STDOUT,
-        stderr=JOB_STDERR,
-        partition=partition,
-        max_time=res.max_time,
-        nodes=alloc,
-        max_mem_per_node=mem,
-        partial_node=partial_node,
-        system_name=system.name,
-    )
-    system.scheduler.check_request(request)  # e.g. more cores than a local machine has: refused here
-    meta = read_meta(job.stage_dir)
-    text = build_script(
-        system,
-        request,
-        header_extra=header_extra,
-        python_cmd=python_cmd or system.default_python(),
-        env_vars=[tuple(e) for e in meta["env_vars"]],
-        pre_run_commands=meta["pre_run_commands"],
-        post_run_commands=meta["post_run_commands"],
-    )
-    return system, res, request, text
 
 
 def _adopt(job: Any, system: System) -> bool:
@@ -323,3 +281,48 @@ def start_array(jobs: Sequence[Any], resources: Resources | Mapping[str, Any], s
         for i, x in enumerate(elems):
             mark_submitted(x, system.scheduler.array_element_id(array_id, i))
     return errors
+
+
+def render_script(job: Any, resources: Resources | Mapping[str, Any], system_name: str | None = None,
+                  header_extra: Sequence[str] = (), exact_fit: bool = True, partial_node: bool = False,
+                  python_cmd: str | None = None) -> tuple[System, Resources, JobRequest, str]:
+    """The job script ``start()`` writes and submits for ``job`` with these arguments, without
+    writing or submitting anything: ``(system, resources, request, script text)``. The one place
+    the request and the script are made (``prepare`` and ``ExPyRe.job_script`` both call it).
+
+    :raises ValueError: no partition fits, or the scheduler refuses the request (``check_request``).
+    """
+    system = config.get_system(system_name)
+    res = Resources.from_any(resources)
+    partition, alloc = res.find_nodes(system.partitions, exact_fit=exact_fit, partial_node=partial_node)
+    mem = None
+    if res.max_mem_per_task is not None:
+        mem = Memory(int(res.max_mem_per_task.kb * alloc.tot_ntasks / alloc.nnodes))
+    request = JobRequest(
+        id=job.id,
+        remote_dir=system.remote_dir(job.stage_dir),
+        script=SCRIPT,
+        stdout=JOB_STDOUT,
+        stderr=JOB_STDERR,
+        partition=partition,
+        max_time=res.max_time,
+        nodes=alloc,
+        max_mem_per_node=mem,
+        partial_node=partial_node,
+        system_name=system.name,
+    )
+    system.scheduler.check_request(request)  # e.g. more cores than a local machine has: refused here
+    meta = read_meta(job.stage_dir)
+    text = build_script(
+        system,
+        request,
+        header_extra=header_extra,
+        python_cmd=python_cmd or system.default_python(),
+        env_vars=[tuple(e) for e in meta["env_vars"]],
+        pre_run_commands=meta["pre_run_commands"],
+        post_run_commands=meta["post_run_commands"],
+    )
+    return system, res, request, text
+
+
+__all__ += ["render_script"]
