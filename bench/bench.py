@@ -4,7 +4,7 @@
     bash bench/run.sh --quick              # smoke test: small N, 1 repetition (about a minute)
     bash bench/run.sh -s local,db --reps 5 # some scenarios
 
-Scenarios: local, sweep, slurm, executor, ssh, db, bigarg, scale, poll, ssh-shell, ship. Each measurement
+Scenarios: local, sweep, slurm, executor, ssh, db, bigarg, scale, poll, ssh-shell, ship, refresh. Each measurement
 runs in its own process with a fresh expyre root: expyre's (and ProcessPoolExecutor's) with the
 workspace's Python, the peers' (the original ExPyRe = PyPI expyre-wfl, also imported as `expyre`,
 submitit, Dask) with bench/.venv-peers/bin/python.
@@ -43,7 +43,7 @@ SLOW_HOST = "xprslow@127.0.0.1"
 POLL_KINDS = {"slurm": ("slurm", {"min_status_interval": 0}), "torque": ("pbs", {"flavor": "torque"}),
               "pbspro": ("pbs", {"flavor": "pbspro"}), "sge": ("sge", {"user": "bench"})}
 REMOTE_PY = "/opt/expyre-remote-venv/bin/python"
-ALL = ["local", "sweep", "slurm", "executor", "ssh", "db", "bigarg", "scale", "poll", "ssh-shell", "ship"]
+ALL = ["local", "sweep", "slurm", "executor", "ssh", "db", "bigarg", "scale", "poll", "ssh-shell", "ship", "refresh"]
 TMP = Path(os.environ.get("BENCH_TMP", "/tmp"))
 SLURM_SCENARIOS = ("slurm", "executor", "ssh", "ssh-shell")
 
@@ -382,6 +382,16 @@ def sc_poll(R: Roots, o) -> dict:
     return v
 
 
+def sc_refresh(R: Roots, o) -> dict:
+    """A refreshed status of N live jobs: ExPyRe.refresh_many / a loop of refresh(), from
+    recorded-format remote Slurm outputs, and N real jobs on the local system."""
+    v = {}
+    for n in o.poll_sizes:
+        v[f"refresh_many remote slurm N={n}"] = (lambda n=n: xpr(["refresh_replay", "--n", str(n)], R.new(False)))
+    v[f"refresh_many local N={o.refresh_local}"] = lambda: xpr(["refresh_local", "--n", str(o.refresh_local)], R.new(False))
+    return v
+
+
 def poll_real_slurm(R: Roots, n: int) -> dict:
     name = f"xbpoll{os.getpid()}{int(time.time()) % 100000}"
     try:
@@ -433,7 +443,7 @@ def sc_ship(R: Roots, o) -> dict:
 
 SCENARIOS = {"local": sc_local, "sweep": sc_sweep, "slurm": sc_slurm, "executor": sc_executor, "ssh": sc_ssh,
              "db": sc_db, "bigarg": sc_bigarg, "scale": sc_scale, "poll": sc_poll, "ssh-shell": sc_ssh_shell,
-             "ship": sc_ship}
+             "ship": sc_ship, "refresh": sc_refresh}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -495,6 +505,14 @@ def run_scenario(name: str, R: Roots, o) -> dict:
                 msg = (f"steady cycle {r['steady_cpu'] * 1e3:8.2f} ms CPU ({r['steady_wall'] * 1e3:.1f} ms wall), first "
                        f"{r['first_cpu'] * 1e3:.1f} ms CPU" + (f", parse alone {r['parse_cpu'] * 1e3:.1f} ms" if "parse_cpu" in r else "")
                        + f"; {r['n']} jobs")
+            elif name == "refresh" and r.get("available"):
+                if "loop_wall" in r:
+                    msg = (f"{t * 1e3:9.2f} ms ({r['many_cpu'] * 1e3:.1f} ms CPU), "
+                           f"{r['round_trips_per_refresh_many']:g} round trip(s) each; loop of refresh(): "
+                           f"{r['loop_wall'] * 1e3:.1f} ms, {r['loop_round_trips']} round trip(s); {r['n']} jobs")
+                else:
+                    msg = (f"{t * 1e3:9.2f} ms ({r['cpu'] * 1e3:.1f} ms CPU), {r['status_queries']} status query; "
+                           f"{r['started']} running, {r['submitted']} queued")
             elif name == "scale" and r.get("available"):
                 msg = f"{t:9.3f} s  {r['cpu_per_call'] * 1e6:8.1f} us CPU/call"
                 if r.get("t_first") is not None:
@@ -760,7 +778,7 @@ def report(res: dict, targets: list[dict]) -> None:
             elif m is None:
                 print(f"{sc:9s} {k:42s}  not available: {str(v.get('not_available'))[:150]}")
             else:
-                r = f"{m / floor:6.2f}x floor" if floor and sc not in ("db", "sweep", "scale", "poll", "ssh-shell") else ""
+                r = f"{m / floor:6.2f}x floor" if floor and sc not in ("db", "sweep", "scale", "poll", "ssh-shell", "refresh") else ""
                 print(f"{sc:9s} {k:42s} {m:10.3f} {r}")
     print("\n=== targets ===")
     for t_ in targets:
@@ -815,6 +833,7 @@ def main() -> int:
     o.scale_dask_map_max = o.scale_dask_map_max if o.scale_dask_map_max is not None else o.scale_sizes[-1]
     o.poll_sizes = [10, 1000] if q else [10, 1000, 10_000]
     o.poll_real = 50 if q else 2000
+    o.refresh_local = 20 if q else 100
     o.ssh_shell_sizes = [5, 10] if q else [50, 200]
     scen = [s for s in o.scenarios.split(",") if s]
     bad = set(scen) - set(ALL)

@@ -540,6 +540,86 @@ def run_poll_slurm(n: int, name: str, steady: int = 3) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
+# refresh: ExPyRe.refresh_many / refresh() of N live jobs (one shared poll per system)
+# ------------------------------------------------------------------------------------------------
+def run_refresh_replay(n: int, steady: int = 5) -> dict:
+    """A refreshed status of n live jobs of a remote Slurm from generated outputs in its recorded
+    format: ``ExPyRe.refresh_many`` (the poll's round trip, parse, reconcile, each job's state
+    step), then a loop of ``refresh()`` (the first polls; the others share that poll while it is
+    younger than the default max_age of 1 s). Round trips counted by the replayed transport."""
+    import statistics
+
+    from expyre import config
+    from expyre.func import ExPyRe
+    from poll_outputs import outputs
+
+    root = Path(os.environ["EXPYRE_ROOT"])
+    name = "bench_poll_slurm_remote"
+    ids, text = outputs("slurm", n, 0)
+    _live_rows(root, name, ids)
+    system = config.get_system(name)
+    trans = _replay_transport({"now": text}, False)
+    system._transport = trans
+    xprs = ExPyRe.from_jobsdb(config.db.jobs(system=name))
+    shared = _poller_class().get(system, config.db)
+    many_wall, many_cpu = [], []
+    for _ in range(steady):
+        shared.last = 0.0  # each repetition a fresh poll, not the previous one reused
+        c0, w0 = _cpu(), time.perf_counter()
+        statuses = ExPyRe.refresh_many(xprs)
+        many_cpu.append(_cpu() - c0)
+        many_wall.append(time.perf_counter() - w0)
+    assert len(statuses) == n and set(statuses) <= {"submitted", "started"}, set(statuses)
+    trips_many = trans.calls.get("poll round trip", 0)
+    shared.last = 0.0  # the loop's first refresh() polls afresh
+    trans.calls.clear()
+    c0, w0 = _cpu(), time.perf_counter()
+    for x in xprs:
+        x.refresh()
+    loop_cpu, loop_wall = _cpu() - c0, time.perf_counter() - w0
+    return {"available": True, "time": statistics.median(many_wall), "n": n, "many_cpu": statistics.median(many_cpu),
+            "many_wall_all": many_wall, "round_trips_per_refresh_many": trips_many / steady, "loop_wall": loop_wall,
+            "loop_cpu": loop_cpu, "loop_round_trips": trans.calls.get("poll round trip", 0),
+            "started": statuses.count("started")}
+
+
+def run_refresh_local(n: int) -> dict:
+    """n real jobs on the local system, each waiting for a flag file (queued beyond the machine's
+    cores, running within): one ``ExPyRe.refresh_many`` of all of them once one runs, timed, with
+    the status queries counted; then the flag is set and every result collected."""
+    import tempfile
+
+    from expyre.func import ExPyRe
+    from expyre.system import System
+    from expyre.testing import job_wait_for_file
+
+    flag = Path(tempfile.mkdtemp(prefix="xbflag")) / "go"
+    xprs = [ExPyRe(f"refresh{i}", job_wait_for_file, args=[str(flag), i]) for i in range(n)]
+    errors = ExPyRe.start_many(xprs, LOCAL_RES, "local", partial_node=True)
+    assert not errors, errors
+    calls = []
+    orig = System.status
+    System.status = lambda self, ids: calls.append(len(ids)) or orig(self, ids)
+    try:
+        deadline = time.monotonic() + 300
+        while "started" not in ExPyRe.refresh_many(xprs):
+            if time.monotonic() > deadline:
+                raise TimeoutError("no job started in 300 s")
+            time.sleep(0.1)
+        calls.clear()
+        c0, w0 = _cpu(), time.perf_counter()
+        statuses = ExPyRe.refresh_many(xprs)
+        cpu, wall = _cpu() - c0, time.perf_counter() - w0
+        queries = len(calls)
+    finally:
+        System.status = orig
+        flag.touch()
+    assert [x.get_results(timeout=600, check_interval=0.5, quiet=True) for x in xprs] == list(range(n))
+    return {"available": True, "time": wall, "cpu": cpu, "n": n, "status_queries": queries,
+            "started": statuses.count("started"), "submitted": statuses.count("submitted")}
+
+
+# ------------------------------------------------------------------------------------------------
 def run_db(rows: int, lookups: int = 50) -> dict:
     """Jobs DB at `rows` jobs: creation through the API (per job), the restart lookup, `xpr ls -s ongoing`."""
     from expyre import config
@@ -631,7 +711,8 @@ def run_bigarg_floor(gb: float, path: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("scenario", choices=["local", "slurm", "ssh", "ssh_api", "db", "bigarg", "bigarg_floor", "array_support",
-                                         "scale", "pickle_floor", "poll_replay", "poll_slurm", "ship"])
+                                         "scale", "pickle_floor", "poll_replay", "poll_slurm", "ship",
+                                         "refresh_replay", "refresh_local"])
     ap.add_argument("--fn", default="shipped", help="ship: installed, shipped or byvalue")
     ap.add_argument("--lib", default="expyre", help="scale: expyre or ppe (ProcessPoolExecutor)")
     ap.add_argument("--arg-kb", type=int, default=0, help="scale: a numpy argument of this many kB per call")
@@ -665,6 +746,10 @@ def main() -> None:
         emit(run_poll_replay(a.kind, a.n, a.where))
     elif a.scenario == "poll_slurm":
         emit(run_poll_slurm(a.n, a.name))
+    elif a.scenario == "refresh_replay":
+        emit(run_refresh_replay(a.n))
+    elif a.scenario == "refresh_local":
+        emit(run_refresh_local(a.n))
     elif a.scenario == "db":
         emit(run_db(a.n))
     elif a.scenario == "bigarg":

@@ -74,3 +74,36 @@ def test_logs_over_ssh_one_command_per_read_and_follow(scheduler, tmp_path, monk
         assert out.stdout.count("hello over ssh") == 1 and "the end" in out.stdout
         assert c.calls and all("_expyre_stdout" in str(cmd) for cmd in c.calls)  # only reads of the files
         assert x.get_results(timeout=TIMEOUT, check_interval=1) is True
+
+
+@pytest.mark.parametrize("scheduler", ["local", "slurm"])
+def test_tail_and_refresh_over_ssh(scheduler, tmp_path, monkeypatch):
+    """From Python: ``tail``/``stdout`` of a job on a remote host are ONE transport command each;
+    ``refresh`` moves the status to ``started`` with one shared poll (one round trip); the
+    runner's usage record comes back with the results."""
+    names = sorted(selected_systems(scheduler, "ssh"))
+    if not names:
+        skip_or_fail(f"no {scheduler} system over ssh selected")
+    name = names[0]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPYRE_PROGRESS", "0")
+    with isolated_root(tmp_path / "_expyre", {name: available_systems()[name]}):
+        x = ExPyRe("tailer", funcs.print_then_wait, args=["hello tail", "go_flag"])
+        x.start(resources=RES, system_name=name, partial_node=True)
+        system = config.get_system(name)
+        wait_for(lambda: x.refresh() == "started", TIMEOUT, "the job to be seen running")
+        wait_for(lambda: "hello tail" in x.tail(3), TIMEOUT, "the job's first line on the remote host")
+        with CallCounter(system) as c:
+            assert x.tail(1) == "hello tail\n" and x.tail(1, stderr=True) == "err hello tail\n"
+        assert len(c.calls) == 2
+        with CallCounter(system) as c:
+            assert x.stdout == "hello tail\n"
+        assert len(c.calls) == 1
+        with CallCounter(system) as c:
+            assert x.refresh(max_age=0) == "started"
+        assert len(c.calls) <= 1  # one poll round trip (none if the shared poll is younger than min_poll_interval)
+        r = system.transport.run(f"touch -- {remote_path(system.remote_dir(x.stage_dir))}/go_flag")
+        assert r.ok, r.describe()
+        assert x.get_results(timeout=TIMEOUT, check_interval=1) is True
+        assert x.stdout.startswith("hello tail\n")
+        assert x.usage(scheduler=False)["runner"]["wall_time"] > 0

@@ -47,12 +47,13 @@ def test_show_a_failed_job(root):
     assert info["resources"]["n"] == [1, "tasks"]
     assert info["partition"] in config.get_system("local").partitions
     assert info["remote_id"] and info["times"]["started"] and info["started"]["host"]
-    assert info["usage"] is None and info["stage_dir"] == str(x.stage_dir)
+    assert info["usage"]["runner"]["wall_time"] >= 0 and info["stage_dir"] == str(x.stage_dir)
+    assert "scheduler" not in info["usage"]  # the local scheduler keeps no accounting
     assert info["scheduler"] is not None  # asked once: the local scheduler no longer lists it
     text = xpr("show", x.id).stdout
     assert f"job {x.id}" in text and "status:        failed" in text
     assert "remote traceback:" in text and "CustomError: kaput" in text and "raise_custom" in text
-    assert f"partition:     {info['partition']}" in text and "usage:         not recorded" in text
+    assert f"partition:     {info['partition']}" in text and "usage:         wall " in text and "peak RSS" in text
 
 
 def test_show_asks_the_scheduler_once(root, monkeypatch):
@@ -70,10 +71,17 @@ def test_show_usage_when_recorded(root):
     x = ExPyRe("quick", jobfuncs.add, args=[1, 2])
     x.start(resources=RES, system_name="local", partial_node=True)
     assert x.get_results(timeout=60, check_interval=0.5) == 3
-    (x.stage_dir / "_expyre_usage.json").write_text(json.dumps({"max_rss_kb": 1234, "cpu_s": 0.5}))
+    recorded = config.db.get(x.id)["usage"]
+    assert json.loads(recorded)["runner"]["peak_rss_kib"] > 0
+    # the jobs database's record is shown; without one, the runner's file of the stage dir
+    config.db.update(x.id, usage=None)
+    (x.stage_dir / "_expyre_usage.json").write_text(json.dumps({"peak_rss_kib": 1234 * 1024, "wall_time": 0.5,
+                                                                "junk": "dropped"}))
     info = describe(x.id)
-    assert info["usage"] == {"max_rss_kb": 1234, "cpu_s": 0.5} and info["failure"] is None
-    assert '"max_rss_kb": 1234' in xpr("show", x.id).stdout
+    assert info["usage"] == {"runner": {"peak_rss_kib": 1234 * 1024, "wall_time": 0.5}} and info["failure"] is None
+    assert "usage:         wall 0.5 s, peak RSS 1234.0 MiB" in xpr("show", x.id).stdout
+    config.db.update(x.id, usage=json.loads(recorded))
+    assert describe(x.id)["usage"] == json.loads(recorded)
 
 
 def test_show_unknown_job_is_one_line_error(root):

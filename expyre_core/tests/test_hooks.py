@@ -453,3 +453,35 @@ def test_member_transport_close():
     t = ToyTransport(None)
     assert t.close() is None
     assert t.run(["true"]).ok  # still usable: close only releases connections
+
+
+# -- usage (optional: default "not available") ---------------------------------------------------
+def test_member_scheduler_usage_command():
+    assert toy().usage_command(["1", "2"]) is None
+
+
+def test_member_scheduler_parse_usage():
+    assert toy().parse_usage(CommandResult(["x"], 0, "1|40|221200K\n"), ["1"]) == {}
+
+
+def test_member_scheduler_usage(monkeypatch):
+    from expyre.types import JobUsage
+
+    t = RecordingTransport(CommandResult(["toyacct"], 0, "1 40 2048\n2 running\n"))
+    assert toy().usage(t, ["1"]) == {} and t.calls == []  # not available: nothing is run
+    monkeypatch.setattr(Toy, "usage_command", lambda self, ids: ["toyacct", *ids])
+
+    def parse(self, result, ids):
+        out = {}
+        for line in result.stdout.splitlines():
+            f = line.split()
+            if f[0] in ids and len(f) == 3:
+                out[f[0]] = JobUsage(elapsed=float(f[1]), max_rss_kib=int(f[2]), source="toyacct")
+        return out
+
+    monkeypatch.setattr(Toy, "parse_usage", parse)
+    got = toy().usage(t, ["1", "2"])
+    assert got == {"1": JobUsage(elapsed=40.0, max_rss_kib=2048, source="toyacct")}  # 2 is still running
+    assert t.calls == [["toyacct", "1", "2"]]  # ONE command for all the ids
+    assert toy().usage(t, []) == {} and len(t.calls) == 1
+    assert got["1"].to_dict() == {"source": "toyacct", "elapsed": 40.0, "max_rss_kib": 2048}

@@ -12,7 +12,7 @@ from expyre import _runner, layout, packing
 
 
 def test_runner_copies_equal_the_layout():
-    for name in ("TASK", "STARTED", "SUCCEEDED", "FAILED", "STDOUT", "STDERR", "MODULES"):
+    for name in ("TASK", "STARTED", "SUCCEEDED", "FAILED", "STDOUT", "STDERR", "MODULES", "USAGE"):
         assert getattr(_runner, name) == getattr(layout, name), name
 
 

@@ -83,3 +83,12 @@ class Settings:
 def describe_settings(settings, groups):
     """What the job received: the dict's key order, the set, and the groups (dict of sets) in order."""
     return list(settings.table), sorted(settings.tags), [(k, sorted(v)) for k, v in groups.items()], os.getpid()
+
+
+def hold_memory(mib, seconds=0.0):
+    """Allocate ``mib`` MiB, touch every page (so it is resident), hold it ``seconds``."""
+    buf = bytearray(mib * 1024 * 1024)
+    for i in range(0, len(buf), 4096):
+        buf[i] = 1
+    time.sleep(seconds)
+    return len(buf)

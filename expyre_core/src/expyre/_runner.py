@@ -9,6 +9,10 @@ nothing else). Every outcome is a file created by atomic rename:
 * ``_expyre_job_failed``     - a pickled dict: exception (if picklable), its type, message, traceback
 * ``_expyre_stdout`` / ``_expyre_stderr`` - what the function wrote (file descriptors 1 and 2,
   so output of C code and subprocesses is captured too); they are restored afterwards.
+* ``_expyre_usage.json``     - what the job used: start and end time, wall time, peak resident
+  memory of the runner and of its waited-for children, CPU times (:func:`usage`); written just
+  before the outcome file, so whoever sees the outcome finds it too (best effort: a failure to
+  write it never changes the outcome).
 
 A ``BaseException`` that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``...)
 raised by the function is recorded as a :class:`RemoteBaseException`, an ``Exception`` that keeps
@@ -41,6 +45,9 @@ STDOUT = "_expyre_stdout"
 STDERR = "_expyre_stderr"
 #: the user's own modules shipped with the call (see expyre.shipping), first on sys.path
 MODULES = "_expyre_modules"
+USAGE = "_expyre_usage.json"
+#: the version of the usage record's format
+USAGE_VERSION = 1
 #: the runner's exit status when no outcome file could be written for lack of space (ENOSPC)
 EXIT_NO_SPACE = 28
 
@@ -402,6 +409,52 @@ def _missing_module_hint(exc):
     return text
 
 
+def _maxrss_kib(ru):
+    """``ru_maxrss`` in KiB (Linux reports KiB, macOS bytes)."""
+    value = int(ru.ru_maxrss)
+    return value // 1024 if sys.platform == "darwin" else value
+
+
+def usage(start_time, start_mono):
+    """What the job used from ``start_time`` (epoch seconds; ``start_mono``: the monotonic clock
+    then) until now: a JSON-ready dict (sizes in KiB, times in seconds)."""
+    end_time = time.time()
+    out = {
+        "version": USAGE_VERSION,
+        "host": _hostname(),
+        "start_time": round(start_time, 3),
+        "end_time": round(end_time, 3),
+        "wall_time": round(time.monotonic() - start_mono, 3),
+    }
+    try:
+        import resource
+    except ImportError:  # not a Unix: times only
+        return out
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out.update({
+        "peak_rss_kib": _maxrss_kib(me),
+        "children_peak_rss_kib": _maxrss_kib(children),
+        "user_cpu": round(me.ru_utime + children.ru_utime, 3),
+        "system_cpu": round(me.ru_stime + children.ru_stime, 3),
+    })
+    return out
+
+
+def _write_usage(start_time, start_mono):
+    """Write :data:`USAGE` (atomically); never fails the job."""
+    try:
+        import json
+
+        data = json.dumps(usage(start_time, start_mono), sort_keys=True).encode()
+        _atomic_write(USAGE, lambda f: f.write(data))
+    except Exception as exc:  # noqa: BLE001 - usage is best effort; the outcome matters
+        try:
+            os.write(2, ("expyre runner: could not record usage: %s\n" % (exc,)).encode())
+        except OSError:
+            pass
+
+
 def main():
     try:
         return _main()
@@ -410,7 +463,8 @@ def main():
 
 
 def _main():
-    stamp = f"host={_hostname()} pid={os.getpid()} time={time.time():.3f}\n".encode()
+    start_time, start_mono = time.time(), time.monotonic()
+    stamp = f"host={_hostname()} pid={os.getpid()} time={start_time:.3f}\n".encode()
     try:
         _atomic_write(STARTED, lambda f: f.write(stamp))
     except NoSpaceError as exc:
@@ -430,14 +484,19 @@ def _main():
                 raise ModuleNotFoundError(_missing_module_hint(exc), name=exc.name) from exc
             raise
     except BaseException as exc:
-        _fail(exc, _format_exc(), "loading the call")
+        tb_text = _format_exc()
+        _write_usage(start_time, start_mono)
+        _fail(exc, tb_text, "loading the call")
         return 1
     try:
         with _Redirect():
             result = function(*args, **kwargs)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are results too
-        _fail(exc, _format_exc(), "running the function")
+        tb_text = _format_exc()
+        _write_usage(start_time, start_mono)
+        _fail(exc, tb_text, "running the function")
         return 1
+    _write_usage(start_time, start_mono)
     try:
         _atomic_write(SUCCEEDED, lambda f: _dump(result, f))
     except NoSpaceError as exc:

@@ -30,7 +30,7 @@ SORT = {"created": "creation_time", "updated": "status_time", "name": "name", "s
         "id": "id", "system": "system"}
 
 LS_OPTIONS: tuple[Option, ...] = (
-    Option(("-l", "--long"), "long_", "flag", "also show system, remote id and status, hash, stage dir, reason"),
+    Option(("-l", "--long"), "long_", "flag", "also show system, remote id and status, hash, usage, stage dir, reason"),
     Option(("--sort",), "sort", "choice", "sort key", choices=tuple(sorted(SORT)), default="created"),
     Option(("-r", "--reverse"), "reverse", "flag", "reverse the order (newest first for --sort created)"),
     Option(("--limit",), "limit", "count", "show at most this many jobs (after sorting)"),
@@ -124,11 +124,12 @@ def show(rows: list[dict[str, Any]], long_: bool, as_json: bool) -> None:
         import json
 
         for r in rows:
-            if isinstance(r.get("resources"), str):
-                try:
-                    r["resources"] = json.loads(r["resources"])
-                except ValueError:
-                    pass
+            for key in ("resources", "usage"):
+                if isinstance(r.get(key), str):
+                    try:
+                        r[key] = json.loads(r[key])
+                    except ValueError:
+                        pass
         json_out(rows)
         return
     if not rows:
@@ -137,13 +138,15 @@ def show(rows: list[dict[str, Any]], long_: bool, as_json: bool) -> None:
     now = time.time()
     headers = ["id", "name", "status", "created", "updated", "age"]
     if long_:
-        headers += ["system", "remote id", "remote status", "hash", "stage dir", "reason"]
+        from .usage import of_row, summary
+
+        headers += ["system", "remote id", "remote status", "hash", "usage", "stage dir", "reason"]
     out = []
     for r in rows:
         cells = [r["id"], r["name"], r["status"], when(r["creation_time"]), when(r["status_time"]), ago(r["creation_time"], now)]
         if long_:
             cells += [r["system"] or "-", r["remote_id"] or "-", _remote_status(r), (r["hash"] or "-")[:12],
-                      r["from_dir"], first_line(r["reason"])]
+                      summary(of_row(r)), r["from_dir"], first_line(r["reason"])]
         out.append(cells)
     table(headers, out, styles=status_style, wrap=long_)
 

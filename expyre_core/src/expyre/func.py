@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-from . import _faults, config, control, poller, results, shipping, staging, submit
+from . import _faults, config, control, poller, results, shipping, staging, submit, usage as _usage
 from .errors import (  # re-exported: their documented home is expyre.func
     ExPyReJobDied,  # noqa: F401 - the original's name
     ExPyReJobDiedError,
@@ -70,6 +70,9 @@ if os.environ.get("EXPYRE_TIMING_VERBOSE"):
     timing.addHandler(_h)
     timing.setLevel(logging.DEBUG)
 
+
+#: seconds within which :meth:`ExPyRe.refresh` reuses the last shared poll of a system (default)
+REFRESH_MAX_AGE = 1.0
 
 #: the former private name of :class:`expyre.poller.Poller`, for callers not yet moved to it
 _Poller = Poller
@@ -112,8 +115,8 @@ class ExPyRe(JobHandle):
         ship_modules: bool | None = None,
         _from_db_info: Mapping[str, Any] | None = None,
     ) -> None:
-        self.stdout: str | None = None
-        self.stderr: str | None = None
+        self._stdout: str | None = None
+        self._stderr: str | None = None
         self.recreated = False
         if _from_db_info is not None:
             self._load_row(_from_db_info)
@@ -299,6 +302,146 @@ class ExPyRe(JobHandle):
                 time.sleep(sleep)
                 wait = min(check_interval, wait * 1.5)
         return results.finish(self, outcome)
+
+    # -- live state ----------------------------------------------------------------------------
+    def refresh(self, max_age: float | None = None) -> str:
+        """Bring :attr:`status` up to date and return it: ``submitted`` while queued, ``started``
+        once the job runs, ``succeeded``/``failed`` once its outcome file is here (the value is
+        read by :meth:`get_results`), ``died``. It costs one SHARED poll of the job's system: one
+        status query (one round trip on a remote host) serves every job of that system in this
+        process, and is not repeated within ``max_age`` seconds (default 1 s; never less than the
+        scheduler's ``min_poll_interval``), so refreshing many jobs in a loop polls once (and
+        :meth:`refresh_many` polls once per system, whatever the time). Between refreshes,
+        :attr:`status` is what the jobs database recorded last.
+
+        Example::
+
+            xpr.start(resources={"max_time": "1h", "n": (1, "tasks")}, system_name="local")
+            while xpr.refresh() in ("submitted", "started"):
+                print(xpr.status, xpr.tail(3))
+                time.sleep(5)
+        """
+        return ExPyRe.refresh_many([self], max_age=REFRESH_MAX_AGE if max_age is None else max_age)[0]
+
+    @staticmethod
+    def refresh_many(xprs: Sequence["ExPyRe"], max_age: float = 0.0) -> list[str]:
+        """:meth:`refresh` of many jobs: ONE shared poll per system for all of them (reusing
+        one younger than ``max_age`` seconds, or than the scheduler's ``min_poll_interval``).
+        Returns their statuses, in order."""
+        from collections import defaultdict
+
+        groups: dict[str, list[ExPyRe]] = defaultdict(list)
+        for x in xprs:
+            x.reload()
+            if x.status in ("submitted", "started") and x.system_name:
+                groups[x.system_name].append(x)
+        for name, group in groups.items():
+            shared = Poller.get(config.get_system(name), config.db)
+            shared.refresh(max_age=float(max_age))
+            for x in group:
+                outcome = poller.evaluate(x, shared)
+                if outcome in ("succeeded", "failed"):
+                    config.db.update(x.id, status=outcome)
+                    _usage.record_job_usage(x, outcome)
+                    x.reload()
+        return [x.status for x in xprs]
+
+    def _live_output(self, stream: str, tail_lines: int | None = None) -> str | None:
+        from .logs import JobLogs
+
+        if self.status == "created":
+            return None
+        r = JobLogs(self.id, stream, function_only=True).read(tail_lines=tail_lines)
+        if not r.present:
+            return None
+        return "".join(text for _, text in r.chunks)
+
+    def _quiet_live_output(self, stream: str) -> str | None:
+        """:meth:`_live_output` for the attributes: an attribute read never raises; what could not
+        be read (a refused stage directory, an unreachable host) is logged and gives None."""
+        try:
+            return self._live_output(stream)
+        except Exception as exc:  # noqa: BLE001 - read_output()/tail() raise it
+            logger.info("job %s: its %s cannot be read now: %s", self.id, stream, exc)
+            return None
+
+    def read_output(self, stderr: bool = False) -> str | None:
+        """The function's output so far (``stderr``: its standard error), read where the job runs:
+        the stage directory, or over the system's transport (one command) on a remote host; None
+        before the job has started writing it. :class:`expyre.logs.JobLogs` reads the job
+        script's output too (``xpr logs``)."""
+        return self._live_output("stderr" if stderr else "stdout")
+
+    def tail(self, n: int = 10, stderr: bool = False) -> str:
+        """The last ``n`` lines of the function's output so far (``stderr``: of its standard
+        error), read as :meth:`read_output` does (one command on a remote host); "" when nothing
+        was written yet.
+
+        Example: ``print(xpr.tail(5))`` while the job runs.
+        """
+        return self._live_output("stderr" if stderr else "stdout", tail_lines=int(n)) or ""
+
+    @property
+    def stdout(self) -> str | None:
+        """What the function wrote to its standard output: after :meth:`get_results` the whole
+        of it; before, the output so far (:meth:`read_output`: each access reads it again, one
+        command on a remote host); None when the job has not started writing it, or when it
+        cannot be read now (logged; :meth:`read_output` raises the error instead)."""
+        if self._stdout is not None:
+            return self._stdout
+        return self._quiet_live_output("stdout")
+
+    @stdout.setter
+    def stdout(self, value: str | None) -> None:
+        self._stdout = value
+
+    @property
+    def stderr(self) -> str | None:
+        """As :attr:`stdout`, for the function's standard error."""
+        if self._stderr is not None:
+            return self._stderr
+        return self._quiet_live_output("stderr")
+
+    @stderr.setter
+    def stderr(self, value: str | None) -> None:
+        self._stderr = value
+
+    def job_script(
+        self,
+        resources: Resources | Mapping[str, Any],
+        system_name: str | None = None,
+        header_extra: Sequence[str] = (),
+        exact_fit: bool = True,
+        partial_node: bool = False,
+        python_cmd: str | None = None,
+    ) -> str:
+        """The job script :meth:`start` would write and submit with the same arguments (header
+        with the resources, the system's lines, the environment, the runner call), byte for byte,
+        without writing or submitting anything.
+
+        :raises ValueError: no partition of the system fits ``resources``, or the scheduler
+            refuses the request (as :meth:`start` would).
+
+        Example: ``print(xpr.job_script({"max_time": "1h", "n": (4, "tasks")}, system_name="archer2"))``
+        """
+        return submit.render_script(self, resources, system_name, header_extra=header_extra, exact_fit=exact_fit,
+                                    partial_node=partial_node, python_cmd=python_cmd)[3]
+
+    def usage(self, scheduler: bool = True) -> dict[str, Any] | None:
+        """What the finished job used, as recorded in the jobs database (``xpr show`` prints it):
+        ``{"runner": {...}, "scheduler": {...}}`` (see ``expyre.usage``), None when nothing is
+        recorded. The runner's record is taken from the stage directory if not yet recorded.
+
+        :param scheduler: when the scheduler's numbers are not recorded yet, ask its accounting
+            records (one command; they may lag the job's end by seconds: ask again later).
+        """
+        row = self.reload()
+        u = _usage.of_row(row) or {}
+        if "runner" not in u and row["status"] in _usage.FINAL:
+            _usage.record_runner(config.db, self.id, self.stage_dir)
+        if scheduler and "scheduler" not in u and row["status"] in _usage.FINAL:
+            _usage.collect_scheduler([row], config.db)
+        return _usage.of_row(config.db.get(self.id) or {})
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def mark_processed(self) -> None:

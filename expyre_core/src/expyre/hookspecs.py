@@ -19,6 +19,9 @@ submit                 :meth:`Scheduler.submit_command` + :meth:`Scheduler.parse
                        (look-up after an ambiguous submit: :meth:`Scheduler.find_command`)
 status                 :meth:`Scheduler.status_command` + :meth:`Scheduler.parse_status`
                        (vanished jobs: :meth:`Scheduler.accounting_command`)
+usage (optional)       :meth:`Scheduler.usage_command` + :meth:`Scheduler.parse_usage`
+                       (elapsed time and peak memory from the accounting records;
+                       default: not available)
 cancel, hold, release  :meth:`Scheduler.control_command` + :meth:`Scheduler.check_control`
 job arrays (optional)  :attr:`Scheduler.max_array_size`, :attr:`Scheduler.array_index_var`,
                        :meth:`Scheduler.array_header`, :meth:`Scheduler.array_element_id`
@@ -57,6 +60,7 @@ from .types import (
     JobRequest,
     JobState,
     JobStatus,
+    JobUsage,
     SchedulerCommandError,
     SchedulerContext,
     SubmitError,
@@ -337,6 +341,39 @@ class Scheduler(abc.ABC):
         """Final states from :meth:`accounting_command`'s result (missing ids are left out)."""
         return {}
 
+    # -- usage (optional: the default means "not available") ------------------------------------
+    def usage_command(self, ids: Sequence[str]) -> list[str] | str | None:
+        """ONE command that asks the accounting records what the finished jobs ``ids`` used
+        (elapsed time, peak memory); its result goes to :meth:`parse_usage`. None (the default):
+        not available. The core asks it for finished jobs only (``xpr sync``, ``xpr show``,
+        ``ExPyRe.usage()``), never in a status poll, and stores what it gets in the jobs database.
+
+        :param ids: the scheduler's job ids (array elements as :meth:`array_element_id` gives them).
+
+        Returns: an argv list, a bash script string (e.g. a loop over a one-job-per-call command),
+        or None.
+
+        Example (Slurm): ``usage_command(["12", "13_1"]) ==
+        ["sacct", "-P", "-n", "-o", "JobID,State,ElapsedRaw,MaxRSS", "-j", "12,13_1"]``
+        """
+        return None
+
+    def parse_usage(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobUsage]:
+        """What each job of ``ids`` used, from the result of :meth:`usage_command`. Leave out the
+        ids the records do not have yet (a job still running, or not yet written by the
+        accounting daemon): the core asks again later. Never raise for one job.
+
+        :param result: the command's result.
+        :param ids: the ids that were asked about.
+
+        Returns: job id -> :class:`~expyre.types.JobUsage`. Default: empty.
+
+        Example (Slurm, ``12|COMPLETED|40|`` and ``12.batch|COMPLETED|40|221200K``)::
+
+            {"12": JobUsage(elapsed=40.0, max_rss_kib=221200, source="sacct")}
+        """
+        return {}
+
     # -- cancel / hold / release ----------------------------------------------------------------
     @abc.abstractmethod
     def control_command(self, op: ControlOp, ids: Sequence[str]) -> list[str]:
@@ -502,6 +539,14 @@ class Scheduler(abc.ABC):
             return {}
         return self.parse_accounting(transport.run(cmd), ids)
 
+    def usage(self, transport: Transport, ids: Sequence[str]) -> dict[str, JobUsage]:
+        """Run :meth:`usage_command` for ``ids`` (ONE command): job id -> :class:`JobUsage`
+        ({} when not available)."""
+        cmd = self.usage_command(ids) if ids else None
+        if cmd is None:
+            return {}
+        return self.parse_usage(transport.run(cmd), ids)
+
     def find(self, transport: Transport, names: Sequence[str]) -> dict[str, str] | None:
         """Look jobs up by name; None when the scheduler cannot tell."""
         cmd = self.find_command(names)
@@ -646,4 +691,4 @@ def expyre_modify_header(system_name: str, job: JobRequest, header: list[str]) -
 
 
 # re-exported for plugin authors
-__all__ += ["CommandResult", "JobRequest", "JobState", "JobStatus", "SchedulerContext"]
+__all__ += ["CommandResult", "JobRequest", "JobState", "JobStatus", "JobUsage", "SchedulerContext"]

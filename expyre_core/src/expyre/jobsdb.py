@@ -60,6 +60,7 @@ _COLUMNS = (
     "submit_time",
     "suspect_since",
     "resources",
+    "usage",
 )
 _UPDATABLE = frozenset(_COLUMNS) - {"id", "creation_time"}
 
@@ -80,7 +81,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     submit_owner TEXT,
     submit_time REAL,
     suspect_since REAL,
-    resources TEXT
+    resources TEXT,
+    usage TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name);
@@ -88,6 +90,10 @@ CREATE INDEX IF NOT EXISTS jobs_hash ON jobs(hash);
 CREATE INDEX IF NOT EXISTS jobs_system_status ON jobs(system, status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
+
+#: columns added after the first release, with their types: a database made before gets them
+#: (``ALTER TABLE ... ADD COLUMN``, NULL in the existing rows) when it is opened
+_ADDED_COLUMNS = (("usage", "TEXT"),)
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_\-, ]*$")
 
@@ -153,6 +159,7 @@ class JobsDB:
         self._local = threading.local()
         try:
             self._con().executescript(_SCHEMA)
+            self._migrate()
         except JobsDBDamagedError as exc:  # every use raises it again, naming the file and the way out
             import logging
 
@@ -161,6 +168,19 @@ class JobsDB:
             if not _damaged(exc):
                 raise
             self.close()
+
+    def _migrate(self) -> None:
+        """Add the columns of :data:`_ADDED_COLUMNS` that an older database lacks (in one write
+        transaction: concurrent openers add each column once)."""
+        con = self._con()
+        have = {r[1] for r in con.execute("PRAGMA table_info(jobs)")}
+        if all(c in have for c, _ in _ADDED_COLUMNS):
+            return
+        with self._tx() as con:
+            have = {r[1] for r in con.execute("PRAGMA table_info(jobs)")}
+            for column, kind in _ADDED_COLUMNS:
+                if column not in have:
+                    con.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     # -- connections ---------------------------------------------------------------------------
     def _con(self) -> sqlite3.Connection:
@@ -324,6 +344,10 @@ class JobsDB:
             import json  # imported here: `xpr ls` reads rows without it
 
             fields["resources"] = json.dumps(fields["resources"])
+        if "usage" in fields and not isinstance(fields["usage"], (str, type(None))):
+            import json
+
+            fields["usage"] = json.dumps(fields["usage"], sort_keys=True)
         return fields
 
     @_guarded
@@ -345,6 +369,27 @@ class JobsDB:
         with self._tx() as con:
             cur = con.execute(f"UPDATE jobs SET {sets} WHERE {where}", (*fields.values(), id, *params))
             return cur.rowcount > 0
+
+    @_guarded
+    def merge_usage(self, id: str, parts: dict[str, Any]) -> dict | None:
+        """Set the entries ``parts`` (e.g. ``{"runner": {...}}``) of job ``id``'s ``usage`` JSON
+        object, keeping its other entries, in one write transaction. Returns the merged object,
+        or None when there is no such job."""
+        import json
+
+        with self._tx() as con:
+            row = con.execute("SELECT usage FROM jobs WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                return None
+            try:
+                merged = json.loads(row["usage"]) if row["usage"] else {}
+            except ValueError:
+                merged = {}
+            if not isinstance(merged, dict):
+                merged = {}
+            merged.update(parts)
+            con.execute("UPDATE jobs SET usage = ? WHERE id = ?", (json.dumps(merged, sort_keys=True), id))
+            return merged
 
     @_guarded
     def claim_submit(self, id: str, owner: str, stale: Iterable[str] = ()) -> bool:

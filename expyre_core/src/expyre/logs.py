@@ -60,11 +60,13 @@ class LogRead:
     :param finished: the job has ended (a result marker exists where it runs, or its status in
         the jobs database is final).
     :param where: the directory read (``host:dir`` for a remote host).
+    :param present: the files that exist there (also those that did not grow).
     """
 
     chunks: list[tuple[str, str]] = field(default_factory=list)
     finished: bool = False
     where: str = ""
+    present: set[str] = field(default_factory=set)
 
 
 class JobLogs:
@@ -72,17 +74,19 @@ class JobLogs:
 
     :param job_id: the job's id.
     :param stream: ``"stdout"`` or ``"stderr"``.
+    :param function_only: read only the function's file (``_expyre_stdout``/``_expyre_stderr``),
+        not the job script's.
     :raises LookupError: no such job in the jobs database.
     """
 
-    def __init__(self, job_id: str, stream: str = "stdout", db=None) -> None:
+    def __init__(self, job_id: str, stream: str = "stdout", db=None, function_only: bool = False) -> None:
         from . import config
 
         if stream not in STREAMS:
             raise ValueError(f"unknown stream {stream!r}; valid: {', '.join(STREAMS)}")
         self.db = db if db is not None else config.db
         self.job_id = job_id
-        self.files = STREAMS[stream]
+        self.files = STREAMS[stream][1:] if function_only else STREAMS[stream]
         self.offsets: dict[str, int] = {f: 0 for f in self.files}
         self._decoders = {f: codecs.getincrementaldecoder("utf-8")(errors="replace") for f in self.files}
         if self._row() is None:
@@ -117,7 +121,7 @@ class JobLogs:
         else:
             data, markers = self._read_remote(system, str(where), tail_lines)
             shown = f"{system.host}:{where}"
-        out = LogRead(where=shown)
+        out = LogRead(where=shown, present=set(data))
         for f in self.files:
             if f not in data:
                 continue

@@ -199,6 +199,9 @@ def finish(job: Any, outcome: str) -> Any:
     """The final step for a job handle whose ``outcome`` is known (``succeeded``, ``failed`` or
     ``died``): record it, set ``job.stdout``/``job.stderr``, copy the output files here and return
     the value, or raise the job's exception (:class:`~expyre.errors.ExPyReJobDiedError` if it died)."""
+    from .usage import record_job_usage  # noqa: PLC0415 - kept apart from the module's imports
+
+    record_job_usage(job, outcome)
     if outcome == "died":
         job.reload()
         raise ExPyReJobDiedError(job.reason or f"job {job.id} died")

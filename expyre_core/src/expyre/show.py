@@ -249,10 +249,13 @@ def describe(job_id: str, *, query_scheduler: bool = True) -> dict[str, Any]:
     started``: epoch seconds or None), ``system, remote_id, remote_status`` (the scheduler's last
     recorded word), ``scheduler`` (its current view, :func:`_scheduler_view`; None when not asked
     or never submitted), ``resources, partition, script_header, stage_dir, remote_dir, started``
-    (host, pid), ``failure`` (:func:`read_failure`, None when it did not fail), ``usage`` (None
-    when not recorded), ``problems`` (what could not be read, in words).
+    (host, pid), ``failure`` (:func:`read_failure`, None when it did not fail), ``usage``
+    (``{"runner": ..., "scheduler": ...}`` as ``expyre.usage`` describes; None when not
+    recorded), ``problems`` (what could not be read, in words).
 
-    :param query_scheduler: ask the scheduler for its current view (one status query).
+    :param query_scheduler: ask the scheduler for its current view (one status query) and, for a
+        finished job whose scheduler usage is not recorded yet, its accounting records (one more
+        command, where the scheduler has them; what they say is kept in the jobs database).
     :raises JobNotFoundError: no such job in the jobs database.
     """
     from . import config
@@ -279,6 +282,12 @@ def describe(job_id: str, *, query_scheduler: bool = True) -> dict[str, Any]:
     if stage is not None and row["status"] not in ("succeeded", "processed", "cleaned"):
         failure = read_failure(stage)
     started = _started(stage) if stage is not None else None
+    from .usage import collect_scheduler, from_stage_file
+
+    if query_scheduler:  # a finished job's accounting records: asked once, then kept in the jobs database
+        got = collect_scheduler([row], config.db)
+        if row["id"] in got:
+            row = {**row, "usage": got[row["id"]]}
     info: dict[str, Any] = {
         "id": row["id"],
         "name": row["name"],
@@ -303,7 +312,7 @@ def describe(job_id: str, *, query_scheduler: bool = True) -> dict[str, Any]:
         "cwd": row.get("cwd"),
         "started": {k: v for k, v in started.items() if k != "time"} if started else None,
         "failure": failure,
-        "usage": _usage(row, stage),
+        "usage": from_stage_file(_usage(row, stage)),
         "problems": problems,
     }
     if stage is not None:

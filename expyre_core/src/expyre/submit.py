@@ -30,6 +30,7 @@ from .staging import archive_previous, atomic_text, discard_remote_results, read
 from .system import System
 from .types import JobRequest, SubmitError
 from .units import Memory
+from .layout import USAGE  # noqa: I001 - apart from the other layout names
 
 __all__ = ["owner", "owner_dead", "prepare", "submit_one", "mark_submitted", "start_one", "start_many", "start_array",
            "await_submission"]
@@ -90,8 +91,12 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
     rerun = False
     if force_rerun and job.status != "created":
         archive_previous(job.stage_dir)
+        try:
+            (job.stage_dir / USAGE).unlink()  # the earlier run's: the new run writes its own
+        except FileNotFoundError:
+            pass
         config.db.update(job.id, force=True, status="created", remote_id=None, remote_status=None,
-                         reason=None, suspect_since=None, submit_owner=None, submit_time=None)
+                         reason=None, suspect_since=None, submit_owner=None, submit_time=None, usage=None)
         row = job.reload()
         rerun = True
     if job.status != "created":
@@ -107,36 +112,9 @@ def prepare(job: Any, resources: Resources | Mapping[str, Any], system_name: str
     system = config.get_system(system_name)
     if rerun and not system.shares_stage_dirs:
         discard_remote_results(job.id, job.stage_dir, system)
-    res = Resources.from_any(resources)
-    partition, alloc = res.find_nodes(system.partitions, exact_fit=exact_fit, partial_node=partial_node)
-    mem = None
-    if res.max_mem_per_task is not None:
-        mem = Memory(int(res.max_mem_per_task.kb * alloc.tot_ntasks / alloc.nnodes))
-    request = JobRequest(
-        id=job.id,
-        remote_dir=system.remote_dir(job.stage_dir),
-        script=SCRIPT,
-        stdout=JOB_STDOUT,
-        stderr=JOB_STDERR,
-        partition=partition,
-        max_time=res.max_time,
-        nodes=alloc,
-        max_mem_per_node=mem,
-        partial_node=partial_node,
-        system_name=system.name,
-    )
-    system.scheduler.check_request(request)  # e.g. more cores than a local machine has: refused here
-    meta = read_meta(job.stage_dir)
-    check_job_python(job, system, python_cmd or system.default_python(), meta)
-    text = build_script(
-        system,
-        request,
-        header_extra=header_extra,
-        python_cmd=python_cmd or system.default_python(),
-        env_vars=[tuple(e) for e in meta["env_vars"]],
-        pre_run_commands=meta["pre_run_commands"],
-        post_run_commands=meta["post_run_commands"],
-    )
+    system, res, request, text = render_script(job, resources, system.name, header_extra=header_extra,
+                                               exact_fit=exact_fit, partial_node=partial_node, python_cmd=python_cmd)
+    check_job_python(job, system, python_cmd or system.default_python(), read_meta(job.stage_dir))
     atomic_text(job.stage_dir / SCRIPT, text)  # a private temporary name: concurrent start()s
     _faults.point("start_script_written")
 
@@ -397,3 +375,48 @@ def start_array(jobs: Sequence[Any], resources: Resources | Mapping[str, Any], s
         for i, x in enumerate(elems):
             mark_submitted(x, system.scheduler.array_element_id(array_id, i))
     return errors
+
+
+def render_script(job: Any, resources: Resources | Mapping[str, Any], system_name: str | None = None,
+                  header_extra: Sequence[str] = (), exact_fit: bool = True, partial_node: bool = False,
+                  python_cmd: str | None = None) -> tuple[System, Resources, JobRequest, str]:
+    """The job script ``start()`` writes and submits for ``job`` with these arguments, without
+    writing or submitting anything: ``(system, resources, request, script text)``. The one place
+    the request and the script are made (``prepare`` and ``ExPyRe.job_script`` both call it).
+
+    :raises ValueError: no partition fits, or the scheduler refuses the request (``check_request``).
+    """
+    system = config.get_system(system_name)
+    res = Resources.from_any(resources)
+    partition, alloc = res.find_nodes(system.partitions, exact_fit=exact_fit, partial_node=partial_node)
+    mem = None
+    if res.max_mem_per_task is not None:
+        mem = Memory(int(res.max_mem_per_task.kb * alloc.tot_ntasks / alloc.nnodes))
+    request = JobRequest(
+        id=job.id,
+        remote_dir=system.remote_dir(job.stage_dir),
+        script=SCRIPT,
+        stdout=JOB_STDOUT,
+        stderr=JOB_STDERR,
+        partition=partition,
+        max_time=res.max_time,
+        nodes=alloc,
+        max_mem_per_node=mem,
+        partial_node=partial_node,
+        system_name=system.name,
+    )
+    system.scheduler.check_request(request)  # e.g. more cores than a local machine has: refused here
+    meta = read_meta(job.stage_dir)
+    text = build_script(
+        system,
+        request,
+        header_extra=header_extra,
+        python_cmd=python_cmd or system.default_python(),
+        env_vars=[tuple(e) for e in meta["env_vars"]],
+        pre_run_commands=meta["pre_run_commands"],
+        post_run_commands=meta["post_run_commands"],
+    )
+    return system, res, request, text
+
+
+__all__ += ["render_script"]

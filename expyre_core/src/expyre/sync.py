@@ -1,5 +1,5 @@
 """Refresh queued and running jobs from their schedulers and bring finished results back, without
-waiting for anything (what ``xpr sync`` does).
+waiting for anything (what ``xpr sync`` does); record what finished jobs used.
 
 Each system is polled once for all its jobs. A job gone from the queue without a result is
 declared died only when seen so by two polls the scheduler's grace period apart: a job an earlier
@@ -51,7 +51,8 @@ class SyncedJob:
     error_context: str = ""
 
 
-def sync(ids: Iterable[str], *, db: JobsDB | None = None, show_progress: bool = True) -> list[SyncedJob]:
+def sync(ids: Iterable[str], *, db: JobsDB | None = None, show_progress: bool = True,
+         usage: bool = True) -> list[SyncedJob]:
     """Poll the schedulers of the jobs ``ids`` once per system, record what changed and fetch the
     results of jobs that finished. Never waits for a job; jobs that are not queued or running are
     reported as they are.
@@ -59,6 +60,8 @@ def sync(ids: Iterable[str], *, db: JobsDB | None = None, show_progress: bool = 
     :param ids: job ids (those not in the jobs database are left out).
     :param db: the jobs database (default: the configured one).
     :param show_progress: a progress bar on a terminal (:mod:`expyre.progress`).
+    :param usage: also ask the schedulers' accounting what the finished jobs among ``ids`` used,
+        for those without it yet (one command per system; ``expyre.usage.collect_scheduler``).
     :return: one :class:`SyncedJob` per job, the jobs not polled first.
 
     Example: ``[j.status for j in sync(["fit_ab12cd_3"])] == ["succeeded"]``
@@ -105,12 +108,17 @@ def sync(ids: Iterable[str], *, db: JobsDB | None = None, show_progress: bool = 
             for r in group:
                 results.append(_evaluate(r, poller, sysobj, db))
                 progress.advance()
+    if usage:
+        from .usage import collect_scheduler
+
+        collect_scheduler(db.get_many(ids).values(), db)
     return results
 
 
 def _evaluate(r: dict, poller, sysobj, db: JobsDB) -> SyncedJob:
     from .job import JobHandle
     from .poller import evaluate
+    from .usage import record_runner
 
     note, error = "", None
     try:
@@ -118,6 +126,7 @@ def _evaluate(r: dict, poller, sysobj, db: JobsDB) -> SyncedJob:
         outcome = evaluate(xpr, poller)
         if outcome in ("succeeded", "failed"):
             db.update(r["id"], status=outcome)
+            record_runner(db, r["id"], xpr.stage_dir)
             note = "results here"
         elif outcome == "died":
             note = _first_line(xpr.reason, 100)

@@ -30,6 +30,7 @@ from .types import (
     CommandResult,
     JobRequest,
     JobStatus,
+    JobUsage,
     SchedulerCommandError,
     SchedulerContext,
     SubmitError,
@@ -302,6 +303,20 @@ class System:
             return self._retry(lambda: sched.accounting(trans, ids), f"{self.name}: accounting query")
         except (TransportError, SchedulerCommandError) as exc:
             logger.info("%s: accounting query failed, relying on result files: %s", self.name, exc)
+            return {}
+
+    def usage(self, ids: Sequence[str]) -> dict[str, JobUsage]:
+        """What the finished jobs ``ids`` used, from the scheduler's accounting records (one
+        command; :meth:`Scheduler.usage`). {} when not available or when the query fails (logged)."""
+        if not ids:
+            return {}
+        if type(self.scheduler).usage is Scheduler.usage and self.scheduler.usage_command(ids) is None:
+            return {}  # not available: no need to reach the host
+        sched, trans = self._ready()
+        try:
+            return self._retry(lambda: sched.usage(trans, ids), f"{self.name}: usage query")
+        except (TransportError, SchedulerCommandError) as exc:
+            logger.info("%s: usage query failed: %s", self.name, exc)
             return {}
 
     def control(self, op: ControlOp, ids: Sequence[str]) -> None:

@@ -378,6 +378,43 @@ def job_sleep(seconds: float) -> float:
     return seconds
 
 
+def job_hold_memory(mib: int, seconds: float = 0.0) -> int:
+    """Allocate ``mib`` MiB, touch every page (so that it is resident), hold it ``seconds``;
+    return its size in bytes. For usage tests: the job's peak RSS is at least ``mib`` MiB."""
+    buf = bytearray(mib * 1024 * 1024)
+    for i in range(0, len(buf), 4096):
+        buf[i] = 1
+    time.sleep(seconds)
+    return len(buf)
+
+
+def check_job_usage(xpr: Any, mib: int, scheduler: bool, timeout: float = 120.0) -> dict:
+    """Assert what a finished :func:`job_hold_memory` job of ``mib`` MiB recorded: the runner's
+    peak RSS at least ``mib`` MiB and below 2 GiB, wall and elapsed times > 0; with
+    ``scheduler``, also the scheduler's accounting (asked until its record is final, within
+    ``timeout`` s; its peak memory checked the same way where it has one). Returns the usage."""
+    import pytest
+
+    u = xpr.usage(scheduler=False) or {}
+    r = u.get("runner") or {}
+    assert mib * 1024 <= r.get("peak_rss_kib", 0) < 2 * 1024 * 1024, u
+    assert r["wall_time"] > 0 and r["end_time"] >= r["start_time"] > 0, u
+    if not scheduler:
+        return u
+    deadline = time.monotonic() + timeout
+    while "scheduler" not in u:
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {xpr.id}: no scheduler usage after {timeout:g} s: {u}")
+        time.sleep(1.0)
+        u = xpr.usage() or {}
+    s = u["scheduler"]
+    assert s.get("elapsed", 0) > 0, u
+    assert s.get("max_rss_kib") is not None or s.get("max_vmem_kib") is not None, u
+    if s.get("max_rss_kib") is not None:
+        assert mib * 1024 <= s["max_rss_kib"] < 2 * 1024 * 1024, u
+    return u
+
+
 def job_wait_for_file(flag: str, value: Any = None, limit: float = 600.0) -> Any:
     """Return ``value`` once ``flag`` (a path relative to the job's directory) exists: a job that
     holds its cores exactly as long as the test needs (see :func:`release_flag`)."""

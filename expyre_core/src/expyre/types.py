@@ -17,6 +17,7 @@ __all__ = [
     "JobRequest",
     "JobState",
     "JobStatus",
+    "JobUsage",
     "NodeAllocation",
     "SchedulerContext",
     "ConfigValue",
@@ -84,6 +85,32 @@ class JobStatus:
         if self.exit_code is not None:
             parts.append(f"[exit {self.exit_code}]")
         return " ".join(parts)
+
+
+@frozen
+class JobUsage:
+    """What a scheduler's accounting records say one finished job used.
+
+    :param elapsed: wall-clock seconds the job ran (None: not recorded).
+    :param max_rss_kib: its peak resident memory in KiB, the largest of its steps/tasks (None: not
+        recorded, e.g. Slurm samples memory every ``JobAcctGatherFrequency`` seconds).
+    :param max_vmem_kib: its peak virtual memory in KiB, where the scheduler records it.
+    :param source: the command the numbers come from (``"sacct"``, ``"qacct"``).
+    """
+
+    elapsed: float | None = None
+    max_rss_kib: int | None = None
+    max_vmem_kib: int | None = None
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the fields that are known (and ``source``)."""
+        out: dict = {"source": self.source}
+        for k in ("elapsed", "max_rss_kib", "max_vmem_kib"):
+            v = getattr(self, k)
+            if v is not None:
+                out[k] = v
+        return out
 
 
 @frozen

@@ -251,3 +251,38 @@ def test_banner_grid_engine(line: str) -> None:
 )
 def test_banner_not_grid_engine(line: str) -> None:
     assert not is_grid_engine_banner(line)
+
+
+# -- usage ----------------------------------------------------------------------------------------
+
+def test_qacct_usage_of_a_200_mib_job() -> None:
+    from expyre.types import JobUsage
+    from expyre_sge.parse import parse_qacct_usage
+
+    got = parse_qacct_usage(data("qacct_200mib.txt"), ["661", "662"])
+    assert got == {"661": JobUsage(elapsed=2.0, max_rss_kib=213068, max_vmem_kib=216252, source="qacct")}
+    # the job's Python held a 200 MiB buffer: its peak RSS is above that, and far below 2 GiB
+    assert 200 * 1024 <= got["661"].max_rss_kib < 2 * 1024 * 1024
+
+
+def test_qacct_usage_array_task_and_trivial_job() -> None:
+    from expyre_sge.parse import parse_qacct_usage, parse_sge_memory_bytes
+
+    task = parse_qacct_usage(data("qacct_array_task.txt"), ["1361.2"])["1361.2"]
+    assert task.elapsed == 4.0 and task.max_rss_kib == 4556 and task.max_vmem_kib == 4956
+    ok = parse_qacct_usage(data("qacct_ok.txt") + data("qacct_array_task.txt"), ["1361.2"])
+    assert list(ok) == ["1361.2"]
+    assert [parse_sge_memory_bytes(t) for t in ("0.000B", "1.5KB", "2GB", "12", "n/a")] == [0.0, 1536.0, 2 * 1024.0 ** 3, 12.0, None]
+
+
+def test_qacct_usage_command_is_one_loop() -> None:
+    from expyre.testing import RecordingTransport
+    from expyre.types import CommandResult, SchedulerContext
+    from expyre_sge.scheduler import SgeScheduler
+
+    s = SgeScheduler(SchedulerContext(system_name="cluster", rundir="/tmp/x", host=None, options=None))
+    cmd = s.usage_command(["661", "1361.2", "bad;id"])
+    assert cmd == "qacct -j 661 2>/dev/null; qacct -j 1361 -t 2 2>/dev/null; true"
+    t = RecordingTransport(CommandResult([cmd], 0, data("qacct_200mib.txt")))
+    assert list(s.usage(t, ["661", "1361.2"])) == ["661"] and t.calls == [cmd]
+    assert s.usage_command(["x"]) is None

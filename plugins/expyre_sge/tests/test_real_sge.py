@@ -301,3 +301,18 @@ def test_enclosing_job_env_does_not_leak(sge_local_root: Path, sge_local_name: s
     assert proc.returncode == 0, proc.stderr
     control = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
     assert control.get("PE_HOSTFILE") == "/enclosing/pe_hostfile" and control.get("SGE_CKPT_DIR") == "/enclosing/ckpt"
+
+
+# -- usage ------------------------------------------------------------------------------------------
+
+def test_usage_of_a_200_mib_job(sge_root: Path, sge_name: str) -> None:
+    """The runner's record (copied back with the results on a remote host) and qacct's:
+    ru_wallclock, ru_maxrss and maxvmem."""
+    from expyre.testing import check_job_usage, job_hold_memory
+
+    xpr = ExPyRe("usage200", job_hold_memory, args=[200, 2])
+    xpr.start(resources=SMALL, system_name=sge_name, partial_node=True)
+    assert xpr.get_results(timeout=300, check_interval=1, quiet=True) == 200 * 1024 * 1024
+    u = check_job_usage(xpr, 200, scheduler=True)
+    assert u["scheduler"]["source"] == "qacct" and u["scheduler"]["elapsed"] >= 2
+    assert u["scheduler"]["max_rss_kib"] >= 200 * 1024 and u["scheduler"]["max_vmem_kib"] >= 200 * 1024

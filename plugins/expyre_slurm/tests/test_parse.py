@@ -269,3 +269,55 @@ def test_find():
 @pytest.mark.parametrize("text", ["", "\n\n", "JOBID|NAME\n"])
 def test_find_empty(text):
     assert parse_find(text, ["n"]) == {}
+
+
+# -- usage -------------------------------------------------------------------------------------
+
+def test_sacct_usage_recorded():
+    from expyre.types import JobUsage
+    from expyre_slurm.parse import parse_sacct_usage
+
+    rec = load_recorded(RECORDED / "sacct_usage.txt")
+    got = parse_sacct_usage(rec.stdout, ["4479", "4482", "4486", "999999"])
+    # no memory sample for a 2 s job at the cluster's 30 s gathering; the step's MaxRSS otherwise
+    assert got == {
+        "4479": JobUsage(elapsed=3.0, max_rss_kib=None, source="sacct"),
+        "4482": JobUsage(elapsed=40.0, max_rss_kib=221200, source="sacct"),
+        "4486": JobUsage(elapsed=5.0, max_rss_kib=221204, source="sacct"),
+    }
+    assert 200 * 1024 <= got["4486"].max_rss_kib < 2 * 1024 * 1024
+
+
+def test_sacct_usage_of_a_running_job_is_not_final():
+    from expyre_slurm.parse import parse_sacct_usage
+
+    rec = load_recorded(RECORDED / "sacct_usage_running.txt")
+    assert parse_sacct_usage(rec.stdout, ["4488"]) == {}
+
+
+def test_sacct_usage_steps_arrays_units_and_reused_ids():
+    from expyre_slurm.parse import parse_sacct_usage, parse_slurm_memory_kib
+
+    text = ("12_3|COMPLETED|61|\n12_3.batch|COMPLETED|61|1000K\n12_3.extern|COMPLETED|61|2.5M\n12_3.0|COMPLETED|60|1.5G\n"
+            "7|FAILED|4|\n7.batch|FAILED|4|100K\n7|CANCELLED by 0|9|\n7.batch|CANCELLED|9|50K\ngarbage\n")
+    got = parse_sacct_usage(text, ["12_3", "7", "12"])
+    assert got["12_3"].elapsed == 61.0 and got["12_3"].max_rss_kib == 1572864  # the largest step
+    assert got["7"].elapsed == 9.0 and got["7"].max_rss_kib == 50  # the last record of a reused id
+    assert "12" not in got
+    assert [parse_slurm_memory_kib(t) for t in ("221200K", "0", "", "2048", "1.5g", "x")] == [221200, 0, None, 2, 1572864, None]
+
+
+def test_usage_command_only_with_slurmdbd():
+    from expyre.testing import RecordingTransport
+    from expyre.types import CommandResult
+    from expyre.types import SchedulerContext
+    from expyre_slurm.scheduler import SlurmOptions, SlurmScheduler
+
+    s = SlurmScheduler(SchedulerContext(system_name="t", rundir="r", host=None, options=SlurmOptions()))
+    assert s.usage_command(["12", "13_1"]) == ["sacct", "-P", "-n", "-o", "JobID,State,ElapsedRaw,MaxRSS", "-j", "12,13_1"]
+    # the site has no accounting database: the scheduler says so once and stops asking
+    t = RecordingTransport(CommandResult(["sacct"], 1, "", "Slurm accounting storage is disabled\n"))
+    assert s.usage(t, ["12"]) == {} and len(t.calls) == 1
+    assert s.usage_command(["12"]) is None
+    s2 = SlurmScheduler(SchedulerContext(system_name="t", rundir="r", host=None, options=SlurmOptions(accounting="none")))
+    assert s2.usage_command(["12"]) is None

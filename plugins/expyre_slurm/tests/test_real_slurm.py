@@ -405,3 +405,17 @@ def test_fifty_jobs_batched_status(slurm_root: Path, slurm_name: str, record_pro
     assert status_calls <= polls
     assert status_calls <= wall / max(system.scheduler.options.min_status_interval, 1.0) + 2
     assert not {"sacct", "scontrol", "scancel"} & set(kinds), kinds  # no per-job queries
+
+
+# -- usage --------------------------------------------------------------------------------------
+
+def test_usage_of_a_200_mib_job(slurm_root: Path, slurm_name: str) -> None:
+    """The runner's record (copied back with the results on a remote host) and sacct's: elapsed
+    and MaxRSS. ``--acctg-freq=task=1``: the cluster samples memory every 30 s, longer than the job."""
+    from expyre.testing import check_job_usage, job_hold_memory
+
+    xpr = _start("usage200", job_hold_memory, slurm_name, args=[200, 3], header_extra=["#SBATCH --acctg-freq=task=1"])
+    assert xpr.get_results(timeout=TIMEOUT, check_interval=1, quiet=True) == 200 * 1024 * 1024
+    u = check_job_usage(xpr, 200, scheduler=True)
+    assert u["scheduler"]["source"] == "sacct" and u["scheduler"]["elapsed"] >= 3
+    assert u["scheduler"]["max_rss_kib"] is not None

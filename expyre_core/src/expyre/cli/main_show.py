@@ -48,6 +48,21 @@ def _res_text(res: Any) -> str:
     return ", ".join(parts) or json.dumps(res)
 
 
+def _usage_lines(usage: Any) -> list[str]:
+    from ..usage import summary
+
+    if not isinstance(usage, dict) or not usage:
+        return ["  usage:         not recorded"]
+    out = [f"  usage:         {summary(usage)}"]
+    r = usage.get("runner")
+    if isinstance(r, dict) and r.get("start_time") and r.get("end_time"):
+        out.append(f"    ran:         {when(r['start_time'])} to {when(r['end_time'])}"
+                   + (f" on {r['host']}" if r.get("host") else ""))
+    if "scheduler" not in usage:
+        out.append("    scheduler:   not recorded (not available, or not yet in its accounting records)")
+    return out
+
+
 def _block(info: dict[str, Any]) -> list[str]:
     status = info["status"] + (f": {info['reason']}" if info.get("reason") else "")
     out = [f"job {info['id']}  (name {info['name']})", f"  status:        {status}"]
@@ -74,8 +89,7 @@ def _block(info: dict[str, Any]) -> list[str]:
     out.append(f"  stage dir:     {info['stage_dir']}")
     if info.get("remote_dir"):
         out.append(f"  remote dir:    {info['remote_dir']}")
-    usage = info.get("usage")
-    out.append(f"  usage:         {json.dumps(usage) if usage is not None else 'not recorded'}")
+    out.extend(_usage_lines(info.get("usage")))
     failure = info.get("failure")
     if failure:
         if failure.get("error"):

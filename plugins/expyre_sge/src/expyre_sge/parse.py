@@ -13,7 +13,7 @@ from typing import Iterable
 
 from attrs import frozen
 
-from expyre.types import JobStatus
+from expyre.types import JobStatus, JobUsage
 
 from .states import FAILED_REASONS, accounting_state
 
@@ -30,6 +30,8 @@ __all__ = [
     "is_grid_engine_banner",
     "expand_tasks",
     "parse_max_aj_tasks",
+    "parse_sge_memory_bytes",
+    "parse_qacct_usage",
 ]
 
 # "-terse": "22" or, for an array job, "25.1-3:1"
@@ -327,3 +329,50 @@ def parse_max_aj_tasks(text: str) -> int | None:
     """``max_aj_tasks`` from ``qconf -sconf`` (``max_aj_tasks                 75000``), or None."""
     m = _MAX_AJ_TASKS.search(text)
     return int(m.group(1)) if m else None
+
+
+_SGE_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTP]?)B?$", re.IGNORECASE)
+_SGE_POWER = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
+
+
+def parse_sge_memory_bytes(text: str) -> float | None:
+    """A qacct memory field as the number it denotes in bytes: ``211.184MB`` -> 221441654.8,
+    ``0.000B`` -> 0 (qacct's units are powers of 1024); None when unreadable."""
+    m = _SGE_MEMORY.match(text.strip())
+    if not m:
+        return None
+    return float(m.group(1)) * (1024.0 ** _SGE_POWER[m.group(2).upper()])
+
+
+def _seconds(text: str) -> float | None:
+    # "2s" (SGE 8.1.9), "2" or "2.000" (older versions)
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*s?\s*$", text)
+    return float(m.group(1)) if m else None
+
+
+def parse_qacct_usage(text: str, ids: Iterable[str]) -> dict[str, JobUsage]:
+    """What each job of ``ids`` (``"12"``, array task ``"12.3"``) used, from ``qacct -j`` records:
+    ``ru_wallclock`` (seconds), ``ru_maxrss`` and ``maxvmem``. The last record of an id wins.
+
+    ``ru_maxrss``: qacct prints the kernel's value (KiB) as if it were bytes, so ``208.074KB``
+    stands for 208.074 * 1024 KiB (a job holding a 200 MiB buffer; ``maxvmem`` of the same job
+    reads ``211.184MB``): the number it denotes in bytes is the peak RSS in KiB. ``maxvmem`` is
+    in bytes."""
+    wanted = set(ids)
+    out: dict[str, JobUsage] = {}
+    for rec in parse_qacct(text):
+        keys = [k for k in (rec.jobnumber, f"{rec.jobnumber}.{rec.taskid}") if k in wanted]
+        if not keys:
+            continue
+        f = rec.fields
+        rss = parse_sge_memory_bytes(f.get("ru_maxrss", ""))
+        vmem = parse_sge_memory_bytes(f.get("maxvmem", ""))
+        usage = JobUsage(
+            elapsed=_seconds(f.get("ru_wallclock", "")),
+            max_rss_kib=int(round(rss)) if rss is not None else None,
+            max_vmem_kib=int(round(vmem / 1024)) if vmem is not None else None,
+            source="qacct",
+        )
+        for k in keys:
+            out[k] = usage
+    return out

@@ -26,7 +26,16 @@ from typing import Sequence
 from attrs import field, frozen, validators
 
 from expyre.hookspecs import ControlOp, Scheduler, Transport
-from expyre.types import CommandResult, JobRequest, JobState, JobStatus, SchedulerCommandError, SchedulerContext, SubmitError
+from expyre.types import (
+    CommandResult,
+    JobRequest,
+    JobState,
+    JobStatus,
+    JobUsage,
+    SchedulerCommandError,
+    SchedulerContext,
+    SubmitError,
+)
 
 from . import header as _header
 from .parse import (
@@ -37,6 +46,7 @@ from .parse import (
     parse_job_id,
     parse_max_aj_tasks,
     parse_qacct,
+    parse_qacct_usage,
     parse_qstat_xml,
     parse_scheduling_info,
     qacct_status,
@@ -442,6 +452,24 @@ class SgeScheduler(Scheduler):
         for jid in ids:
             out.update(self.parse_accounting(transport.run(self.accounting_command([jid]), timeout=120), [jid]))
         return out
+
+    # -- usage -----------------------------------------------------------------------------------
+    def usage_command(self, ids: Sequence[str]) -> str | None:
+        """One bash loop of ``qacct -j <number> [-t <task>]`` over ``ids`` (qacct takes one job
+        per call): one round trip for all of them. Ids that are not Grid Engine ids are skipped."""
+        calls = []
+        for jid in ids:
+            number, dot, task = jid.partition(".")
+            if not number.isdigit() or (dot and not task.isdigit()):
+                continue
+            argv = [self._cmd("qacct"), "-j", number, *(["-t", task] if dot else [])]
+            calls.append(" ".join(shlex.quote(a) for a in argv) + " 2>/dev/null")
+        if not calls:
+            return None
+        return "; ".join(calls) + "; true"
+
+    def parse_usage(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobUsage]:
+        return parse_qacct_usage(result.stdout, ids)
 
     # -- cancel / hold / release ----------------------------------------------------------------
     _CONTROL = {"cancel": "qdel", "hold": "qhold", "release": "qrls"}

@@ -12,7 +12,7 @@ import logging
 import re
 from typing import Iterable, Sequence
 
-from expyre.hookspecs import JobStatus
+from expyre.hookspecs import JobStatus, JobUsage
 
 from .states import map_state
 
@@ -28,6 +28,9 @@ __all__ = [
     "parse_exit_code",
     "accounting_disabled",
     "parse_max_array_size",
+    "SACCT_USAGE_FIELDS",
+    "parse_sacct_usage",
+    "parse_slurm_memory_kib",
 ]
 
 logger = logging.getLogger(__name__)
@@ -190,3 +193,59 @@ def parse_max_array_size(stdout: str) -> int | None:
     """``MaxArraySize`` from ``scontrol show config`` (``MaxArraySize            = 1001``), or None."""
     m = _MAX_ARRAY_SIZE.search(stdout)
     return int(m.group(1)) if m else None
+
+
+#: ``sacct -o`` for usage (without ``-X``: peak memory is recorded on the step lines, ``12.batch``)
+SACCT_USAGE_FIELDS = "JobID,State,ElapsedRaw,MaxRSS"
+
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)$", re.IGNORECASE)
+_MEMORY_POWER = {"": -1, "K": 0, "M": 1, "G": 2, "T": 3, "P": 4}
+
+
+def parse_slurm_memory_kib(text: str) -> int | None:
+    """A sacct memory field in KiB: ``221200K`` -> 221200, ``1.50G`` -> 1572864 (Slurm's units
+    are powers of 1024; a bare number is bytes); None for an empty or unreadable field."""
+    m = _MEMORY.match(text.strip())
+    if not m:
+        return None
+    power = _MEMORY_POWER[m.group(2).upper()]
+    return int(round(float(m.group(1)) * (1024.0 ** power)))
+
+
+def parse_sacct_usage(stdout: str, ids: Sequence[str]) -> dict[str, JobUsage]:
+    """What each finished job of ``ids`` used, from ``sacct -P -n -o JobID,State,ElapsedRaw,MaxRSS``
+    output: elapsed seconds from the job's own line (``12``, ``12_4``), peak memory the largest
+    ``MaxRSS`` of its step lines (``12.batch``, ``12.extern``, ``12.0``). A job whose own line is
+    not in a final state (still running, or the accounting daemon lags) is left out; so is one
+    without its own line. ``MaxRSS`` stays None when no step has it (Slurm samples memory every
+    ``JobAcctGatherFrequency`` seconds, 30 by default: a shorter job may have no sample, unless
+    it was submitted with ``--acctg-freq=task=1``). The last line of an id wins (ids reused)."""
+    wanted = set(ids)
+    elapsed: dict[str, float] = {}
+    final: set[str] = set()
+    rss: dict[str, int] = {}
+    for line in _lines(stdout):
+        parts = line.split("|")
+        if len(parts) < 4:
+            logger.debug("sacct: skipping unparseable usage line %r", line)
+            continue
+        jid, state, raw_elapsed, raw_rss = (p.strip() for p in parts[:4])
+        job, dot, _step = jid.partition(".")
+        if job not in wanted:
+            continue
+        if not dot:
+            st = map_state(state, "")
+            if st.terminal:
+                final.add(job)
+            else:
+                final.discard(job)
+            try:
+                elapsed[job] = float(raw_elapsed)
+            except ValueError:
+                elapsed.pop(job, None)
+            rss.pop(job, None)  # a newer record of a reused id: its steps follow it
+            continue
+        kib = parse_slurm_memory_kib(raw_rss)
+        if kib is not None:
+            rss[job] = max(kib, rss.get(job, 0))
+    return {j: JobUsage(elapsed=elapsed.get(j), max_rss_kib=rss.get(j), source="sacct") for j in final}

@@ -26,6 +26,7 @@ from expyre.types import (
     ConfigValue,
     JobRequest,
     JobStatus,
+    JobUsage,
     SchedulerCommandError,
     SchedulerContext,
 )
@@ -40,7 +41,9 @@ from .parse import (
     parse_find,
     parse_job_id,
     parse_max_array_size,
+    SACCT_USAGE_FIELDS,
     parse_sacct,
+    parse_sacct_usage,
     parse_squeue_status,
     submit_failure_is_ambiguous,
 )
@@ -307,6 +310,22 @@ class SlurmScheduler(Scheduler):
             statuses = self.parse_accounting(result, ids)
             if self._accounting_mode == mode:
                 return statuses
+
+    # -- usage -----------------------------------------------------------------------------------
+    def usage_command(self, ids: Sequence[str]) -> list[str] | None:
+        """``sacct -P -n -o JobID,State,ElapsedRaw,MaxRSS -j IDS`` (no ``-X``: ``MaxRSS`` is on the
+        step lines); None without slurmdbd (``sacct -c``'s job completion log has no memory)."""
+        if self._accounting_mode != "slurmdbd" or not ids:
+            return None
+        return ["sacct", "-P", "-n", "-o", SACCT_USAGE_FIELDS, "-j", ",".join(ids)]
+
+    def parse_usage(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobUsage]:
+        if not result.ok:
+            if accounting_disabled(result.stderr + result.stdout):
+                self._accounting_unavailable(result)
+                return {}
+            raise SchedulerCommandError(f"sacct (usage) failed: {result.describe()}", result)
+        return parse_sacct_usage(result.stdout, ids)
 
     # -- cancel / hold / release -----------------------------------------------------------------
     def control_command(self, op: ControlOp, ids: Sequence[str]) -> list[str]:
