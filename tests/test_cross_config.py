@@ -34,32 +34,6 @@ def xpr(*args: str):
     return CliRunner().invoke(xcli.cli, list(args), catch_exceptions=False)
 
 
-def test_config_check_scheduler_and_partitions(root, monkeypatch):
-    """A slurm system on this machine: squeue looked up, partitions compared with sinfo's."""
-    (root / "config.json").write_text(json.dumps({"systems": {"cl": {"host": None, "scheduler": "slurm", "partitions": {
-        "debug,long": {"ncores": 4}, "gpu": {"ncores": 8}}}}}))
-    from expyre.builtin.local_transport import LocalTransport
-    from expyre.types import CommandResult
-
-    seen = []
-
-    def fake_run(self, cmd, **kw):
-        seen.append(cmd)
-        if cmd == ["true"]:
-            return CommandResult(cmd, 0)
-        if isinstance(cmd, str) and cmd.startswith("command -v"):
-            return CommandResult(cmd, 0, "/usr/bin/squeue\n")
-        if cmd[0] == "sinfo":
-            return CommandResult(cmd, 0, "debug*\nlong\n")
-        raise AssertionError(cmd)
-
-    monkeypatch.setattr(LocalTransport, "run", fake_run)
-    r = xpr("config", "check", "-S", "cl")
-    assert r.exit_code == 1
-    assert "command -v squeue" in seen[1]
-    assert "not on this machine: gpu" in r.stdout and "cl: FAIL" in r.stdout
-
-
 def test_plugin_scheduler_without_partitions_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     r = tmp_path / "_expyre"

@@ -77,6 +77,9 @@ def submissions(root: Path) -> collections.Counter:
 
 def check_consistent(root: Path, final: bool) -> list[dict]:
     """The jobs database agrees with the stage directories; identical calls share one live job."""
+    if not (root / "jobs.db").exists():  # killed before the library made its root and database
+        assert not list(root.glob("run_*")) if root.exists() else True, "stage directories without a jobs database"
+        return []
     con = sqlite3.connect(root / "jobs.db")
     con.row_factory = sqlite3.Row
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
