@@ -10,6 +10,7 @@ least the scheduler's ``vanish_grace`` apart.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -20,10 +21,15 @@ from .config_files import poll_outage_limit
 from .jobsdb import JobsDB
 from .layout import JOB_STDERR, PARTIAL_PREFIX, RESULT_MARKERS, STARTED
 from .results import outcome_files, tail
-from .system import System
+from .system import System, _basename
 from .types import JobState, JobStatus, SchedulerCommandError, TransportError
 
 __all__ = ["Poller", "evaluate", "poll_outage_limit"]
+
+_RESULT = frozenset(RESULT_MARKERS)
+#: the columns of the jobs database that one poll reads
+_POLL_COLUMNS = ("id", "remote_id", "from_dir", "status", "remote_status")
+
 
 #: the logger of the API this serves (``expyre.func``): what users configure keeps working
 logger = logging.getLogger("expyre.func")
@@ -79,17 +85,25 @@ class Poller:
                 max_age = max(max_age, self.system.scheduler.min_poll_interval)
             if time.monotonic() - self.last < max_age:
                 return
-            rows = self.db.jobs(system=self.system.name, status=["submitted", "started"])
+            rows = self.db.jobs(system=self.system.name, status=["submitted", "started"], columns=_POLL_COLUMNS)
             ids = [r["remote_id"] for r in rows if r["remote_id"]]
-            dirs = [Path(r["from_dir"]) for r in rows]
+            dirs = [r["from_dir"] for r in rows]
+            names = [_basename(d) for d in dirs]
             t0 = time.monotonic()
             try:
                 statuses, markers = self.system.poll(ids, dirs)
                 timing.debug("poll %s: %d jobs in %.3f s", self.system.name, len(ids), time.monotonic() - t0)
-                done = [d for d in dirs if markers.get(d.name, set()) & set(RESULT_MARKERS)]
-                # a running packed job's finished calls (their outcome files) come back with them
-                done += [d for d in dirs if d not in done and any(
-                    m.startswith(PARTIAL_PREFIX) and not (d / m).exists() for m in markers.get(d.name, ()))]
+                done, partial = [], []
+                for d, n in zip(dirs, names):
+                    ms = markers.get(n)
+                    if not ms:
+                        continue
+                    if ms & _RESULT:
+                        done.append(Path(d))
+                    # a running packed job's finished calls (their outcome files) come back with them
+                    elif any(m.startswith(PARTIAL_PREFIX) and not os.path.exists(os.path.join(d, m)) for m in ms):
+                        partial.append(Path(d))
+                done += partial
                 if done:
                     self.system.stage_out(done)
             except (TransportError, SchedulerCommandError) as exc:
@@ -101,42 +115,50 @@ class Poller:
                 logger.warning("%s: polling works again after %.0f s of failures", self.system.name,
                                time.monotonic() - self.failing_since)
                 self.failing_since = None
-            for r in rows:
-                st = statuses.get(r["remote_id"])
-                started = st is not None and st.state is JobState.RUNNING
-                started = started or STARTED in markers.get(Path(r["from_dir"]).name, set())
+            # one pass over the jobs: the rows whose state changed, written in one transaction; every
+            # job that is gone or terminal without a result starts its grace period now, whoever
+            # waits on it; the accounting records are asked once for all new ones
+            now = time.time()
+            shares = self.system.shares_stage_dirs
+            described: dict[int, str] = {}  # the parsers share one JobStatus among jobs in the same state
+            updates: list[tuple[str, dict[str, Any]]] = []
+            new_absent = []
+            for r, n in zip(rows, names):
+                rid = r["remote_id"]
+                st = statuses.get(rid)
+                ms = markers.get(n)
                 fields: dict[str, Any] = {}
-                if st is not None and st.state is JobState.UNKNOWN and r["id"] not in self.warned:
-                    self.warned.add(r["id"])
-                    logger.warning("job %s: %s reported an unrecognised state %r; still waiting",
-                                   r["id"], self.system.cfg.scheduler, st.raw)
-                new_remote = st.describe() if st else "absent"
+                if st is None:
+                    new_remote = "absent"
+                else:
+                    new_remote = described.get(id(st))
+                    if new_remote is None:
+                        new_remote = described[id(st)] = st.describe()
+                    if st.state is JobState.UNKNOWN and r["id"] not in self.warned:
+                        self.warned.add(r["id"])
+                        logger.warning("job %s: %s reported an unrecognised state %r; still waiting",
+                                       r["id"], self.system.cfg.scheduler, st.raw)
                 if new_remote != r["remote_status"]:
                     fields["remote_status"] = new_remote
-                if started and r["status"] == "submitted":
+                if r["status"] == "submitted" and (
+                        (st is not None and st.state is JobState.RUNNING) or (ms is not None and STARTED in ms)):
                     fields["status"] = "started"
                 if fields:
-                    self.db.update(r["id"], **fields)
-            # every job that is gone or terminal without a result starts its grace period now,
-            # whoever waits on it; the accounting records are asked once for all new ones
-            now = time.time()
-            new_absent = []
-            for r in rows:
-                rid = r["remote_id"]
+                    updates.append((r["id"], fields))
                 if not rid:
                     continue
-                st = statuses.get(rid)
-                has_result = bool(markers.get(Path(r["from_dir"]).name, set()) & set(RESULT_MARKERS)) or (
-                    self.system.shares_stage_dirs and any((Path(r["from_dir"]) / m).exists() for m in RESULT_MARKERS))
-                if has_result or (st is not None and not st.state.terminal):
+                # (its own update: a status that cannot move forward must not keep it from the row)
+                if (st is not None and not st.state.terminal) or (ms and ms & _RESULT) or (
+                        shares and any(os.path.exists(os.path.join(r["from_dir"], m)) for m in RESULT_MARKERS)):
                     if self.suspects.pop(rid, None) is not None:
-                        self.db.update(r["id"], suspect_since=None)
-                    continue
-                if rid not in self.suspects:
+                        updates.append((r["id"], {"suspect_since": None}))
+                elif rid not in self.suspects:
                     self.suspects[rid] = (self.count + 1, now)
-                    self.db.update(r["id"], suspect_since=now)
+                    updates.append((r["id"], {"suspect_since": now}))
                     if st is None:
                         new_absent.append(rid)
+            if updates:
+                self.db.update_many(updates)
             if new_absent:
                 self.accounting.update(self.system.accounting(new_absent))
             self.statuses = statuses
