@@ -34,6 +34,7 @@ from expyre.types import CommandResult, TransportError
 from . import probe as _probe
 from .control import ControlSocket, persist_seconds, socket_path
 from .remote import REMOTE_COMMAND, build_script, encode_stdin, rsync_path, split_trailer
+from .shell import REMOTE_SHELL_COMMAND, RemoteShell, ShellLost, ShellTimeout, input_prefix
 from .rsync import OK_EXIT_CODES, VANISHED, files_from, get_argv, group_by_parent, put_argv
 
 __all__ = ["SshTransport"]
@@ -42,6 +43,24 @@ logger = logging.getLogger(__name__)
 
 #: Seconds allowed for opening the master (a human may be typing a 2FA code).
 MASTER_TIMEOUT = 300.0
+#: Environment variable: how many persistent shells one process may keep per host (0: none, every
+#: command in an ssh session of its own). More threads than that at once use sessions of their own.
+SHELLS_ENV = "EXPYRE_SSH_SHELLS"
+DEFAULT_SHELLS = 4
+
+
+def max_shells() -> int:
+    raw = os.environ.get(SHELLS_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_SHELLS
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise ValueError(f"{SHELLS_ENV}={raw!r} is invalid: give a number of shells per host (>= 0; 0 = one ssh "
+                         f"session per command), e.g. {DEFAULT_SHELLS}") from None
 
 # What ssh prints when a multiplexed session could not even begin, so nothing ran on the host.
 # When the master is gone, ssh falls back to a connection of its own, which ProxyCommand=false
@@ -99,6 +118,9 @@ class SshTransport(Transport):
         self._master_started = False
         self._made_dirs: set[str] = set()
         self._probed: dict[tuple[str, tuple[str, ...]], _probe.ProbeReport] = {}
+        self._shells_pid = -1
+        self._idle: list[RemoteShell] = []
+        self._lent: set[RemoteShell] = set()
 
     def __repr__(self) -> str:
         return f"SshTransport({self.host!r}, remsh={shlex.join(self.remsh)!r})"
@@ -193,7 +215,8 @@ class SshTransport(Transport):
             logger.info("ssh master connection to %s open in %.3f s (%s)", self.host, time.monotonic() - t0, ctl.path)
 
     def close(self) -> None:
-        """Close this process's master connection (``ssh -O exit``); safe to call twice."""
+        """Close this process's shells and master connection (``ssh -O exit``); safe to call twice."""
+        self.close_shells()
         with self._lock:
             if self._socket is None or self._pid != os.getpid():
                 return
@@ -213,19 +236,124 @@ class SshTransport(Transport):
 
     # -- commands -------------------------------------------------------------------------------
     def run(self, command, *, cwd=None, input=None, timeout=None, unset_env_prefixes=()):
-        """Run ``command`` on the host in one ssh session (see :meth:`Transport.run`)."""
+        """Run ``command`` on the host (see :meth:`Transport.run`): through one of this process's
+        persistent shells on the host (the login shell's start-up paid once per shell, see
+        :mod:`expyre_ssh.shell`), or in an ssh session of its own when they are off
+        (``EXPYRE_SSH_SHELLS=0``) or all busy."""
         script = build_script(command, cwd=cwd, unset_env_prefixes=unset_env_prefixes)
         timeout = timeout if timeout is not None else self.command_timeout
         self.connect()
         try:
-            return self._run_session(command, script, input, timeout)
+            return self._run_once(command, script, input, timeout)
         except TransportError as exc:
             if not exc.retry_safe:
                 raise
             # the session never started (the master went away): reconnect and try once more
             logger.info("ssh to %s: %s; reconnecting", self.host, exc)
             self.connect(verify=True)
+            return self._run_once(command, script, input, timeout)
+
+    def _run_once(self, command, script: str, input: str | None, timeout: float | None) -> CommandResult:
+        shell = None if input is not None and "\0" in input else self._take_shell()
+        if shell is None:
             return self._run_session(command, script, input, timeout)
+        self.stats["run"] += 1
+        t0 = time.monotonic()
+        try:
+            out_b, err_b = shell.run(input_prefix(input) + script, timeout)
+        except ShellTimeout as exc:
+            self._drop_shell(shell)
+            raise TransportError(
+                f"ssh to {self.host}: {_describe(command)} timed out after {timeout:g} s (command_timeout); "
+                f"it may still be running there",
+                retry_safe=False,
+            ) from exc
+        except ShellLost as exc:
+            self._drop_shell(shell)
+            result = CommandResult(command, exc.returncode if exc.returncode is not None else 255, "", exc.stderr)
+            if not exc.sent or (shell.answered == 0 and _not_started(exc.stderr)):
+                raise TransportError(
+                    f"ssh to {self.host}: the session for {_describe(command)} could not start: "
+                    f"{(exc.stderr.strip() or str(exc))[-1000:]}",
+                    retry_safe=True, result=result,
+                ) from exc
+            raise TransportError(
+                f"ssh to {self.host}: connection failed during {_describe(command)} ({exc}); "
+                f"it may or may not have run there" + (f": {exc.stderr.strip()[-1000:]}" if exc.stderr.strip() else ""),
+                retry_safe=False, result=result,
+            ) from exc
+        except BaseException:
+            self._drop_shell(shell)  # interrupted mid-answer: its stream is out of step
+            raise
+        self._give_back(shell)
+        stdout = out_b.decode(errors="replace")
+        stderr = err_b.decode(errors="replace")
+        out, rc = split_trailer(stdout)
+        logger.debug("ssh %s (shell) %s -> %s in %.3f s", self.host, _describe(command), rc, time.monotonic() - t0)
+        if rc is None:
+            raise TransportError(
+                f"ssh to {self.host}: {_describe(command)} ended before its end (no exit status came back); "
+                f"it may or may not have run there" + (f": {stderr.strip()[-1000:]}" if stderr.strip() else ""),
+                retry_safe=False, result=CommandResult(command, 255, out, stderr),
+            )
+        return CommandResult(command, rc, out, stderr)
+
+    # -- the persistent shells ------------------------------------------------------------------
+    def _shells_state(self) -> tuple[list[RemoteShell], set[RemoteShell]]:
+        """(idle, lent) shells of this process (a forked child starts with none)."""
+        with self._lock:
+            if self._shells_pid != os.getpid():
+                self._shells_pid = os.getpid()
+                self._idle, self._lent = [], set()  # the parent's: never touched here
+            return self._idle, self._lent
+
+    def _take_shell(self) -> RemoteShell | None:
+        """An idle shell, or a new one; None when shells are off or all ``max_shells()`` are busy."""
+        limit = max_shells()
+        if limit == 0:
+            return None
+        with self._lock:
+            idle, lent = self._shells_state()
+            while idle:
+                shell = idle.pop()
+                if shell.alive:
+                    lent.add(shell)
+                    return shell
+                shell.kill()
+            if len(lent) >= limit:
+                return None
+            argv = [*self.control.client_argv(), self.host, REMOTE_SHELL_COMMAND]
+            try:
+                shell = RemoteShell(argv)
+            except FileNotFoundError as exc:
+                raise TransportError(f"ssh to {self.host}: remote shell command {self.remsh[0]!r} not found",
+                                     retry_safe=True) from exc
+            self.stats["shell"] += 1
+            lent.add(shell)
+            return shell
+
+    def _give_back(self, shell: RemoteShell) -> None:
+        with self._lock:
+            idle, lent = self._shells_state()
+            if shell in lent:
+                lent.discard(shell)
+                idle.append(shell)
+
+    def _drop_shell(self, shell: RemoteShell) -> None:
+        with self._lock:
+            _, lent = self._shells_state()
+            lent.discard(shell)
+        shell.kill()
+
+    def close_shells(self) -> None:
+        """End this process's persistent shells on the host (the next command starts one anew)."""
+        with self._lock:
+            idle, lent = self._shells_state()
+            shells = idle + list(lent)
+            idle.clear()
+            lent.clear()
+        for shell in shells:
+            shell.close()
 
     def _run_session(self, command, script: str, input: str | None, timeout: float | None) -> CommandResult:
         argv = [*self.control.client_argv(), self.host, REMOTE_COMMAND]
