@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sshtest import REMOTE_PYTHON, REMSH, SSH_HOST, TEST_USER, port_open
 
+from expyre.testing import skip_or_fail
 from expyre.types import TransportError
 from expyre_ssh import RemoteEnvironmentError, SshTransport
 
@@ -318,3 +319,129 @@ def test_handshake_vs_multiplexed_latency(transport: SshTransport, record_proper
     record_property("ssh_multiplexed_median_s", round(m, 4))
     print(f"\nssh handshake median {p * 1000:.1f} ms, multiplexed run() median {m * 1000:.1f} ms ({p / m:.1f}x)")
     assert m < p / 3, (p, m)
+
+
+# -- the persistent shells: the login shell's start-up once per shell, not per command -----------
+SLOW_USER = "xprslow"  # scripts/services/make-slow-user.sh: its ~/.bashrc sleeps 0.3 s
+
+
+def _slow_transport(log_name: str | None = None) -> SshTransport:
+    """A transport to the slow user; with ``log_name``, its ~/.bashrc appends a line to that file
+    (in its home) at every start-up (LC_EXPYRE_BASHRC_LOG, accepted by the test sshd)."""
+    extra = f" -o SetEnv=LC_EXPYRE_BASHRC_LOG={log_name}" if log_name else ""
+    return SshTransport(f"{SLOW_USER}@{SSH_HOST}", REMSH + extra)
+
+
+@pytest.fixture
+def bashrc_log():
+    """``(name, count)``: a fresh start-up log of the slow user, and a function counting its lines
+    (read over a connection that does not log)."""
+    name = f"expyre-bashrc-{uuid.uuid4().hex[:8]}.log"
+    reader = _slow_transport()
+    try:
+        probe = reader.run(["grep", "-c", "LC_EXPYRE_BASHRC_LOG", ".bashrc"])
+    except TransportError as exc:
+        reader.close()
+        skip_or_fail(f"no test user {SLOW_USER} on the test sshd (scripts/services/make-slow-user.sh): {exc}")
+    if probe.stdout.strip() in ("", "0"):
+        reader.close()
+        skip_or_fail(f"~{SLOW_USER}/.bashrc does not count its start-ups: re-run scripts/services/make-slow-user.sh")
+
+    def count() -> int:
+        r = reader.run(f"cat -- {shlex.quote(name)} 2>/dev/null || true")
+        return len(r.stdout.splitlines())
+
+    yield name, count
+    reader.run(["rm", "-f", "--", name])
+    reader.close()
+
+
+@pytest.mark.parametrize("shells", ["1", "4"])
+def test_slow_bashrc_is_paid_once_per_shell(bashrc_log, monkeypatch: pytest.MonkeyPatch, shells: str) -> None:
+    """Ten commands one after the other pay the ~/.bashrc of ONE shell start (one persistent
+    shell); after close_shells the next command starts one more; over one ssh session per command
+    (EXPYRE_SSH_SHELLS=0) every command pays it.
+
+    One start reads ~/.bashrc once or twice, depending on bash: the login shell reads it, and the
+    ``bash -c`` it execs reads it again when bash takes it as run by sshd (Debian's bash does),
+    exactly as the commands' own sessions did: ``per_start`` is measured, not assumed."""
+    name, startups = bashrc_log
+    monkeypatch.setenv("EXPYRE_SSH_SHELLS", shells)
+    t = _slow_transport(name)
+    try:
+        assert t.run(["true"]).ok
+        per_start = startups()
+        assert per_start in (1, 2)
+        for i in range(10):
+            r = t.run(f"echo {i}; echo e{i} >&2; exit {i}")
+            assert (r.returncode, r.stdout, r.stderr) == (i, f"{i}\n", f"e{i}\n")
+        assert t.stats["run"] == 11 and t.stats["shell"] == 1 and t.stats["session"] == 0
+        assert startups() == per_start
+        t.close_shells()
+        assert t.run(["true"]).ok
+        assert startups() == 2 * per_start and t.stats["shell"] == 2
+    finally:
+        t.close()
+    monkeypatch.setenv("EXPYRE_SSH_SHELLS", "0")
+    t = _slow_transport(name)
+    try:
+        for _ in range(3):
+            assert t.run(["true"]).ok
+        assert startups() == (2 + 3) * per_start and t.stats["shell"] == 0 and t.stats["session"] == 3
+    finally:
+        t.close()
+
+
+def test_threads_share_at_most_the_allowed_shells(bashrc_log, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands from 6 threads at once, 2 shells allowed: every answer is its own command's; no
+    more than 2 shells start (the others' commands take sessions of their own)."""
+    import threading
+
+    name, startups = bashrc_log
+    monkeypatch.setenv("EXPYRE_SSH_SHELLS", "2")
+    t = _slow_transport(name)
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for i in range(5):
+                r = t.run(["printf", "%s-%s", str(k), str(i)], input=None if i % 2 else f"in {k} {i}")
+                assert r.ok and r.stdout == f"{k}-{i}", r
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+        assert not errors, errors
+        assert t.stats["run"] == 30 and 1 <= t.stats["shell"] <= 2
+        # start-ups: one per shell, one per command that found both shells busy (each reads
+        # ~/.bashrc once or twice, see above)
+        assert startups() in {k * (t.stats["shell"] + t.stats["session"]) for k in (1, 2)}
+        assert t.stats["session"] < 30
+    finally:
+        t.close()
+
+
+def test_shell_survives_output_input_and_a_lost_session(transport: SshTransport) -> None:
+    """Large outputs on both streams, input with every byte value a str carries, a command that
+    leaves a background process writing: answers stay in step; a shell killed between commands is
+    replaced without the command being lost (it had not been handed over)."""
+    big = transport.run("head -c 3000000 /dev/zero | tr '\\0' a; head -c 1000000 /dev/zero | tr '\\0' b >&2")
+    assert big.ok and big.stdout == "a" * 3_000_000 and big.stderr == "b" * 1_000_000
+    data = "".join(chr(c) for c in range(1, 128)) + "ünï\n" * 3
+    assert transport.run(["cat"], input=data).stdout == data
+    r = transport.run("(sleep 1; echo late) & echo now")
+    assert r.stdout == "now\n"
+    assert transport.run(["echo", "next"]).stdout == "next\n"  # "late" never shows up here
+    shells_before = transport.stats["shell"]
+    idle = list(transport._idle)
+    assert idle, "the shell went back to the pool"
+    for sh in idle:
+        os.killpg(sh.proc.pid, 9)
+        sh.proc.wait(10)
+    assert transport.run(["echo", "again"]).stdout == "again\n"
+    assert transport.stats["shell"] == shells_before + 1

@@ -97,8 +97,10 @@ class SshTransport(Transport):
     :param remsh_cmd: the remote shell command, which may carry options (``"ssh -p 2222"``); split
         with :func:`shlex.split`. Default ``$EXPYRE_RSH``, else ``ssh``.
 
-    :attr:`stats` counts what went over the wire: ``"run"`` (ssh sessions), ``"rsync"``,
-    ``"master"`` (full logins), ``"check"`` (local ``-O check`` calls, no round trip).
+    :attr:`stats` counts what went over the wire: ``"run"`` (commands: one round trip each),
+    ``"shell"`` (persistent shells started), ``"session"`` (commands in an ssh session of their
+    own), ``"rsync"``, ``"master"`` (full logins), ``"check"`` (local ``-O check`` calls, no
+    round trip).
     """
 
     is_local = False
@@ -359,6 +361,7 @@ class SshTransport(Transport):
         argv = [*self.control.client_argv(), self.host, REMOTE_COMMAND]
         t0 = time.monotonic()
         self.stats["run"] += 1
+        self.stats["session"] += 1
         try:
             proc = subprocess.run(argv, input=encode_stdin(script, input), capture_output=True, timeout=timeout)
         except FileNotFoundError as exc:
