@@ -331,11 +331,13 @@ class JobsDB:
         order: str = "creation_time",
         limit: int | None = None,
         columns: Sequence[str] | None = None,
-    ) -> list[dict]:
+        tuples: bool = False,
+    ) -> list:
         """Jobs whose fields match. Each filter is a regexp (or list of them) matching the whole
         value; ``status`` also takes the groups ``ongoing``, ``unprocessed``, ``finished`` and
         ``can_produce_results``. ``readable`` turns times into ISO strings. ``columns``: only
-        these keys in each row (default: all)."""
+        these keys in each row (default: all); ``tuples``: each row a tuple of them, in their
+        order, instead of a dict (with ``columns``; no ``readable``)."""
         clauses: list[str] = []
         params: list[Any] = []
         self._filter("status", status, clauses, params)
@@ -358,6 +360,10 @@ class JobsDB:
         cur = self._con().cursor()
         cur.row_factory = None  # tuples zipped with the column names: faster than dict(sqlite3.Row)
         cur.execute(sql, params)
+        if tuples:
+            if columns is None or readable:
+                raise ValueError("jobs(tuples=True) needs columns and no readable")
+            return cur.fetchall()
         cols = [d[0] for d in cur.description]
         rows = [dict(zip(cols, r)) for r in cur]
         if readable:

@@ -27,6 +27,8 @@ from .types import JobState, JobStatus, SchedulerCommandError, TransportError
 __all__ = ["Poller", "evaluate", "poll_outage_limit"]
 
 _RESULT = frozenset(RESULT_MARKERS)
+#: the states JobState.terminal is true of
+_ENDED = frozenset(s for s in JobState if s.terminal)
 #: the columns of the jobs database that one poll reads
 _POLL_COLUMNS = ("id", "remote_id", "from_dir", "status", "remote_status")
 
@@ -85,9 +87,11 @@ class Poller:
                 max_age = max(max_age, self.system.scheduler.min_poll_interval)
             if time.monotonic() - self.last < max_age:
                 return
-            rows = self.db.jobs(system=self.system.name, status=["submitted", "started"], columns=_POLL_COLUMNS)
-            ids = [r["remote_id"] for r in rows if r["remote_id"]]
-            dirs = [r["from_dir"] for r in rows]
+            # (id, remote id, stage dir, status, remote status) of each live job
+            rows = self.db.jobs(system=self.system.name, status=["submitted", "started"], columns=_POLL_COLUMNS,
+                                tuples=True)
+            ids = [r[1] for r in rows if r[1]]
+            dirs = [r[2] for r in rows]
             names = [_basename(d) for d in dirs]
             t0 = time.monotonic()
             try:
@@ -123,8 +127,7 @@ class Poller:
             described: dict[int, str] = {}  # the parsers share one JobStatus among jobs in the same state
             updates: list[tuple[str, dict[str, Any]]] = []
             new_absent = []
-            for r, n in zip(rows, names):
-                rid = r["remote_id"]
+            for (job_id, rid, from_dir, status, remote_status), n in zip(rows, names):
                 st = statuses.get(rid)
                 ms = markers.get(n)
                 fields: dict[str, Any] = {}
@@ -134,27 +137,27 @@ class Poller:
                     new_remote = described.get(id(st))
                     if new_remote is None:
                         new_remote = described[id(st)] = st.describe()
-                    if st.state is JobState.UNKNOWN and r["id"] not in self.warned:
-                        self.warned.add(r["id"])
+                    if st.state is JobState.UNKNOWN and job_id not in self.warned:
+                        self.warned.add(job_id)
                         logger.warning("job %s: %s reported an unrecognised state %r; still waiting",
-                                       r["id"], self.system.cfg.scheduler, st.raw)
-                if new_remote != r["remote_status"]:
+                                       job_id, self.system.cfg.scheduler, st.raw)
+                if new_remote != remote_status:
                     fields["remote_status"] = new_remote
-                if r["status"] == "submitted" and (
+                if status == "submitted" and (
                         (st is not None and st.state is JobState.RUNNING) or (ms is not None and STARTED in ms)):
                     fields["status"] = "started"
                 if fields:
-                    updates.append((r["id"], fields))
+                    updates.append((job_id, fields))
                 if not rid:
                     continue
                 # (its own update: a status that cannot move forward must not keep it from the row)
-                if (st is not None and not st.state.terminal) or (ms and ms & _RESULT) or (
-                        shares and any(os.path.exists(os.path.join(r["from_dir"], m)) for m in RESULT_MARKERS)):
+                if (st is not None and st.state not in _ENDED) or (ms and ms & _RESULT) or (
+                        shares and any(os.path.exists(os.path.join(from_dir, m)) for m in RESULT_MARKERS)):
                     if self.suspects.pop(rid, None) is not None:
-                        updates.append((r["id"], {"suspect_since": None}))
+                        updates.append((job_id, {"suspect_since": None}))
                 elif rid not in self.suspects:
                     self.suspects[rid] = (self.count + 1, now)
-                    updates.append((r["id"], {"suspect_since": now}))
+                    updates.append((job_id, {"suspect_since": now}))
                     if st is None:
                         new_absent.append(rid)
             if updates:

@@ -299,8 +299,8 @@ class System:
     def poll(self, ids: Sequence[str], stage_dirs: Sequence[Path | str]) -> tuple[dict[str, JobStatus], dict[str, set[str]]]:
         """One status query for ``ids`` plus the marker files of ``stage_dirs`` on the executing host.
 
-        Returns ``(status by id, markers by stage dir name)``: every stage dir has an entry on a
-        remote host, only those with markers here. On a remote host both travel in a single round
+        Returns ``(status by id, markers by stage dir name)``: only the stage dirs with markers
+        have an entry. On a remote host both travel in a single round
         trip. Markers of jobs on shared stage dirs are read by the caller directly.
         """
         sched, trans = self._ready()
@@ -311,7 +311,9 @@ class System:
             if not self.shares_stage_dirs:
                 for name in dir_names:
                     rd = Path(self.remote_dir(Path(name)))
-                    markers[name] = {m for m in MARKERS if (rd / m).exists()} | _element_files(rd)
+                    found = {m for m in MARKERS if (rd / m).exists()} | _element_files(rd)
+                    if found:
+                        markers[name] = found
             return statuses, markers
 
         parts = []
@@ -335,11 +337,13 @@ class System:
             rc_text, _, marker_text = tail.partition("\n")
             status_result = CommandResult(parts[0], int(rc_text.strip() or 0), head, result.stderr)
             statuses = sched.explain(trans, sched.parse_status(status_result, ids)) if ids else {}
-            found: dict[str, set[str]] = {name: set() for name in dir_names}
-            for line in marker_text.splitlines():
-                d, _, m = line.strip().partition("/")
-                if d in found and (m in MARKERS or _is_element_file(m)):
-                    found[d].add(m)
+            found: dict[str, set[str]] = {}
+            if marker_text.strip():
+                names = set(dir_names)
+                for line in marker_text.splitlines():
+                    d, _, m = line.strip().partition("/")
+                    if d in names and (m in MARKERS or _is_element_file(m)):
+                        found.setdefault(d, set()).add(m)
             return statuses, found
 
         return self._retry(once, f"{self.name}: poll")

@@ -130,16 +130,76 @@ def parse_qstat_full(text: str, keys: Sequence[str] | None = None) -> dict[str, 
     return _parse_qstat_full_some(text, keys)
 
 
+_JOB_ID_AT = re.compile(r"Job Id:[^\S\n]*(\S+)[^\S\n]*$", re.MULTILINE)
+_UNIFORM: dict[tuple[str, str], re.Pattern] = {}
+
+
+def _uniform_pattern(key: str, indent: str) -> re.Pattern:
+    """``key = value`` on a line indented exactly ``indent`` (the literal key first: the regex
+    engine skips to it), its value with the tab-led continuation lines of the space style,
+    followed by another attribute line of the same indentation, a job or the end."""
+    pat = _UNIFORM.get((key, indent))
+    if pat is None:
+        cont = r"(?:\n\t[^\n]*)*" if indent[0] == " " else ""
+        pat = _UNIFORM[(key, indent)] = re.compile(
+            rf"{re.escape(key)}(?<=\n{re.escape(indent)}{re.escape(key)}) = ?([^\n]*{cont})"
+            rf"(?=\n{re.escape(indent[0])}[ \t]*[A-Za-z_][A-Za-z0-9_.]* =|\n[^\S\n]*(?:\n[^\S\n]*)*(?:Job Id:|\Z)|\Z)")
+    return pat
+
+
+def _parse_qstat_full_uniform(text: str, keys: tuple[str, ...],
+                              heads: list[re.Match]) -> dict[str, dict[str, str]] | None:
+    """The common case, mostly inside the regex engine: every block indents its attributes the
+    same way (four spaces: Torque, PBS Pro; a tab: Slurm's wrappers) and each wanted attribute
+    is spelled as in ``keys`` and found where a line parser would find it. None when the text is
+    not that simple (then the caller takes the general way)."""
+    first = _ATTR_LINE_M.search(text, heads[0].end() + 1, heads[1].start() if len(heads) > 1 else len(text))
+    if first is None or first.group(1) not in ("    ", "\t") or not text.isascii():
+        return None
+    indent = first.group(1)
+    low = text.lower()
+    starts = [h.start() for h in heads]
+    jobs: dict[str, dict[str, str]] = {}
+    blocks = [jobs.setdefault(h.group(1), {}) for h in heads]
+    seen: dict[str, int] = {}
+    for key in keys:
+        k = key.lower()
+        seen[k] = seen.get(k, 0)
+        b, nxt = -1, starts[0]
+        for m in _uniform_pattern(key, indent).finditer(text, starts[0]):
+            pos = m.start()
+            while pos > nxt:
+                b += 1
+                nxt = starts[b + 1] if b + 1 < len(starts) else len(text) + 1
+            value = m.group(1)
+            if "\n" in value:
+                parts = value.split("\n")
+                value = parts[0].strip() + "".join(p[1:].rstrip() for p in parts[1:])
+            else:
+                value = value.strip()
+            blocks[b][key] = value
+            seen[k] += 1
+    # every occurrence of a wanted name (any case) was one of those: else the general way
+    for k, n in seen.items():
+        if low.count(f"{k} =") != n:
+            return None
+    return jobs
+
+
 def _parse_qstat_full_some(text: str, keys: tuple[str, ...]) -> dict[str, dict[str, str]]:
     """:func:`parse_qstat_full` restricted to ``keys``, on text whose lines end at ``\n`` only:
     the same rules as the line parser, applied to the ``Job Id:`` lines and the lines of the
     wanted attributes (and their continuations) alone."""
-    heads = list(_JOB_ID_LINE_M.finditer(text))
+    # "Job Id:" lines (found by their literal text, then checked to start a line)
+    heads = [m for m in _JOB_ID_AT.finditer(text) if m.start() == 0 or text[m.start() - 1] == "\n"]
     # what precedes the first job: a message is ignored, an attribute line is an error
     _parse_qstat_full_lines(text[: heads[0].start()] if heads else text)
-    jobs: dict[str, dict[str, str]] = {}
     if not heads:
-        return jobs
+        return {}
+    fast = _parse_qstat_full_uniform(text, keys, heads)
+    if fast is not None:
+        return fast
+    jobs: dict[str, dict[str, str]] = {}
     blocks = [jobs.setdefault(m.group(1), {}) for m in heads]
     ends = [m.start() for m in heads[1:]] + [len(text)]
     wanted = _ATTR_LINE_SOME.get(keys)
