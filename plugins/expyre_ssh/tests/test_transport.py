@@ -90,6 +90,7 @@ def test_timeout_is_not_retry_safe(transport: SshTransport) -> None:
 
 
 def test_one_login_for_many_operations(transport: SshTransport, remote_tmp: str, tmp_path: Path) -> None:
+    # (the put of this small directory goes through the persistent shell: one command, no rsync)
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "f").write_text("x")
     for _ in range(10):
@@ -97,8 +98,9 @@ def test_one_login_for_many_operations(transport: SshTransport, remote_tmp: str,
     transport.put([tmp_path / "d"], remote_tmp)
     transport.get([f"{remote_tmp}/d"], tmp_path / "back")
     assert transport.stats["master"] == 1
-    assert transport.stats["run"] == 11  # 10 + the mkdir of remote_tmp
-    assert transport.stats["rsync"] == 2
+    assert transport.stats["run"] == 11  # 10 + the copy to remote_tmp (which makes it)
+    assert transport.stats["rsync"] == 1 and transport.stats["inline_put"] == 1
+    assert transport.stats["shell"] == 1 and transport.stats["session"] == 0
     pid = transport.master_pid()
     assert pid is not None and Path(f"/proc/{pid}").exists()
 
@@ -177,7 +179,19 @@ def test_connection_lost_after_start_is_not_retry_safe(transport: SshTransport, 
         transport_check.close()
 
 
-def test_put_and_get_hostile_names(transport: SshTransport, remote_tmp: str, tmp_path: Path) -> None:
+@pytest.fixture(params=["inline", "rsync"])
+def copy_by(request, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Puts through the persistent shell (small copies, the default) or by rsync."""
+    if request.param == "rsync":
+        monkeypatch.setenv("EXPYRE_SSH_INLINE_PUT", "0")
+    return request.param
+
+
+def _copies(transport: SshTransport) -> int:
+    return transport.stats["rsync"] + transport.stats["inline_put"]
+
+
+def test_put_and_get_hostile_names(transport: SshTransport, remote_tmp: str, tmp_path: Path, copy_by: str) -> None:
     src = tmp_path / "src"
     for i, name in enumerate(HOSTILE_NAMES):
         d = src / f"dir {name}"
@@ -187,7 +201,8 @@ def test_put_and_get_hostile_names(transport: SshTransport, remote_tmp: str, tmp
     dirs = sorted(src.iterdir())
     parent = f"{remote_tmp}/parent 'q' $(x)"
     transport.put(dirs, parent)
-    assert transport.stats["rsync"] == 1, "N directories = one rsync"
+    assert _copies(transport) == 1 and transport.stats[copy_by if copy_by == "rsync" else "inline_put"] == 1, \
+        "N directories = one copy"
     listing = transport.run(["find", ".", "-type", "f", "-printf", "%P\\0"], cwd=parent).stdout.split("\0")[:-1]
     assert sorted(listing) == sorted([f"dir {n}/{n}/{n}" for n in HOSTILE_NAMES] + [f"dir {n}/.hidden" for n in HOSTILE_NAMES])
     mode = transport.run(["stat", "-c", "%a", parent]).stdout.strip()
@@ -196,7 +211,7 @@ def test_put_and_get_hostile_names(transport: SshTransport, remote_tmp: str, tmp
     transport.run(["bash", "-c", 'echo changed > "$1"', "x", f"{parent}/dir it's/it's/it's"])
     back = tmp_path / "back"
     transport.get([f"{parent}/{d.name}" for d in dirs], back)
-    assert transport.stats["rsync"] == 2
+    assert _copies(transport) == 2
     for i, name in enumerate(HOSTILE_NAMES):
         expected = "changed\n" if name == "it's" else f"content {i} {name}"
         assert (back / f"dir {name}" / name / name).read_text() == expected
@@ -204,7 +219,7 @@ def test_put_and_get_hostile_names(transport: SshTransport, remote_tmp: str, tmp
     assert "PWNED" not in transport.run(["find", ".", "-maxdepth", "3", "-name", "PWNED"]).stdout
 
 
-def test_put_of_many_dirs_is_one_rsync(transport: SshTransport, remote_tmp: str, tmp_path: Path) -> None:
+def test_put_of_many_dirs_is_one_copy(transport: SshTransport, remote_tmp: str, tmp_path: Path, copy_by: str) -> None:
     dirs = []
     for i in range(50):
         d = tmp_path / f"run_{i}"
@@ -213,11 +228,11 @@ def test_put_of_many_dirs_is_one_rsync(transport: SshTransport, remote_tmp: str,
         dirs.append(d)
     t0 = time.monotonic()
     transport.put(dirs, remote_tmp)
-    assert transport.stats["rsync"] == 1
+    assert _copies(transport) == 1
     n = transport.run(f"ls {shlex.quote(remote_tmp)} | wc -l").stdout.strip()
     assert n == "50"
     transport.get([f"{remote_tmp}/run_{i}" for i in range(50)], tmp_path / "back")
-    assert transport.stats["rsync"] == 2
+    assert _copies(transport) == 2
     assert len(list((tmp_path / "back").iterdir())) == 50
     assert time.monotonic() - t0 < 30
 
@@ -228,7 +243,9 @@ def test_get_missing_dir_is_an_error(transport: SshTransport, remote_tmp: str, t
         transport.get([f"{remote_tmp}/nope"], tmp_path)
 
 
-def test_put_recreates_a_removed_parent(transport: SshTransport, remote_tmp: str, tmp_path: Path) -> None:
+def test_put_recreates_a_removed_parent(transport: SshTransport, remote_tmp: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPYRE_SSH_INLINE_PUT", "0")  # rsync's way (a copy through the shell makes the parent each time)
     (tmp_path / "d").mkdir()
     parent = f"{remote_tmp}/a/b"
     transport.put([tmp_path / "d"], parent)
@@ -445,3 +462,33 @@ def test_shell_survives_output_input_and_a_lost_session(transport: SshTransport)
         sh.proc.wait(10)
     assert transport.run(["echo", "again"]).stdout == "again\n"
     assert transport.stats["shell"] == shells_before + 1
+
+
+def test_inline_put_keeps_modes_links_and_makes_a_private_parent(transport: SshTransport, remote_tmp: str,
+                                                                 tmp_path: Path) -> None:
+    """A copy through the shell: contents, modes, symlinks (as links) and times as rsync -rlpt
+    keeps them; the parent is made 0700; a removed parent is made again; big copies take rsync."""
+    d = tmp_path / "run_x"
+    d.mkdir()
+    (d / "data.pkl").write_bytes(bytes(range(256)) * 40)
+    (d / "script.sh").write_text("#!/bin/sh\n")
+    (d / "script.sh").chmod(0o750)
+    os.utime(d / "data.pkl", (1_600_000_000, 1_600_000_000))
+    (d / "link").symlink_to("data.pkl")
+    parent = f"{remote_tmp}/p q"
+    transport.put([d], parent)
+    assert transport.stats["inline_put"] == 1 and transport.stats["rsync"] == 0
+    r = transport.run(["stat", "-c", "%n %a %Y %F", "run_x/data.pkl", "run_x/script.sh", "run_x/link", "."], cwd=parent)
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[1:3] == [format((d / "data.pkl").stat().st_mode & 0o777, "o"), "1600000000"]
+    assert lines[1].split()[1] == "750" and "symbolic link" in lines[2] and lines[3].split()[1] == "700"
+    assert transport.run(["md5sum", "run_x/data.pkl"], cwd=parent).stdout.split()[0] == \
+        __import__("hashlib").md5((d / "data.pkl").read_bytes()).hexdigest()
+    transport.run(["rm", "-rf", remote_tmp])
+    transport.put([d], parent)  # the parent is made again
+    assert transport.run(["test", "-f", "run_x/data.pkl"], cwd=parent).ok
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "blob").write_bytes(os.urandom(5 << 20))
+    transport.put([big], parent)
+    assert transport.stats["rsync"] == 1 and transport.stats["inline_put"] == 2

@@ -16,10 +16,13 @@ then looks a submission up by name instead of repeating it).
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import os
 import shlex
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -47,6 +50,26 @@ MASTER_TIMEOUT = 300.0
 #: command in an ssh session of its own). More threads than that at once use sessions of their own.
 SHELLS_ENV = "EXPYRE_SSH_SHELLS"
 DEFAULT_SHELLS = 4
+
+
+#: Environment variable: the most bytes one :meth:`SshTransport.put` sends through a persistent
+#: shell (as a tar archive) instead of rsync; 0: always rsync.
+INLINE_PUT_ENV = "EXPYRE_SSH_INLINE_PUT"
+DEFAULT_INLINE_PUT = 4 << 20
+
+
+def inline_put_limit() -> int:
+    raw = os.environ.get(INLINE_PUT_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_INLINE_PUT
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise ValueError(f"{INLINE_PUT_ENV}={raw!r} is invalid: give a number of bytes (>= 0; 0 = always rsync), "
+                         f"e.g. {DEFAULT_INLINE_PUT}") from None
 
 
 def max_shells() -> int:
@@ -99,7 +122,7 @@ class SshTransport(Transport):
 
     :attr:`stats` counts what went over the wire: ``"run"`` (commands: one round trip each),
     ``"shell"`` (persistent shells started), ``"session"`` (commands in an ssh session of their
-    own), ``"rsync"``, ``"master"`` (full logins), ``"check"`` (local ``-O check`` calls, no
+    own), ``"rsync"``, ``"inline_put"`` (copies through a shell, also counted in ``"run"``), ``"master"`` (full logins), ``"check"`` (local ``-O check`` calls, no
     round trip).
     """
 
@@ -121,6 +144,7 @@ class SshTransport(Transport):
         self._made_dirs: set[str] = set()
         self._probed: dict[tuple[str, tuple[str, ...]], _probe.ProbeReport] = {}
         self._shells_pid = -1
+        self._inline_unavailable = False
         self._idle: list[RemoteShell] = []
         self._lent: set[RemoteShell] = set()
 
@@ -430,10 +454,17 @@ class SshTransport(Transport):
         self._made_dirs.add(remote_parent)
 
     def put(self, local_dirs: Sequence[Path], remote_parent: str) -> None:
-        """Copy the directories into ``remote_parent`` on the host: one rsync for all of them."""
+        """Copy the directories into ``remote_parent`` on the host: one round trip for all of
+        them. Up to ``EXPYRE_SSH_INLINE_PUT`` bytes (job directories are small) travel as a tar
+        archive through a persistent shell, so the copy pays no login shell start-up of its own;
+        more, or without shells, one rsync."""
         if not local_dirs:
             return
         self.connect()
+        archive = self._inline_archive(local_dirs)
+        if archive is not None:
+            if self._put_inline(archive, remote_parent, len(local_dirs)):
+                return
         self._make_remote_dir(remote_parent)
         ssh = self.control.client_argv()
         try:
@@ -443,6 +474,60 @@ class SshTransport(Transport):
         except TransportError:
             self._made_dirs.discard(remote_parent)  # recreate it on the retry, in case it was removed
             raise
+
+    def _inline_archive(self, local_dirs: Sequence[Path]) -> bytes | None:
+        """The directories as one tar archive (names relative to their parent, symlinks as
+        symlinks, modes and times kept, no owners), or None when they should go by rsync: shells
+        off, more than :func:`inline_put_limit` bytes, not all in one parent, or a tool missing
+        on the host (found out once)."""
+        limit = inline_put_limit()
+        if limit == 0 or max_shells() == 0 or self._inline_unavailable:
+            return None
+        groups = group_by_parent(map(str, local_dirs), remote=False)
+        if len(groups) != 1:
+            return None
+        (parent, names), = groups.items()
+        total = 0
+        for name in names:
+            for dirpath, dirnames, files in os.walk(os.path.join(parent, name)):
+                for f in files + dirnames:
+                    try:
+                        total += os.lstat(os.path.join(dirpath, f)).st_size + 512
+                    except OSError:
+                        pass
+                if total > limit:
+                    return None
+
+        def anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            return info
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in names:
+                tar.add(os.path.join(parent, name), arcname=name, recursive=True, filter=anonymous)
+        data = buf.getvalue()
+        return data if len(data) <= limit + 65536 else None
+
+    def _put_inline(self, archive: bytes, remote_parent: str, n: int) -> bool:
+        """Unpack ``archive`` into ``remote_parent`` (made 0700 if missing) through a shell; False
+        when the host lacks ``base64`` or ``tar`` (then rsync, from now on)."""
+        script = (f"umask 077 && mkdir -p -- {remote_path(remote_parent)} && cd -- {remote_path(remote_parent)} && "
+                  "base64 -d | tar -x -p --no-same-owner -f -")
+        self.stats["inline_put"] += 1
+        result = self.run(script, input=base64.b64encode(archive).decode("ascii"))
+        if result.ok:
+            self._made_dirs.add(remote_parent)
+            return True
+        if result.returncode == 127 or "not found" in result.stderr:
+            logger.info("ssh host %s: no base64/tar for copies through the shell (%s); using rsync",
+                        self.host, result.describe())
+            self._inline_unavailable = True
+            return False
+        self._made_dirs.discard(remote_parent)
+        raise TransportError(f"copy of {n} dir(s) to {self.host}:{remote_parent} through the shell failed: "
+                             f"{result.describe()}", retry_safe=False, result=result)
 
     def get(self, remote_dirs: Sequence[str], local_parent: Path) -> None:
         """Copy the directories back into ``local_parent``: one rsync for all of them."""
