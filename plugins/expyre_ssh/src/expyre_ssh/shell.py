@@ -9,7 +9,8 @@ commands on its stdin and answers each with a framed header and the command's st
 * request: the command's script (from :func:`expyre_ssh.remote.build_script`, which quotes
   everything and ends with the exit-status trailer), then a NUL byte. The command's input, when
   there is any, travels inside the script as a quoted word written to a file;
-* answer: ``\\x1eEXPYRE_SHELL_ANSWER <seq> <stdout bytes> <stderr bytes>\\n``, then both outputs.
+* answer: ``\\x1eEXPYRE_SHELL_ANSWER <seq>\\n``, the command's stdout, a separator, its
+  stderr, an end mark (both with a random token of the shell, which no output can predict).
 
 Each command runs in a subshell (``cd``, ``unset`` and ``exit`` stay inside it) with stdin from
 ``/dev/null`` (or its input) and its outputs in files of a private temporary directory on the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import select
 import shlex
 import subprocess
@@ -39,26 +41,26 @@ logger = logging.getLogger(__name__)
 #: variable name tells these sessions apart in logs (``ps``, ssh wrappers) from one-off commands.
 REMOTE_SHELL_COMMAND = """bash -c 'IFS= read -r -d "" __expyre_shell; eval "$__expyre_shell"'"""
 
-#: Starts every answer (followed by the sequence number and the two sizes).
+#: Starts every answer (followed by the command's sequence number and a newline).
 ANSWER = "\x1eEXPYRE_SHELL_ANSWER "
 
-#: The loop on the host. Commands come NUL-terminated on stdin (bash reads a pipe byte by byte,
-#: so it never reads past one); each runs in a subshell, outputs into fresh files (a daemon that
-#: a command leaves behind can keep writing into its files without touching the next answer).
+#: The loop on the host (``{token}``: random per shell, ends the two outputs). Commands come
+#: NUL-terminated on stdin (bash reads a pipe byte by byte, so it never reads past one); each runs
+#: in a subshell, its outputs into fresh files (a daemon a command leaves behind may write into
+#: its files without touching the next answer), sent back by one ``cat`` with the separators.
 SERVER = r"""
 unset __expyre_shell
-__expyre_d=$(mktemp -d "${TMPDIR:-/tmp}/expyre-shell.XXXXXXXX") || exit 97
+__expyre_d=$(mktemp -d "${{TMPDIR:-/tmp}}/expyre-shell.XXXXXXXX") || exit 97
 trap 'rm -rf -- "$__expyre_d"' EXIT
 trap 'exit 98' HUP PIPE TERM
+printf '\036EXPYRE_SHELL_SEP_{token}\036' >"$__expyre_d/s" && printf '\036EXPYRE_SHELL_END_{token}\036' >"$__expyre_d/t" || exit 97
 __expyre_n=0
 while IFS= read -r -d '' __expyre_cmd; do
     __expyre_n=$((__expyre_n + 1))
-    __expyre_o="$__expyre_d/$__expyre_n.o"
-    __expyre_e="$__expyre_d/$__expyre_n.e"
-    ( unset __expyre_d __expyre_n __expyre_o __expyre_e; eval "$__expyre_cmd" ) </dev/null >"$__expyre_o" 2>"$__expyre_e"
-    printf '\036EXPYRE_SHELL_ANSWER %d %d %d\n' "$__expyre_n" "$(($(wc -c <"$__expyre_o")))" "$(($(wc -c <"$__expyre_e")))"
-    cat -- "$__expyre_o" "$__expyre_e"
-    rm -f -- "$__expyre_o" "$__expyre_e"
+    ( unset __expyre_d __expyre_n; eval "$__expyre_cmd" ) </dev/null >"$__expyre_d/$__expyre_n.o" 2>"$__expyre_d/$__expyre_n.e"
+    printf '\036EXPYRE_SHELL_ANSWER %d\n' "$__expyre_n"
+    cat -- "$__expyre_d/$__expyre_n.o" "$__expyre_d/s" "$__expyre_d/$__expyre_n.e" "$__expyre_d/t"
+    rm -f -- "$__expyre_d/$__expyre_n.o" "$__expyre_d/$__expyre_n.e"
 done
 """
 
@@ -111,7 +113,10 @@ class RemoteShell:
         self._in = self.proc.stdin.fileno()
         self._out = self.proc.stdout.fileno()
         os.set_blocking(self._in, False)
-        self._pending = SERVER.encode() + b"\0"  # sent with the first command
+        token = secrets.token_hex(16)
+        self._sep = f"\x1eEXPYRE_SHELL_SEP_{token}\x1e".encode()
+        self._end = f"\x1eEXPYRE_SHELL_END_{token}\x1e".encode()
+        self._pending = SERVER.format(token=token).encode() + b"\0"  # sent with the first command
 
     # -- plumbing ---------------------------------------------------------------------------------
     @property
@@ -176,12 +181,17 @@ class RemoteShell:
                 start = max(0, len(self._buf) - len(marker))
             self._fill(deadline)
 
-    def _exactly(self, n: int, deadline: float | None) -> bytes:
-        while len(self._buf) < n:
+    def _until(self, marker: bytes, deadline: float | None) -> bytes:
+        """What comes before ``marker`` (which is consumed)."""
+        start = 0
+        while True:
+            i = self._buf.find(marker, start)
+            if i >= 0:
+                out = bytes(self._buf[:i])
+                del self._buf[:i + len(marker)]
+                return out
+            start = max(0, len(self._buf) - len(marker))
             self._fill(deadline)
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
 
     # -- the one operation ------------------------------------------------------------------------
     def run(self, script: str, timeout: float | None) -> tuple[bytes, bytes]:
@@ -207,12 +217,12 @@ class RemoteShell:
                             returncode=self.proc.returncode) from exc
         self.seq += 1
         try:
-            header = self._line_after(ANSWER.encode(), deadline).split()
-            if len(header) != 3 or int(header[0]) != self.seq:
+            header = self._line_after(ANSWER.encode(), deadline).strip()
+            if header != str(self.seq).encode():
                 raise ShellLost(f"the remote shell answered out of step ({header!r} for command {self.seq})",
                                 sent=True, stderr=self.stderr_text())
-            out = self._exactly(int(header[1]), deadline)
-            err = self._exactly(int(header[2]), deadline)
+            out = self._until(self._sep, deadline)
+            err = self._until(self._end, deadline)
         except (ShellTimeout, ShellLost):
             self.kill()
             raise
