@@ -492,3 +492,15 @@ def test_inline_put_keeps_modes_links_and_makes_a_private_parent(transport: SshT
     (big / "blob").write_bytes(os.urandom(5 << 20))
     transport.put([big], parent)
     assert transport.stats["rsync"] == 1 and transport.stats["inline_put"] == 2
+
+
+def test_shells_after_another_transport_closed_the_shared_master(transport: SshTransport) -> None:
+    """Two transports of one process to the same host share the master's socket: when one closes
+    it, the other's idle shell is never handed a command (which could not be told from one lost
+    mid-run); the master is opened anew and the command runs."""
+    assert transport.run(["true"]).ok
+    other = SshTransport(HOST, REMSH)
+    assert other.control.path == transport.control.path
+    other.close()  # ssh -O exit: the shared master and the first transport's shell end
+    assert transport.run(["echo", "ok"]).stdout == "ok\n"
+    assert transport.stats["master"] == 2 and transport.stats["shell"] == 2

@@ -268,6 +268,7 @@ class SshTransport(Transport):
         (``EXPYRE_SSH_SHELLS=0``) or all busy."""
         script = build_script(command, cwd=cwd, unset_env_prefixes=unset_env_prefixes)
         timeout = timeout if timeout is not None else self.command_timeout
+        self._forget_orphaned_shells()
         self.connect()
         try:
             return self._run_once(command, script, input, timeout)
@@ -357,6 +358,20 @@ class SshTransport(Transport):
             self.stats["shell"] += 1
             lent.add(shell)
             return shell
+
+    def _forget_orphaned_shells(self) -> None:
+        """Idle shells whose master's socket is gone (closed by ``ssh -O exit``, maybe by another
+        transport object of this process to the same host) are ending: never hand a command to one,
+        and open the master anew."""
+        with self._lock:
+            idle, _ = self._shells_state()
+            if not idle or self.control.path.exists():
+                return
+            orphans = idle[:]
+            idle.clear()
+            self._master_started = False
+        for shell in orphans:
+            shell.kill()
 
     def _give_back(self, shell: RemoteShell) -> None:
         with self._lock:
