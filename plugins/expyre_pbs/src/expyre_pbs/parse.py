@@ -162,9 +162,14 @@ def _parse_qstat_full_uniform(text: str, keys: tuple[str, ...],
     jobs: dict[str, dict[str, str]] = {}
     blocks = [jobs.setdefault(h.group(1), {}) for h in heads]
     seen: dict[str, int] = {}
+    expected: dict[str, int] = {}
     for key in keys:
         k = key.lower()
+        if k not in expected:  # every occurrence of a wanted name (any case) must be found below
+            expected[k] = low.count(f"{k} =")
         seen[k] = seen.get(k, 0)
+        if not expected[k]:
+            continue
         b, nxt = -1, starts[0]
         for m in _uniform_pattern(key, indent).finditer(text, starts[0]):
             pos = m.start()
@@ -179,10 +184,9 @@ def _parse_qstat_full_uniform(text: str, keys: tuple[str, ...],
                 value = value.strip()
             blocks[b][key] = value
             seen[k] += 1
-    # every occurrence of a wanted name (any case) was one of those: else the general way
-    for k, n in seen.items():
-        if low.count(f"{k} =") != n:
-            return None
+    # else the general way
+    if seen != expected:
+        return None
     return jobs
 
 

@@ -312,7 +312,7 @@ class PbsScheduler(Scheduler):
 
 _WRAPPER_HELD = "held: Slurm's Torque wrappers show a held job as Q with Priority 0"
 #: the attributes a status needs (:meth:`PbsScheduler._statuses`, :func:`_held_under_slurm`)
-_STATUS_KEYS = ("job_state", "Exit_status", "comment", "Hold_Types", "Priority")
+_STATUS_KEYS = ("job_state", "Exit_status", "exit_status", "comment", "Hold_Types", "Priority")
 
 
 def _held_under_slurm(job: dict[str, Any]) -> bool:
