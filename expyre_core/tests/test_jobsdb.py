@@ -102,3 +102,52 @@ def test_unlock(tmp_path):
     assert fresh.get("a")["name"] == "a"
     fresh.add("b", name="b", from_dir="/y")
     assert list(tmp_path.glob("jobs.db.locked-*"))
+
+
+def test_update_many_is_update_in_one_transaction(tmp_path):
+    db = JobsDB(tmp_path / "jobs.db")
+    for i in range(6):
+        db.add(f"j{i}", "n", str(tmp_path / f"j{i}"), status="submitted")
+    db.update("j5", status="succeeded")
+    changed = db.update_many([
+        ("j0", {"remote_status": "running"}),
+        ("j1", {"remote_status": "queued", "status": "started"}),
+        ("j2", {"status": "started"}),
+        ("j3", {"suspect_since": 12.5}),
+        ("j5", {"status": "started", "remote_status": "x"}),  # backward: the whole update is refused
+        ("missing", {"remote_status": "y"}),
+        ("j4", {}),
+    ])
+    rows = {r["id"]: r for r in db.jobs()}
+    assert changed == 4
+    assert [rows[f"j{i}"]["status"] for i in range(6)] == ["submitted", "started", "started", "submitted", "submitted",
+                                                          "succeeded"]
+    assert rows["j0"]["remote_status"] == "running" and rows["j1"]["remote_status"] == "queued"
+    assert rows["j3"]["suspect_since"] == 12.5 and rows["j5"]["remote_status"] is None
+    assert rows["j1"]["status_time"] >= rows["j0"]["status_time"]
+    assert db.update_many([("j5", {"status": "started"})], force=True) == 1 and db.get("j5")["status"] == "started"
+    assert db.update_many([]) == 0
+    with pytest.raises(ValueError, match="unknown jobs database field"):
+        db.update_many([("j0", {"bogus": 1})])
+
+
+def test_jobs_columns_and_tuples(tmp_path):
+    db = JobsDB(tmp_path / "jobs.db")
+    db.add("a", "n", "/x/run_a", status="submitted", system="s", remote_id="7")
+    db.add("b", "n", "/x/run_b", status="processed", system="s")
+    assert db.jobs(system="s", status="ongoing", columns=("id", "remote_id")) == [{"id": "a", "remote_id": "7"}]
+    assert db.jobs(system="s", columns=("id", "from_dir"), tuples=True) == [("a", "/x/run_a"), ("b", "/x/run_b")]
+    with pytest.raises(ValueError, match="unknown jobs database column"):
+        db.jobs(columns=("id", "id; DROP TABLE jobs"))
+    with pytest.raises(ValueError, match="needs columns"):
+        db.jobs(tuples=True)
+
+
+def test_shell_join_is_shlex_join():
+    import shlex
+
+    from expyre.shell import join
+
+    for words in (["squeue", "-j", "1,2"], ["a b"], ["x", ""], [], ["$x"], ["it's"], ["a\tb"], ["é"], ["-o", "%i|%T"],
+                  [str(i) for i in range(10_000)]):
+        assert join(words) == shlex.join(words)

@@ -392,6 +392,35 @@ class JobsDB:
             return merged
 
     @_guarded
+    def update_many(self, updates: Iterable[tuple[str, dict[str, Any]]], *, force: bool = False) -> int:
+        """:meth:`update` of many jobs in ONE transaction: ``updates`` is ``(id, fields)`` pairs;
+        those that set the same fields (and the same status) go through one ``executemany``. The
+        rule of :meth:`update` applies to each (a status only moves forward unless ``force``).
+        Returns the number of rows changed."""
+        groups: dict[tuple[tuple[str, ...], str | None], list[tuple[Any, ...]]] = {}
+        now = time.time()
+        for id, fields in updates:
+            fields = self._check_fields(dict(fields))
+            if not fields:
+                continue
+            if "status" in fields:
+                fields["status_time"] = now
+            groups.setdefault((tuple(fields), fields.get("status")), []).append((*fields.values(), id))
+        changed = 0
+        if not groups:
+            return changed
+        with self._tx() as con:
+            for (keys, status), rows in groups.items():
+                sql = f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in keys)} WHERE id = ?"
+                if status is not None and not force:
+                    allowed = tuple(s for s, r in _RANK.items() if r <= _RANK[status])
+                    sql += f" AND status IN ({', '.join('?' * len(allowed))})"
+                    rows = [(*row, *allowed) for row in rows]
+                cur = con.executemany(sql, rows)
+                changed += max(cur.rowcount, 0)
+        return changed
+
+    @_guarded
     def claim_submit(self, id: str, owner: str, stale: Iterable[str] = ()) -> bool:
         """Atomically record the intent to submit job ``id`` by ``owner``. Succeeds only if the job
         is still ``created`` and no live process has claimed it (claims by ``stale`` owners are
@@ -463,10 +492,14 @@ class JobsDB:
         readable: bool = False,
         order: str = "creation_time",
         limit: int | None = None,
-    ) -> list[dict]:
+        columns: Sequence[str] | None = None,
+        tuples: bool = False,
+    ) -> list:
         """Jobs whose fields match. Each filter is a regexp (or list of them) matching the whole
         value; ``status`` also takes the groups ``ongoing``, ``unprocessed``, ``finished`` and
-        ``can_produce_results``. ``readable`` turns times into ISO strings."""
+        ``can_produce_results``. ``readable`` turns times into ISO strings. ``columns``: only
+        these keys in each row (default: all); ``tuples``: each row a tuple of them, in their
+        order, instead of a dict (with ``columns``; no ``readable``)."""
         clauses: list[str] = []
         params: list[Any] = []
         self._filter("status", status, clauses, params)
@@ -475,13 +508,24 @@ class JobsDB:
         self._filter("system", system, clauses, params)
         if order not in _COLUMNS:
             raise ValueError(f"cannot order by {order!r}")
-        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(clauses) if clauses else "") + f" ORDER BY {order}"
+        if columns is None:
+            what = "*"
+        else:
+            bad = [c for c in columns if c not in _COLUMNS]
+            if bad or not columns:
+                raise ValueError(f"unknown jobs database column(s) {bad}; valid: {', '.join(_COLUMNS)}")
+            what = ", ".join(columns)
+        sql = f"SELECT {what} FROM jobs" + (" WHERE " + " AND ".join(clauses) if clauses else "") + f" ORDER BY {order}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
         cur = self._con().cursor()
         cur.row_factory = None  # tuples zipped with the column names: faster than dict(sqlite3.Row)
         cur.execute(sql, params)
+        if tuples:
+            if columns is None or readable:
+                raise ValueError("jobs(tuples=True) needs columns and no readable")
+            return cur.fetchall()
         cols = [d[0] for d in cur.description]
         rows = [dict(zip(cols, r)) for r in cur]
         if readable:

@@ -10,6 +10,7 @@ least the scheduler's ``vanish_grace`` apart.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -21,11 +22,17 @@ from .jobsdb import JobsDB
 from .layout import JOB_STDERR, PARTIAL_PREFIX, RESULT_MARKERS, STARTED
 from .results import outcome_files, tail
 from .stage_records import record_status
-from .stagedir import UnsafePathError, open_stage_dir
-from .system import System
+from .system import System, _basename
 from .types import JobState, JobStatus, SchedulerCommandError, TransportError
 
 __all__ = ["Poller", "evaluate", "poll_outage_limit"]
+
+_RESULT = frozenset(RESULT_MARKERS)
+#: the states JobState.terminal is true of
+_ENDED = frozenset(s for s in JobState if s.terminal)
+#: the columns of the jobs database that one poll reads
+_POLL_COLUMNS = ("id", "remote_id", "from_dir", "status", "remote_status")
+
 
 #: the logger of the API this serves (``expyre.func``): what users configure keeps working
 logger = logging.getLogger("expyre.func")
@@ -81,19 +88,27 @@ class Poller:
                 max_age = max(max_age, self.system.scheduler.min_poll_interval)
             if time.monotonic() - self.last < max_age:
                 return
-            rows = self.db.jobs(system=self.system.name, status=["submitted", "started"])
-            ids = [r["remote_id"] for r in rows if r["remote_id"]]
-            dirs = [Path(r["from_dir"]) for r in rows]
+            # (id, remote id, stage dir, status, remote status) of each live job
+            rows = self.db.jobs(system=self.system.name, status=["submitted", "started"], columns=_POLL_COLUMNS,
+                                tuples=True)
+            ids = [r[1] for r in rows if r[1]]
+            dirs = [r[2] for r in rows]
+            names = [_basename(d) for d in dirs]
             t0 = time.monotonic()
             try:
                 statuses, markers = self.system.poll(ids, dirs)
                 timing.debug("poll %s: %d jobs in %.3f s", self.system.name, len(ids), time.monotonic() - t0)
-                done = [d for d in dirs if markers.get(d.name, set()) & set(RESULT_MARKERS)]
-                # a running packed job's finished calls (their outcome files) come back with them
-                for d in dirs:
-                    finished_calls = {m for m in markers.get(d.name, ()) if m.startswith(PARTIAL_PREFIX)}
-                    if d not in done and finished_calls and not finished_calls <= _names(d):
-                        done.append(d)
+                done, partial = [], []
+                for d, n in zip(dirs, names):
+                    ms = markers.get(n)
+                    if not ms:
+                        continue
+                    if ms & _RESULT:
+                        done.append(Path(d))
+                    # a running packed job's finished calls (their outcome files) come back with them
+                    elif any(m.startswith(PARTIAL_PREFIX) and not os.path.exists(os.path.join(d, m)) for m in ms):
+                        partial.append(Path(d))
+                done += partial
                 if done:
                     self.system.stage_out(done)
             except (TransportError, SchedulerCommandError) as exc:
@@ -105,42 +120,49 @@ class Poller:
                 logger.warning("%s: polling works again after %.0f s of failures", self.system.name,
                                time.monotonic() - self.failing_since)
                 self.failing_since = None
-            for r in rows:
-                st = statuses.get(r["remote_id"])
-                started = st is not None and st.state is JobState.RUNNING
-                started = started or STARTED in markers.get(Path(r["from_dir"]).name, set())
+            # one pass over the jobs: the rows whose state changed, written in one transaction; every
+            # job that is gone or terminal without a result starts its grace period now, whoever
+            # waits on it; the accounting records are asked once for all new ones
+            now = time.time()
+            shares = self.system.shares_stage_dirs
+            described: dict[int, str] = {}  # the parsers share one JobStatus among jobs in the same state
+            updates: list[tuple[str, dict[str, Any]]] = []
+            new_absent = []
+            for (job_id, rid, from_dir, status, remote_status), n in zip(rows, names):
+                st = statuses.get(rid)
+                ms = markers.get(n)
                 fields: dict[str, Any] = {}
-                if st is not None and st.state is JobState.UNKNOWN and r["id"] not in self.warned:
-                    self.warned.add(r["id"])
-                    logger.warning("job %s: %s reported an unrecognised state %r; still waiting",
-                                   r["id"], self.system.cfg.scheduler, st.raw)
-                new_remote = st.describe() if st else "absent"
-                if new_remote != r["remote_status"]:
+                if st is None:
+                    new_remote = "absent"
+                else:
+                    new_remote = described.get(id(st))
+                    if new_remote is None:
+                        new_remote = described[id(st)] = st.describe()
+                    if st.state is JobState.UNKNOWN and job_id not in self.warned:
+                        self.warned.add(job_id)
+                        logger.warning("job %s: %s reported an unrecognised state %r; still waiting",
+                                       job_id, self.system.cfg.scheduler, st.raw)
+                if new_remote != remote_status:
                     fields["remote_status"] = new_remote
-                if started and r["status"] == "submitted":
+                if status == "submitted" and (
+                        (st is not None and st.state is JobState.RUNNING) or (ms is not None and STARTED in ms)):
                     fields["status"] = "started"
                 if fields:
-                    self.db.update(r["id"], **fields)
-            # every job that is gone or terminal without a result starts its grace period now,
-            # whoever waits on it; the accounting records are asked once for all new ones
-            now = time.time()
-            new_absent = []
-            for r in rows:
-                rid = r["remote_id"]
+                    updates.append((job_id, fields))
                 if not rid:
                     continue
-                st = statuses.get(rid)
-                has_result = bool(markers.get(Path(r["from_dir"]).name, set()) & set(RESULT_MARKERS)) or (
-                    self.system.shares_stage_dirs and bool(_names(Path(r["from_dir"])) & set(RESULT_MARKERS)))
-                if has_result or (st is not None and not st.state.terminal):
+                # (its own update: a status that cannot move forward must not keep it from the row)
+                if (st is not None and st.state not in _ENDED) or (ms and ms & _RESULT) or (
+                        shares and any(os.path.exists(os.path.join(from_dir, m)) for m in RESULT_MARKERS)):
                     if self.suspects.pop(rid, None) is not None:
-                        self.db.update(r["id"], suspect_since=None)
-                    continue
-                if rid not in self.suspects:
+                        updates.append((job_id, {"suspect_since": None}))
+                elif rid not in self.suspects:
                     self.suspects[rid] = (self.count + 1, now)
-                    self.db.update(r["id"], suspect_since=now)
+                    updates.append((job_id, {"suspect_since": now}))
                     if st is None:
                         new_absent.append(rid)
+            if updates:
+                self.db.update_many(updates)
             if new_absent:
                 self.accounting.update(self.system.accounting(new_absent))
             self.statuses = statuses
@@ -164,16 +186,6 @@ class Poller:
         logger.warning("%s: poll of %d job(s) failed (%s); they keep their last known state, the next poll "
                        "tries again (failing for %.0f s, giving up after %g s)", self.system.name, n_jobs, exc,
                        outage, limit)
-
-
-def _names(stage_dir: Path) -> set[str]:
-    """The names in a local stage directory, read through its verified descriptor (none when it
-    is missing or must not be read: :func:`evaluate` then says why)."""
-    try:
-        with open_stage_dir(stage_dir) as sd:
-            return set(sd.names())
-    except (OSError, UnsafePathError):
-        return set()
 
 
 def evaluate(job: Any, poller: Poller) -> str | None:

@@ -6,9 +6,13 @@ Public for plugins: a transport or scheduler builds its commands with :func:`quo
 
 from __future__ import annotations
 
+import re
 import shlex
 
-__all__ = ["quote", "remote_path"]
+__all__ = ["quote", "remote_path", "join"]
+
+# what shlex.quote leaves alone, plus the blank that join puts between words
+_SAFE_JOINED = re.compile(r"[^\w@%+=:,./ -]", re.ASCII)
 
 
 def quote(value: object) -> str:
@@ -29,3 +33,17 @@ def remote_path(path: str) -> str:
     if path.startswith("~/"):
         path = path[2:]
     return '"$HOME"/' + shlex.quote(path)
+
+
+def join(words: "list[str] | tuple[str, ...]") -> str:
+    """``shlex.join(words)``, without quoting word by word when no word needs it (a status
+    query of 10^4 job ids: one scan of the joined line instead of 10^4).
+
+    >>> join(["squeue", "-j", "1,2"]), join(["echo", "a b", ""])
+    ('squeue -j 1,2', "echo 'a b' ''")
+    """
+    words = list(words)
+    line = " ".join(words)
+    if "" in words or line.count(" ") != len(words) - 1 or _SAFE_JOINED.search(line):
+        return shlex.join(words)
+    return line

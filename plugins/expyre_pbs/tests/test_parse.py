@@ -141,3 +141,51 @@ def test_benign_qstat_errors(recorded):
     assert benign_qstat_errors(recorded("torque/qstat_f_all_states.txt").stderr)
     assert not benign_qstat_errors(recorded("pbspro/qstat_connect_error.txt").stderr)
     assert not benign_qstat_errors(recorded("torque_wrappers/qstat_version.txt").stderr)
+
+
+# -- qstat -f restricted to some attributes: the same answer as the whole parse, filtered ----------
+_KEYS = ("job_state", "Exit_status", "comment", "Hold_Types", "Priority")
+_TRICKY = [
+    # real Torque style: attributes indented with spaces, wrapped values continue after a tab
+    "Job Id: 1.s\n    job_state = Q\n    comment = a long\n\tcomment, wrapped\n\t twice\n    Priority = 0\n",
+    # a continuation line that looks like a wanted attribute belongs to the value before it
+    "Job Id: 2.s\n    Job_Name = x\n\tjob_state = R\n    job_state = Q\n",
+    # Slurm's wrappers: attributes indented with a tab, never wrapped; blank lines inside a block
+    "Job Id: 3\n\tJob_Name = y\n\n\tjob_state = C\n\texit_status = 0\n  \n\tPriority = 0\n",
+    # messages mixed in, an empty block, a repeated id, a duplicate key (the last wins), mixed case
+    "banner line\nJob Id: 4.s\nqstat: note\nJob Id: 5.s\n    JOB_STATE = H\n    job_state = R\nstray message\n"
+    "\tcontinued after the message\nJob Id: 4.s\n    Exit_Status = 271\n    hold_types = u\n",
+    # a key that only begins like a wanted one; no space after "="; trailing blanks
+    "Job Id: 6\n    job_state_extra = 1\n    job_state =Q  \n    comment =   \n",
+    # CRLF line ends: the line parser, filtered
+    "Job Id: 7\r\n    job_state = R\r\n    comment = x\r\n",
+    "",
+    "no job at all\n",
+]
+
+
+def _filtered(jobs):
+    lower = {k.lower() for k in _KEYS}
+    return {j: {k: v for k, v in a.items() if k.lower() in lower} for j, a in jobs.items()}
+
+
+@pytest.mark.parametrize("text", _TRICKY)
+def test_qstat_full_with_keys_matches_the_whole_parse(text):
+    assert parse_qstat_full(text, _KEYS) == _filtered(parse_qstat_full(text))
+
+
+@pytest.mark.parametrize("relpath", ["torque/qstat_f_all_states.txt", "torque/qstat_f_doc_exit_minus1.txt",
+                                     "torque/qstat_ft_array.txt", "torque_wrappers/qstat_f_mixed.txt",
+                                     "torque_wrappers/qstat_f_after.txt", "pbspro/qstat_f_text.txt"])
+def test_qstat_full_with_keys_matches_on_recorded_outputs(recorded, relpath):
+    text = recorded(relpath).stdout
+    fast = parse_qstat_full(text, _KEYS)
+    assert fast == _filtered(parse_qstat_full(text)) and fast
+    # and repeated 10^3 times (the poll of many jobs), with the ids changed
+    many = "".join(text.replace("Job Id: ", f"Job Id: 9{i:04d}") for i in range(1000))
+    assert parse_qstat_full(many, _KEYS) == _filtered(parse_qstat_full(many))
+
+
+def test_qstat_full_with_keys_refuses_attributes_before_a_job():
+    with pytest.raises(QstatParseError):
+        parse_qstat_full("    job_state = R\nJob Id: 1\n", _KEYS)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 import pytest
 
 from expyre.types import JobState
@@ -286,3 +288,31 @@ def test_qacct_usage_command_is_one_loop() -> None:
     t = RecordingTransport(CommandResult([cmd], 0, data("qacct_200mib.txt")))
     assert list(s.usage(t, ["661", "1361.2"])) == ["661"] and t.calls == [cmd]
     assert s.usage_command(["x"]) is None
+
+
+# -- what a status needs, read without the XML parser when the layout is SGE's own ----------------
+@pytest.mark.parametrize("name", ["qstat_xml_appendix_a.xml", "qstat_xml_states.xml", "qstat_xml_find.xml",
+                                  "qstat_xml_array.xml"])
+def test_qstat_xml_states_match_the_xml_parser(name: str) -> None:
+    from expyre_sge.parse import parse_qstat_xml_states
+
+    text = data(name)
+    want = [(j.number, j.state, j.tasks) for j in parse_qstat_xml(text)]
+    assert parse_qstat_xml_states(text) == want and want
+    # many jobs (the poll of 10^4), and the layouts that must take the XML parser
+    many = re.sub(r"(<job_list\b.*?</job_list>\s*)", lambda m: m.group(1) * 50, text, flags=re.DOTALL)
+    assert parse_qstat_xml_states(many) == [(j.number, j.state, j.tasks) for j in parse_qstat_xml(many)]
+    for odd in (text.replace("<state>", "<state >"), text.replace("<JB_name>", "<JB_name>a&amp;b")):
+        assert parse_qstat_xml_states(odd) == [(j.number, j.state, j.tasks) for j in parse_qstat_xml(odd)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "error: commlib error: got select error (Connection refused)\n", "<job_info><queue_info>", "<foo/>",
+     "<?xml version='1.0'?>\n<job_info><queue_info><job_list state=\"running\"><JB_job_number>5</JB_job_number>"],
+)
+def test_qstat_xml_states_garbage_raises(text: str) -> None:
+    from expyre_sge.parse import parse_qstat_xml_states
+
+    with pytest.raises(ValueError):
+        parse_qstat_xml_states(text)

@@ -53,6 +53,9 @@ def counting_remsh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str
     drop = tmp_path / "drop-next-session"
     monkeypatch.setenv("EXPYRE_SSH_TEST_LOG", str(log))
     monkeypatch.setenv("EXPYRE_SSH_TEST_DROP", str(drop))
+    # the wrapper drops "the next command session": one ssh session per command, no persistent
+    # shell (tests of the shells use the log without the drop file, or set this themselves)
+    monkeypatch.setenv("EXPYRE_SSH_SHELLS", "0")
     return f"{shlex.quote(str(wrapper))} -p {SSH_PORT}", SshLog(log), drop
 
 

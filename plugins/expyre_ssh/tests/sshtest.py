@@ -146,6 +146,8 @@ class SshLog:
             return "login"
         if " rsync --server " in padded:
             return "rsync"
+        if "__expyre_shell" in line:
+            return "shell"
         if "ControlMaster=no" in line:
             return "run"
         return "other"

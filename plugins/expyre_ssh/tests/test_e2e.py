@@ -187,11 +187,16 @@ def test_missing_remote_python_is_reported_at_first_use(xpr_root) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("shells", ["4", "0"])
 @pytest.mark.parametrize("njobs", [1, 50])
-def test_round_trips_per_poll_do_not_grow_with_jobs(njobs: int, xpr_root, counting_remsh, record_property) -> None:
-    """A poll = ONE ssh session (status + markers); bringing N finished jobs back = ONE rsync."""
+def test_round_trips_per_poll_do_not_grow_with_jobs(njobs: int, shells: str, xpr_root, counting_remsh, record_property,
+                                                    monkeypatch) -> None:
+    """A poll = ONE round trip (status + markers); bringing N finished jobs back = ONE rsync. With
+    persistent shells (the default) the round trip goes over a shell already open, so no new ssh
+    session at all; without (``EXPYRE_SSH_SHELLS=0``) it is one ssh session."""
     name, sysd = _system("local")
     remsh, log, _ = counting_remsh
+    monkeypatch.setenv("EXPYRE_SSH_SHELLS", shells)
     xpr_root({name: {**sysd, "remsh_cmd": remsh}})
     system = config.get_system(name)
     gate = f"/tmp/expyre-ssh-gate-{uuid.uuid4().hex}"
@@ -202,30 +207,38 @@ def test_round_trips_per_poll_do_not_grow_with_jobs(njobs: int, xpr_root, counti
         x.start(resources=SMALL, system_name=name, partial_node=True)
         xprs.append(x)
     poller = Poller.get(system, config.db)
+    stats = system.transport.stats
+    new_session = {} if shells != "0" else {"run": 1}
     try:
-        # jobs are queued or blocked on the gate: a poll is one session, nothing to copy
-        m = log.mark()
+        # jobs are queued or blocked on the gate: a poll is one round trip, nothing to copy
+        m, runs = log.mark(), stats["run"]
         poller.refresh(max_age=0)
         gated = log.count(m)
-        assert gated == {"run": 1}, gated  # (no login, no copy; local `-O check` calls are not counted)
+        assert stats["run"] - runs == 1, "one round trip"
+        assert gated == new_session, gated  # (no login, no copy; local `-O check` calls are not counted)
         system.transport.run(["touch", gate])
         _wait_all_finished(system, xprs, timeout=240)
-        m = log.mark()
+        m, runs = log.mark(), stats["run"]
         poller.refresh(max_age=0)
         finished = log.count(m)
-        assert finished == {"run": 1, "rsync": 1}, finished
-        m = log.mark()
+        assert stats["run"] - runs == 1, "one round trip"
+        assert finished == {**new_session, "rsync": 1}, finished
+        m, runs = log.mark(), stats["run"]
         results = [x.get_results(timeout=60, quiet=True) for x in xprs]
         assert results == [i * i for i in range(njobs)]
         after = log.count(m)
-        assert after == {}, f"results were already here, yet: {after}"
+        assert after == {} and stats["run"] == runs, f"results were already here, yet: {after}"
         logins = log.count(0).get("login", 0)
         assert logins == 1
+        if shells != "0":
+            assert log.count(0).get("run", 0) == 0, "every command went through a persistent shell"
+            assert 1 <= log.count(0).get("shell", 0) <= int(shells)
     finally:
         system.transport.run(["rm", "-f", gate])
-    record_property(f"ssh_sessions_per_poll_n{njobs}", gated.get("run", 0))
-    record_property(f"ssh_round_trips_per_poll_with_results_n{njobs}", sum(finished.values()))
-    print(f"\nN={njobs}: poll = {gated} ; poll that brings results back = {finished}; logins = {logins}")
+    record_property(f"ssh_sessions_per_poll_n{njobs}_shells{shells}", gated.get("run", 0))
+    record_property(f"ssh_round_trips_per_poll_with_results_n{njobs}_shells{shells}", 1 + finished.get("rsync", 0))
+    print(f"\nN={njobs}, shells={shells}: new sessions in a poll = {gated}; in a poll that brings results back = "
+          f"{finished}; logins = {logins}")
 
 
 def _wait_all_finished(system, xprs, timeout: float) -> None:

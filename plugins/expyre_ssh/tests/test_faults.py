@@ -211,6 +211,9 @@ def hanging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, xpr_root):
     wrapper.chmod(0o755)
     hang = tmp_path / "hang-next-session"
     monkeypatch.setenv("EXPYRE_SSH_TEST_HANG", str(hang))
+    # the wrapper hangs "the next command session": one ssh session per command (the persistent
+    # shells' own timeout is tested in test_transport.py)
+    monkeypatch.setenv("EXPYRE_SSH_SHELLS", "0")
     monkeypatch.setenv("EXPYRE_RETRY", "3 0.2")
     remsh = shlex.join([str(wrapper), *shlex.split(sysd.get("remsh_cmd") or "ssh")[1:]])
     xpr_root({name: {**sysd, "remsh_cmd": remsh, "command_timeout": TIMEOUT_S}})

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sshtest import REMOTE_PYTHON, REMSH, SSH_HOST, TEST_USER, port_open
 
+from expyre.testing import skip_or_fail
 from expyre.types import TransportError
 from expyre_ssh import RemoteEnvironmentError, SshTransport
 
@@ -89,6 +90,7 @@ def test_timeout_is_not_retry_safe(transport: SshTransport) -> None:
 
 
 def test_one_login_for_many_operations(transport: SshTransport, remote_tmp: str, tmp_path: Path) -> None:
+    # (the put of this small directory goes through the persistent shell: one command, no rsync)
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "f").write_text("x")
     for _ in range(10):
@@ -96,8 +98,9 @@ def test_one_login_for_many_operations(transport: SshTransport, remote_tmp: str,
     transport.put([tmp_path / "d"], remote_tmp)
     transport.get([f"{remote_tmp}/d"], tmp_path / "back")
     assert transport.stats["master"] == 1
-    assert transport.stats["run"] == 11  # 10 + the mkdir of remote_tmp
-    assert transport.stats["rsync"] == 2
+    assert transport.stats["run"] == 11  # 10 + the copy to remote_tmp (which makes it)
+    assert transport.stats["rsync"] == 1 and transport.stats["inline_put"] == 1
+    assert transport.stats["shell"] == 1 and transport.stats["session"] == 0
     pid = transport.master_pid()
     assert pid is not None and Path(f"/proc/{pid}").exists()
 
@@ -176,7 +179,19 @@ def test_connection_lost_after_start_is_not_retry_safe(transport: SshTransport, 
         transport_check.close()
 
 
-def test_put_and_get_hostile_names(transport: SshTransport, remote_tmp: str, tmp_path: Path) -> None:
+@pytest.fixture(params=["inline", "rsync"])
+def copy_by(request, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Puts through the persistent shell (small copies, the default) or by rsync."""
+    if request.param == "rsync":
+        monkeypatch.setenv("EXPYRE_SSH_INLINE_PUT", "0")
+    return request.param
+
+
+def _copies(transport: SshTransport) -> int:
+    return transport.stats["rsync"] + transport.stats["inline_put"]
+
+
+def test_put_and_get_hostile_names(transport: SshTransport, remote_tmp: str, tmp_path: Path, copy_by: str) -> None:
     src = tmp_path / "src"
     for i, name in enumerate(HOSTILE_NAMES):
         d = src / f"dir {name}"
@@ -186,7 +201,8 @@ def test_put_and_get_hostile_names(transport: SshTransport, remote_tmp: str, tmp
     dirs = sorted(src.iterdir())
     parent = f"{remote_tmp}/parent 'q' $(x)"
     transport.put(dirs, parent)
-    assert transport.stats["rsync"] == 1, "N directories = one rsync"
+    assert _copies(transport) == 1 and transport.stats[copy_by if copy_by == "rsync" else "inline_put"] == 1, \
+        "N directories = one copy"
     listing = transport.run(["find", ".", "-type", "f", "-printf", "%P\\0"], cwd=parent).stdout.split("\0")[:-1]
     assert sorted(listing) == sorted([f"dir {n}/{n}/{n}" for n in HOSTILE_NAMES] + [f"dir {n}/.hidden" for n in HOSTILE_NAMES])
     mode = transport.run(["stat", "-c", "%a", parent]).stdout.strip()
@@ -195,7 +211,7 @@ def test_put_and_get_hostile_names(transport: SshTransport, remote_tmp: str, tmp
     transport.run(["bash", "-c", 'echo changed > "$1"', "x", f"{parent}/dir it's/it's/it's"])
     back = tmp_path / "back"
     transport.get([f"{parent}/{d.name}" for d in dirs], back)
-    assert transport.stats["rsync"] == 2
+    assert _copies(transport) == 2
     for i, name in enumerate(HOSTILE_NAMES):
         expected = "changed\n" if name == "it's" else f"content {i} {name}"
         assert (back / f"dir {name}" / name / name).read_text() == expected
@@ -203,7 +219,7 @@ def test_put_and_get_hostile_names(transport: SshTransport, remote_tmp: str, tmp
     assert "PWNED" not in transport.run(["find", ".", "-maxdepth", "3", "-name", "PWNED"]).stdout
 
 
-def test_put_of_many_dirs_is_one_rsync(transport: SshTransport, remote_tmp: str, tmp_path: Path) -> None:
+def test_put_of_many_dirs_is_one_copy(transport: SshTransport, remote_tmp: str, tmp_path: Path, copy_by: str) -> None:
     dirs = []
     for i in range(50):
         d = tmp_path / f"run_{i}"
@@ -212,11 +228,11 @@ def test_put_of_many_dirs_is_one_rsync(transport: SshTransport, remote_tmp: str,
         dirs.append(d)
     t0 = time.monotonic()
     transport.put(dirs, remote_tmp)
-    assert transport.stats["rsync"] == 1
+    assert _copies(transport) == 1
     n = transport.run(f"ls {shlex.quote(remote_tmp)} | wc -l").stdout.strip()
     assert n == "50"
     transport.get([f"{remote_tmp}/run_{i}" for i in range(50)], tmp_path / "back")
-    assert transport.stats["rsync"] == 2
+    assert _copies(transport) == 2
     assert len(list((tmp_path / "back").iterdir())) == 50
     assert time.monotonic() - t0 < 30
 
@@ -227,7 +243,9 @@ def test_get_missing_dir_is_an_error(transport: SshTransport, remote_tmp: str, t
         transport.get([f"{remote_tmp}/nope"], tmp_path)
 
 
-def test_put_recreates_a_removed_parent(transport: SshTransport, remote_tmp: str, tmp_path: Path) -> None:
+def test_put_recreates_a_removed_parent(transport: SshTransport, remote_tmp: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPYRE_SSH_INLINE_PUT", "0")  # rsync's way (a copy through the shell makes the parent each time)
     (tmp_path / "d").mkdir()
     parent = f"{remote_tmp}/a/b"
     transport.put([tmp_path / "d"], parent)
@@ -376,3 +394,171 @@ def test_get_puts_files_in_place_markers_last_and_transfers_only_changes(transpo
     transport.get([f"{remote_tmp}/run_a"], back)
     assert moved == ["_expyre_stdout", "_expyre_job_succeeded"], "the result marker last"
     assert not [n for n in os.listdir(back) if n.startswith(".")], "the holding directory is removed"
+
+
+# -- the persistent shells: the login shell's start-up once per shell, not per command -----------
+SLOW_USER = "xprslow"  # scripts/services/make-slow-user.sh: its ~/.bashrc sleeps 0.3 s
+
+
+def _slow_transport(log_name: str | None = None) -> SshTransport:
+    """A transport to the slow user; with ``log_name``, its ~/.bashrc appends a line to that file
+    (in its home) at every start-up (LC_EXPYRE_BASHRC_LOG, accepted by the test sshd)."""
+    extra = f" -o SetEnv=LC_EXPYRE_BASHRC_LOG={log_name}" if log_name else ""
+    return SshTransport(f"{SLOW_USER}@{SSH_HOST}", REMSH + extra)
+
+
+@pytest.fixture
+def bashrc_log():
+    """``(name, count)``: a fresh start-up log of the slow user, and a function counting its lines
+    (read over a connection that does not log)."""
+    name = f"expyre-bashrc-{uuid.uuid4().hex[:8]}.log"
+    reader = _slow_transport()
+    try:
+        probe = reader.run(["grep", "-c", "LC_EXPYRE_BASHRC_LOG", ".bashrc"])
+    except TransportError as exc:
+        reader.close()
+        skip_or_fail(f"no test user {SLOW_USER} on the test sshd (scripts/services/make-slow-user.sh): {exc}")
+    if probe.stdout.strip() in ("", "0"):
+        reader.close()
+        skip_or_fail(f"~{SLOW_USER}/.bashrc does not count its start-ups: re-run scripts/services/make-slow-user.sh")
+
+    def count() -> int:
+        r = reader.run(f"cat -- {shlex.quote(name)} 2>/dev/null || true")
+        return len(r.stdout.splitlines())
+
+    yield name, count
+    reader.run(["rm", "-f", "--", name])
+    reader.close()
+
+
+@pytest.mark.parametrize("shells", ["1", "4"])
+def test_slow_bashrc_is_paid_once_per_shell(bashrc_log, monkeypatch: pytest.MonkeyPatch, shells: str) -> None:
+    """Ten commands one after the other pay the ~/.bashrc of ONE shell start (one persistent
+    shell); after close_shells the next command starts one more; over one ssh session per command
+    (EXPYRE_SSH_SHELLS=0) every command pays it.
+
+    One start reads ~/.bashrc once or twice, depending on bash: the login shell reads it, and the
+    ``bash -c`` it execs reads it again when bash takes it as run by sshd (Debian's bash does),
+    exactly as the commands' own sessions did: ``per_start`` is measured, not assumed."""
+    name, startups = bashrc_log
+    monkeypatch.setenv("EXPYRE_SSH_SHELLS", shells)
+    t = _slow_transport(name)
+    try:
+        assert t.run(["true"]).ok
+        per_start = startups()
+        assert per_start in (1, 2)
+        for i in range(10):
+            r = t.run(f"echo {i}; echo e{i} >&2; exit {i}")
+            assert (r.returncode, r.stdout, r.stderr) == (i, f"{i}\n", f"e{i}\n")
+        assert t.stats["run"] == 11 and t.stats["shell"] == 1 and t.stats["session"] == 0
+        assert startups() == per_start
+        t.close_shells()
+        assert t.run(["true"]).ok
+        assert startups() == 2 * per_start and t.stats["shell"] == 2
+    finally:
+        t.close()
+    monkeypatch.setenv("EXPYRE_SSH_SHELLS", "0")
+    t = _slow_transport(name)
+    try:
+        for _ in range(3):
+            assert t.run(["true"]).ok
+        assert startups() == (2 + 3) * per_start and t.stats["shell"] == 0 and t.stats["session"] == 3
+    finally:
+        t.close()
+
+
+def test_threads_share_at_most_the_allowed_shells(bashrc_log, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands from 6 threads at once, 2 shells allowed: every answer is its own command's; no
+    more than 2 shells start (the others' commands take sessions of their own)."""
+    import threading
+
+    name, startups = bashrc_log
+    monkeypatch.setenv("EXPYRE_SSH_SHELLS", "2")
+    t = _slow_transport(name)
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for i in range(5):
+                r = t.run(["printf", "%s-%s", str(k), str(i)], input=None if i % 2 else f"in {k} {i}")
+                assert r.ok and r.stdout == f"{k}-{i}", r
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+        assert not errors, errors
+        assert t.stats["run"] == 30 and 1 <= t.stats["shell"] <= 2
+        # start-ups: one per shell, one per command that found both shells busy (each reads
+        # ~/.bashrc once or twice, see above)
+        assert startups() in {k * (t.stats["shell"] + t.stats["session"]) for k in (1, 2)}
+        assert t.stats["session"] < 30
+    finally:
+        t.close()
+
+
+def test_shell_survives_output_input_and_a_lost_session(transport: SshTransport) -> None:
+    """Large outputs on both streams, input with every byte value a str carries, a command that
+    leaves a background process writing: answers stay in step; a shell killed between commands is
+    replaced without the command being lost (it had not been handed over)."""
+    big = transport.run("head -c 3000000 /dev/zero | tr '\\0' a; head -c 1000000 /dev/zero | tr '\\0' b >&2")
+    assert big.ok and big.stdout == "a" * 3_000_000 and big.stderr == "b" * 1_000_000
+    data = "".join(chr(c) for c in range(1, 128)) + "ünï\n" * 3
+    assert transport.run(["cat"], input=data).stdout == data
+    r = transport.run("(sleep 1; echo late) & echo now")
+    assert r.stdout == "now\n"
+    assert transport.run(["echo", "next"]).stdout == "next\n"  # "late" never shows up here
+    shells_before = transport.stats["shell"]
+    idle = list(transport._idle)
+    assert idle, "the shell went back to the pool"
+    for sh in idle:
+        os.killpg(sh.proc.pid, 9)
+        sh.proc.wait(10)
+    assert transport.run(["echo", "again"]).stdout == "again\n"
+    assert transport.stats["shell"] == shells_before + 1
+
+
+def test_inline_put_keeps_modes_links_and_makes_a_private_parent(transport: SshTransport, remote_tmp: str,
+                                                                 tmp_path: Path) -> None:
+    """A copy through the shell: contents, modes, symlinks (as links) and times as rsync -rlpt
+    keeps them; the parent is made 0700; a removed parent is made again; big copies take rsync."""
+    d = tmp_path / "run_x"
+    d.mkdir()
+    (d / "data.pkl").write_bytes(bytes(range(256)) * 40)
+    (d / "script.sh").write_text("#!/bin/sh\n")
+    (d / "script.sh").chmod(0o750)
+    os.utime(d / "data.pkl", (1_600_000_000, 1_600_000_000))
+    (d / "link").symlink_to("data.pkl")
+    parent = f"{remote_tmp}/p q"
+    transport.put([d], parent)
+    assert transport.stats["inline_put"] == 1 and transport.stats["rsync"] == 0
+    r = transport.run(["stat", "-c", "%n %a %Y %F", "run_x/data.pkl", "run_x/script.sh", "run_x/link", "."], cwd=parent)
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[1:3] == [format((d / "data.pkl").stat().st_mode & 0o777, "o"), "1600000000"]
+    assert lines[1].split()[1] == "750" and "symbolic link" in lines[2] and lines[3].split()[1] == "700"
+    assert transport.run(["md5sum", "run_x/data.pkl"], cwd=parent).stdout.split()[0] == \
+        __import__("hashlib").md5((d / "data.pkl").read_bytes()).hexdigest()
+    transport.run(["rm", "-rf", remote_tmp])
+    transport.put([d], parent)  # the parent is made again
+    assert transport.run(["test", "-f", "run_x/data.pkl"], cwd=parent).ok
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "blob").write_bytes(os.urandom(5 << 20))
+    transport.put([big], parent)
+    assert transport.stats["rsync"] == 1 and transport.stats["inline_put"] == 2
+
+
+def test_shells_after_another_transport_closed_the_shared_master(transport: SshTransport) -> None:
+    """Two transports of one process to the same host share the master's socket: when one closes
+    it, the other's idle shell is never handed a command (which could not be told from one lost
+    mid-run); the master is opened anew and the command runs."""
+    assert transport.run(["true"]).ok
+    other = SshTransport(HOST, REMSH)
+    assert other.control.path == transport.control.path
+    other.close()  # ssh -O exit: the shared master and the first transport's shell end
+    assert transport.run(["echo", "ok"]).stdout == "ok\n"
+    assert transport.stats["master"] == 2 and transport.stats["shell"] == 2

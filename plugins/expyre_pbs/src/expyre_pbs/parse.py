@@ -84,22 +84,33 @@ def match_ids(reported: Iterable[str], wanted: Sequence[str]) -> dict[str, str]:
     """
     reported = list(reported)
     exact = set(reported)
-    by_key: dict[str, list[str]] = {}
-    for r in reported:
-        by_key.setdefault(job_key(r), []).append(r)
+    by_key: dict[str, list[str]] | None = None  # built when an id is not reported as asked
     out: dict[str, str] = {}
     for w in wanted:
         if w in exact:
             out[w] = w
             continue
+        if by_key is None:
+            by_key = {}
+            for r in reported:
+                by_key.setdefault(job_key(r), []).append(r)
         candidates = by_key.get(job_key(w), [])
         if len(candidates) == 1:
             out[w] = candidates[0]
     return out
 
 
-def parse_qstat_full(text: str) -> dict[str, dict[str, str]]:
-    """``qstat -f`` text -> ``{job id: {attribute: value}}``.
+# what str.splitlines() ends a line at, besides "\n": text with any of them takes the line parser
+_OTHER_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_JOB_ID_LINE_M = re.compile(r"^Job Id:[^\S\n]*(\S+)[^\S\n]*$", re.MULTILINE)
+_ATTR_LINE_M = re.compile(r"^([ \t]+)[A-Za-z_][A-Za-z0-9_.]* = ?.*$", re.MULTILINE)
+_ATTR_LINE_SOME: dict[tuple[str, ...], re.Pattern] = {}
+
+
+def parse_qstat_full(text: str, keys: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
+    """``qstat -f`` text -> ``{job id: {attribute: value}}``; with ``keys``, only the attributes
+    of these names (compared case-insensitively), found without going through every line (a
+    status query of 10^4 jobs is some 300,000 lines, of which a few per job matter).
 
     Attributes keep their names (``job_state``, ``exit_status`` / ``Exit_status``,
     ``Resource_List.walltime``...). Real Torque and PBS Pro indent attributes with spaces and
@@ -109,6 +120,133 @@ def parse_qstat_full(text: str) -> dict[str, dict[str, str]]:
 
     :raises QstatParseError: attribute lines appear before any ``Job Id:`` line.
     """
+    if keys is None:
+        return _parse_qstat_full_lines(text)
+    keys = tuple(keys)
+    if _OTHER_LINE_BREAKS.search(text):
+        lower = {k.lower() for k in keys}
+        return {jid: {k: v for k, v in job.items() if k.lower() in lower}
+                for jid, job in _parse_qstat_full_lines(text).items()}
+    return _parse_qstat_full_some(text, keys)
+
+
+_JOB_ID_AT = re.compile(r"Job Id:[^\S\n]*(\S+)[^\S\n]*$", re.MULTILINE)
+_UNIFORM: dict[tuple[str, str], re.Pattern] = {}
+
+
+def _uniform_pattern(key: str, indent: str) -> re.Pattern:
+    """``key = value`` on a line indented exactly ``indent`` (the literal key first: the regex
+    engine skips to it), its value with the tab-led continuation lines of the space style,
+    followed by another attribute line of the same indentation, a job or the end."""
+    pat = _UNIFORM.get((key, indent))
+    if pat is None:
+        cont = r"(?:\n\t[^\n]*)*" if indent[0] == " " else ""
+        pat = _UNIFORM[(key, indent)] = re.compile(
+            rf"{re.escape(key)}(?<=\n{re.escape(indent)}{re.escape(key)}) = ?([^\n]*{cont})"
+            rf"(?=\n{re.escape(indent[0])}[ \t]*[A-Za-z_][A-Za-z0-9_.]* =|\n[^\S\n]*(?:\n[^\S\n]*)*(?:Job Id:|\Z)|\Z)")
+    return pat
+
+
+def _parse_qstat_full_uniform(text: str, keys: tuple[str, ...],
+                              heads: list[re.Match]) -> dict[str, dict[str, str]] | None:
+    """The common case, mostly inside the regex engine: every block indents its attributes the
+    same way (four spaces: Torque, PBS Pro; a tab: Slurm's wrappers) and each wanted attribute
+    is spelled as in ``keys`` and found where a line parser would find it. None when the text is
+    not that simple (then the caller takes the general way)."""
+    first = _ATTR_LINE_M.search(text, heads[0].end() + 1, heads[1].start() if len(heads) > 1 else len(text))
+    if first is None or first.group(1) not in ("    ", "\t") or not text.isascii():
+        return None
+    indent = first.group(1)
+    low = text.lower()
+    starts = [h.start() for h in heads]
+    jobs: dict[str, dict[str, str]] = {}
+    blocks = [jobs.setdefault(h.group(1), {}) for h in heads]
+    seen: dict[str, int] = {}
+    expected: dict[str, int] = {}
+    for key in keys:
+        k = key.lower()
+        if k not in expected:  # every occurrence of a wanted name (any case) must be found below
+            expected[k] = low.count(f"{k} =")
+        seen[k] = seen.get(k, 0)
+        if not expected[k]:
+            continue
+        b, nxt = -1, starts[0]
+        for m in _uniform_pattern(key, indent).finditer(text, starts[0]):
+            pos = m.start()
+            while pos > nxt:
+                b += 1
+                nxt = starts[b + 1] if b + 1 < len(starts) else len(text) + 1
+            value = m.group(1)
+            if "\n" in value:
+                parts = value.split("\n")
+                value = parts[0].strip() + "".join(p[1:].rstrip() for p in parts[1:])
+            else:
+                value = value.strip()
+            blocks[b][key] = value
+            seen[k] += 1
+    # else the general way
+    if seen != expected:
+        return None
+    return jobs
+
+
+def _parse_qstat_full_some(text: str, keys: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """:func:`parse_qstat_full` restricted to ``keys``, on text whose lines end at ``\n`` only:
+    the same rules as the line parser, applied to the ``Job Id:`` lines and the lines of the
+    wanted attributes (and their continuations) alone."""
+    # "Job Id:" lines (found by their literal text, then checked to start a line)
+    heads = [m for m in _JOB_ID_AT.finditer(text) if m.start() == 0 or text[m.start() - 1] == "\n"]
+    # what precedes the first job: a message is ignored, an attribute line is an error
+    _parse_qstat_full_lines(text[: heads[0].start()] if heads else text)
+    if not heads:
+        return {}
+    fast = _parse_qstat_full_uniform(text, keys, heads)
+    if fast is not None:
+        return fast
+    jobs: dict[str, dict[str, str]] = {}
+    blocks = [jobs.setdefault(m.group(1), {}) for m in heads]
+    ends = [m.start() for m in heads[1:]] + [len(text)]
+    wanted = _ATTR_LINE_SOME.get(keys)
+    if wanted is None:
+        alternatives = "|".join(re.escape(k) for k in keys)
+        wanted = _ATTR_LINE_SOME[keys] = re.compile(rf"^([ \t]+)({alternatives}) = ?(.*)$",
+                                                    re.MULTILINE | re.IGNORECASE | re.ASCII)
+    b = -1
+    first_start, attr_ch = -1, ""
+    for m in wanted.finditer(text, heads[0].end()):
+        pos = m.start()
+        if b < 0 or pos >= ends[b]:
+            b = max(b, 0)
+            while pos >= ends[b]:
+                b += 1
+            # the block's first attribute line sets which indentation attributes have
+            first = _ATTR_LINE_M.search(text, heads[b].end() + 1, ends[b])
+            first_start, attr_ch = (first.start(), first.group(1)[0]) if first else (-1, "")
+        if pos != first_start and m.group(1)[0] != attr_ch:
+            continue  # indented otherwise: the continuation of another attribute's value
+        value = m.group(3).strip()
+        end = ends[b]
+        at = m.end()
+        while at < end:  # continuation lines, up to the next attribute line of the block
+            start = at + 1
+            if start >= end:
+                break
+            stop = text.find("\n", start, end)
+            if stop < 0:
+                stop = end
+            line = text[start:stop]
+            at = stop
+            if not line.strip() or line[0] not in " \t":
+                continue  # blank, or an unindented message: ignored
+            if line[0] == attr_ch and _ATTR_LINE.match(line):
+                break
+            value += (line[1:] if line[0] == "\t" else line.lstrip()).rstrip()
+        blocks[b][m.group(2)] = value
+    return jobs
+
+
+def _parse_qstat_full_lines(text: str) -> dict[str, dict[str, str]]:
+    """:func:`parse_qstat_full` of every attribute, line by line."""
     jobs: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
     last_key: str | None = None
@@ -164,9 +302,10 @@ def parse_qstat_json(text: str) -> dict[str, dict[str, Any]]:
     return {str(k): v for k, v in jobs.items() if isinstance(v, dict)}
 
 
-def parse_qstat(text: str) -> dict[str, dict[str, Any]]:
-    """Either format, told apart by the first character (``{`` is JSON)."""
-    return parse_qstat_json(text) if text.lstrip().startswith("{") else parse_qstat_full(text)
+def parse_qstat(text: str, keys: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Either format, told apart by the first character (``{`` is JSON). ``keys``: the
+    attributes needed (case-insensitive names); others may be left out."""
+    return parse_qstat_json(text) if text.lstrip().startswith("{") else parse_qstat_full(text, keys)
 
 
 def benign_qstat_errors(stderr: str) -> bool:

@@ -241,7 +241,7 @@ class PbsScheduler(Scheduler):
         return [self.cmd("qstat"), "-f", *t, *ids]
 
     def parse_status(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
-        return self._statuses(self._parse_jobs(result, "status query"), ids)
+        return self._statuses(self._parse_jobs(result, "status query", _STATUS_KEYS), ids)
 
     def accounting_command(self, ids: Sequence[str]) -> list[str] | None:
         if self.flavor is Flavor.PBSPRO:
@@ -249,7 +249,7 @@ class PbsScheduler(Scheduler):
         return None  # Torque keeps no history a user can query: the core relies on vanish_grace
 
     def parse_accounting(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:
-        return self._statuses(self._parse_jobs(result, "job history query"), ids)
+        return self._statuses(self._parse_jobs(result, "job history query", _STATUS_KEYS), ids)
 
     # -- cancel / hold / release ---------------------------------------------------------------
     def control_command(self, op: ControlOp, ids: Sequence[str]) -> list[str]:
@@ -274,7 +274,7 @@ class PbsScheduler(Scheduler):
         raise SchedulerCommandError(f"{self.describe()}: {op} of {', '.join(ids)} failed: {result.describe()}", result)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _parse_jobs(self, result: CommandResult, what: str) -> dict[str, dict[str, Any]]:
+    def _parse_jobs(self, result: CommandResult, what: str, keys: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         """Jobs from a qstat result; a failed query raises (never "all jobs vanished")."""
         if not result.ok:
             # Unknown or finished ids make qstat exit non-zero (153, 35) with one complaint per id
@@ -285,25 +285,34 @@ class PbsScheduler(Scheduler):
             if not benign:
                 raise SchedulerCommandError(f"{self.describe()}: {what} failed: {_reason(result)}", result)
         try:
-            return parse_qstat(result.stdout)
+            return parse_qstat(result.stdout, keys)
         except QstatParseError as exc:
             raise SchedulerCommandError(f"{self.describe()}: {what}: {exc}", result) from None
 
     def _statuses(self, jobs: dict[str, dict[str, Any]], ids: Sequence[str]) -> dict[str, JobStatus]:
         out: dict[str, JobStatus] = {}
+        # jobs with the same state, exit status and comment share one (immutable) JobStatus
+        known: dict[tuple[str, int | None, str, bool], JobStatus] = {}
+        torque = self.flavor is Flavor.TORQUE
         for wanted, reported in match_ids(jobs, ids).items():
             job = jobs[reported]
             state = attr(job, "job_state")
             exit_status = to_int(attr(job, "Exit_status", "exit_status"))
             comment = attr(job, "comment")
-            st = status_from(str(state or ""), exit_status, self.flavor, str(comment or ""))
-            if st.raw == "Q" and self.flavor is Flavor.TORQUE and _held_under_slurm(job):
-                st = JobStatus(state=JobState.HELD, reason=_WRAPPER_HELD, raw="Q")
+            key = (str(state or ""), exit_status, str(comment or ""), torque and _held_under_slurm(job))
+            st = known.get(key)
+            if st is None:
+                st = status_from(key[0], exit_status, self.flavor, key[2])
+                if st.raw == "Q" and key[3]:
+                    st = JobStatus(state=JobState.HELD, reason=_WRAPPER_HELD, raw="Q")
+                known[key] = st
             out[wanted] = st
         return out
 
 
 _WRAPPER_HELD = "held: Slurm's Torque wrappers show a held job as Q with Priority 0"
+#: the attributes a status needs (:meth:`PbsScheduler._statuses`, :func:`_held_under_slurm`)
+_STATUS_KEYS = ("job_state", "Exit_status", "exit_status", "comment", "Hold_Types", "Priority")
 
 
 def _held_under_slurm(job: dict[str, Any]) -> bool:

@@ -23,6 +23,7 @@ __all__ = [
     "parse_job_id",
     "submit_failure_is_ambiguous",
     "parse_qstat_xml",
+    "parse_qstat_xml_states",
     "parse_error_reasons",
     "parse_qacct",
     "qacct_status",
@@ -137,6 +138,36 @@ def parse_qstat_xml(text: str) -> list[QstatJob]:
             )
         )
     return jobs
+
+
+# one <job_list> of qstat -xml as SGE prints it: its number first, its state later, then the rest
+_JOB_LIST_STATE = re.compile(
+    r"<job_list\b[^>]*>\s*<JB_job_number>([^<&]*)</JB_job_number>.*?<state>([^<&]*)</state>(.*?)</job_list>",
+    re.DOTALL)  # a job without a state would span two: the count check below sends it to the XML parser
+_TASKS = re.compile(r"<tasks>([^<&]*)</tasks>")
+
+
+def parse_qstat_xml_states(text: str) -> list[tuple[str, str, str]]:
+    """``(number, state, tasks)`` of every job of ``qstat -xml`` (what a status needs), as
+    :func:`parse_qstat_xml` gives them. Output in SGE's own layout (each ``<job_list>`` opening
+    with its number, plain-text fields, the whole document there) is read by one regular
+    expression; anything else goes through the XML parser.
+
+    :raises ValueError: as :func:`parse_qstat_xml`.
+    """
+    body = text.strip()
+    if body.startswith("<?xml") and body.endswith("</job_info>") and "<job_info" in body[:300]:
+        found = _JOB_LIST_STATE.findall(body)
+        if len(found) == body.count("<job_list") and body.count("</job_list>") == len(found):
+            out = []
+            for number, state, rest in found:
+                number = number.strip()
+                if not number:
+                    continue
+                m = _TASKS.search(rest) if "<tasks>" in rest else None
+                out.append((number, state.strip(), m.group(1).strip() if m else ""))
+            return out
+    return [(j.number, j.state, j.tasks) for j in parse_qstat_xml(text)]
 
 
 _QSTAT_J_NUMBER = re.compile(r"^job_number:\s*(\d+)\s*$")

@@ -48,6 +48,7 @@ from .parse import (
     parse_qacct,
     parse_qacct_usage,
     parse_qstat_xml,
+    parse_qstat_xml_states,
     parse_scheduling_info,
     qacct_status,
     SCHEDULING_INFO_OFF,
@@ -320,16 +321,33 @@ class SgeScheduler(Scheduler):
             if dot and task.isdigit():
                 tasks_wanted.setdefault(number, set()).add(int(task))
         out: dict[str, JobStatus] = {}
+        # one (immutable) JobStatus per state code, unless its reason names the job
+        known: dict[str, JobStatus] = {}
+
+        def status(code: str, jid: str) -> JobStatus:
+            st = known.get(code)
+            if st is None:
+                st = map_state(code, jid)
+                if st.state is JobState.NODE_FAIL:
+                    return st
+                known[code] = st
+            return st
 
         def put(key: str, st: JobStatus) -> None:
             out[key] = merge_states(out[key], st) if key in out else st
 
-        for job in self._parse_qstat(result, "status"):
-            if job.number in wanted:
-                put(job.number, map_state(job.state, job.number))
-            if job.number in tasks_wanted and job.tasks:
-                for t in tasks_wanted[job.number] & expand_tasks(job.tasks):
-                    put(f"{job.number}.{t}", map_state(job.state, f"{job.number}.{t}"))
+        if not result.ok:
+            raise SchedulerCommandError(f"Grid Engine status query failed: {result.describe()}", result)
+        try:
+            jobs = parse_qstat_xml_states(result.stdout)
+        except ValueError as exc:
+            raise SchedulerCommandError(f"Grid Engine status query: {exc}: {result.describe()}", result) from None
+        for number, code, tasks in jobs:
+            if number in wanted:
+                put(number, status(code, number))
+            if number in tasks_wanted and tasks:
+                for t in tasks_wanted[number] & expand_tasks(tasks):
+                    put(f"{number}.{t}", status(code, f"{number}.{t}"))
         with self._lock:
             for jid, st in out.items():
                 if st.state is JobState.NODE_FAIL and jid in self._reasons:

@@ -109,21 +109,30 @@ def parse_squeue_status(stdout: str, ids: Sequence[str], fmt: str = SQUEUE_STATU
         ``%t``) and optionally ``%r``; only the last field may contain ``|``.
     """
     cols = fmt.split("|")
+    n = len(cols)
     i_id = cols.index("%i")
     i_state = cols.index("%T") if "%T" in cols else cols.index("%t")
     i_reason = cols.index("%r") if "%r" in cols else None
-    wanted = set(ids)
+    wanted = ids if isinstance(ids, (set, frozenset)) else set(ids)
     out: dict[str, JobStatus] = {}
-    for line in _lines(stdout):
-        parts = _split(line, len(cols))
-        if parts is None:
-            logger.debug("squeue: skipping unparseable line %r", line)
+    # jobs in the same state with the same reason share one (immutable) JobStatus: 10^4 live
+    # jobs are a handful of distinct (state, reason) pairs
+    known: dict[tuple[str, str], JobStatus] = {}
+    for line in stdout.splitlines():
+        parts = line.split("|", n - 1)
+        if len(parts) != n:
+            if line.strip():
+                logger.debug("squeue: skipping unparseable line %r", line.strip())
             continue
-        jid, state = parts[i_id], parts[i_state]
+        jid = parts[i_id].strip()
         if jid not in wanted:
             continue
-        reason = parts[i_reason] if i_reason is not None else ""
-        out[jid] = JobStatus(state=map_state(state, reason), reason=_reason(reason), raw=state)
+        key = (parts[i_state].strip(), parts[i_reason].strip() if i_reason is not None else "")
+        st = known.get(key)
+        if st is None:
+            state, reason = key
+            st = known[key] = JobStatus(state=map_state(state, reason), reason=_reason(reason), raw=state)
+        out[jid] = st
     return out
 
 

@@ -241,7 +241,7 @@ class SlurmScheduler(Scheduler):
     def status_command(self, ids: Sequence[str]) -> list[str]:
         # all of this user's jobs, in every state, in one RPC; the ids are picked out by parse_status.
         # Array elements ("123_4") need -r: without it a pending array is one line "123_[0-199]"
-        array = ["-r"] if any("_" in i for i in ids) else []
+        array = ["-r"] if "_" in "\n".join(ids) else []
         return ["squeue", *self._user_args(), "-t", "all", *array, "-h", "-o", SQUEUE_STATUS_FORMAT]
 
     def parse_status(self, result: CommandResult, ids: Sequence[str]) -> dict[str, JobStatus]:

@@ -20,11 +20,14 @@ then looks a submission up by name instead of repeating it).
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import os
 import shlex
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -40,6 +43,7 @@ from expyre.types import CommandResult, TransportError
 from . import probe as _probe
 from .control import ControlSocket, persist_seconds, socket_path
 from .remote import REMOTE_COMMAND, build_script, encode_stdin, rsync_path, split_trailer
+from .shell import REMOTE_SHELL_COMMAND, RemoteShell, ShellLost, ShellTimeout, input_prefix
 from .rsync import OK_EXIT_CODES, VANISHED, files_from, get_argv, group_by_parent, put_argv
 
 __all__ = ["SshTransport"]
@@ -48,6 +52,44 @@ logger = logging.getLogger(__name__)
 
 #: Seconds allowed for opening the master (a human may be typing a 2FA code).
 MASTER_TIMEOUT = 300.0
+#: Environment variable: how many persistent shells one process may keep per host (0: none, every
+#: command in an ssh session of its own). More threads than that at once use sessions of their own.
+SHELLS_ENV = "EXPYRE_SSH_SHELLS"
+DEFAULT_SHELLS = 4
+
+
+#: Environment variable: the most bytes one :meth:`SshTransport.put` sends through a persistent
+#: shell (as a tar archive) instead of rsync; 0: always rsync.
+INLINE_PUT_ENV = "EXPYRE_SSH_INLINE_PUT"
+DEFAULT_INLINE_PUT = 4 << 20
+
+
+def inline_put_limit() -> int:
+    raw = os.environ.get(INLINE_PUT_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_INLINE_PUT
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise ValueError(f"{INLINE_PUT_ENV}={raw!r} is invalid: give a number of bytes (>= 0; 0 = always rsync), "
+                         f"e.g. {DEFAULT_INLINE_PUT}") from None
+
+
+def max_shells() -> int:
+    raw = os.environ.get(SHELLS_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_SHELLS
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise ValueError(f"{SHELLS_ENV}={raw!r} is invalid: give a number of shells per host (>= 0; 0 = one ssh "
+                         f"session per command), e.g. {DEFAULT_SHELLS}") from None
 
 # What ssh prints when a multiplexed session could not even begin, so nothing ran on the host.
 # When the master is gone, ssh falls back to a connection of its own, which ProxyCommand=false
@@ -84,8 +126,10 @@ class SshTransport(Transport):
     :param remsh_cmd: the remote shell command, which may carry options (``"ssh -p 2222"``); split
         with :func:`shlex.split`. Default ``$EXPYRE_RSH``, else ``ssh``.
 
-    :attr:`stats` counts what went over the wire: ``"run"`` (ssh sessions), ``"rsync"``,
-    ``"master"`` (full logins), ``"check"`` (local ``-O check`` calls, no round trip).
+    :attr:`stats` counts what went over the wire: ``"run"`` (commands: one round trip each),
+    ``"shell"`` (persistent shells started), ``"session"`` (commands in an ssh session of their
+    own), ``"rsync"``, ``"inline_put"`` (copies through a shell, also counted in ``"run"``), ``"master"`` (full logins), ``"check"`` (local ``-O check`` calls, no
+    round trip).
     """
 
     is_local = False
@@ -105,6 +149,10 @@ class SshTransport(Transport):
         self._master_started = False
         self._made_dirs: set[str] = set()
         self._probed: dict[tuple[str, tuple[str, ...]], _probe.ProbeReport] = {}
+        self._shells_pid = -1
+        self._inline_unavailable = False
+        self._idle: list[RemoteShell] = []
+        self._lent: set[RemoteShell] = set()
 
     def __repr__(self) -> str:
         return f"SshTransport({self.host!r}, remsh={shlex.join(self.remsh)!r})"
@@ -199,7 +247,8 @@ class SshTransport(Transport):
             logger.info("ssh master connection to %s open in %.3f s (%s)", self.host, time.monotonic() - t0, ctl.path)
 
     def close(self) -> None:
-        """Close this process's master connection (``ssh -O exit``); safe to call twice."""
+        """Close this process's shells and master connection (``ssh -O exit``); safe to call twice."""
+        self.close_shells()
         with self._lock:
             if self._socket is None or self._pid != os.getpid():
                 return
@@ -219,24 +268,145 @@ class SshTransport(Transport):
 
     # -- commands -------------------------------------------------------------------------------
     def run(self, command, *, cwd=None, input=None, timeout=None, unset_env_prefixes=()):
-        """Run ``command`` on the host in one ssh session (see :meth:`Transport.run`)."""
+        """Run ``command`` on the host (see :meth:`Transport.run`): through one of this process's
+        persistent shells on the host (the login shell's start-up paid once per shell, see
+        :mod:`expyre_ssh.shell`), or in an ssh session of its own when they are off
+        (``EXPYRE_SSH_SHELLS=0``) or all busy."""
         script = build_script(command, cwd=cwd, unset_env_prefixes=unset_env_prefixes)
         timeout = timeout if timeout is not None else self.command_timeout
+        self._forget_orphaned_shells()
         self.connect()
         try:
-            return self._run_session(command, script, input, timeout)
+            return self._run_once(command, script, input, timeout)
         except TransportError as exc:
             if not exc.retry_safe:
                 raise
             # the session never started (the master went away): reconnect and try once more
             logger.info("ssh to %s: %s; reconnecting", self.host, exc)
             self.connect(verify=True)
+            return self._run_once(command, script, input, timeout)
+
+    def _run_once(self, command, script: str, input: str | None, timeout: float | None) -> CommandResult:
+        shell = None if input is not None and "\0" in input else self._take_shell()
+        if shell is None:
             return self._run_session(command, script, input, timeout)
+        self.stats["run"] += 1
+        t0 = time.monotonic()
+        try:
+            out_b, err_b = shell.run(input_prefix(input) + script, timeout)
+        except ShellTimeout as exc:
+            self._drop_shell(shell)
+            raise TransportError(
+                f"ssh to {self.host}: {_describe(command)} timed out after {timeout:g} s (command_timeout); "
+                f"it may still be running there",
+                retry_safe=False,
+            ) from exc
+        except ShellLost as exc:
+            self._drop_shell(shell)
+            result = CommandResult(command, exc.returncode if exc.returncode is not None else 255, "", exc.stderr)
+            if not exc.sent or (shell.answered == 0 and _not_started(exc.stderr)):
+                raise TransportError(
+                    f"ssh to {self.host}: the session for {_describe(command)} could not start: "
+                    f"{(exc.stderr.strip() or str(exc))[-1000:]}",
+                    retry_safe=True, result=result,
+                ) from exc
+            raise TransportError(
+                f"ssh to {self.host}: connection failed during {_describe(command)} ({exc}); "
+                f"it may or may not have run there" + (f": {exc.stderr.strip()[-1000:]}" if exc.stderr.strip() else ""),
+                retry_safe=False, result=result,
+            ) from exc
+        except BaseException:
+            self._drop_shell(shell)  # interrupted mid-answer: its stream is out of step
+            raise
+        self._give_back(shell)
+        stdout = out_b.decode(errors="replace")
+        stderr = err_b.decode(errors="replace")
+        out, rc = split_trailer(stdout)
+        logger.debug("ssh %s (shell) %s -> %s in %.3f s", self.host, _describe(command), rc, time.monotonic() - t0)
+        if rc is None:
+            raise TransportError(
+                f"ssh to {self.host}: {_describe(command)} ended before its end (no exit status came back); "
+                f"it may or may not have run there" + (f": {stderr.strip()[-1000:]}" if stderr.strip() else ""),
+                retry_safe=False, result=CommandResult(command, 255, out, stderr),
+            )
+        return CommandResult(command, rc, out, stderr)
+
+    # -- the persistent shells ------------------------------------------------------------------
+    def _shells_state(self) -> tuple[list[RemoteShell], set[RemoteShell]]:
+        """(idle, lent) shells of this process (a forked child starts with none)."""
+        with self._lock:
+            if self._shells_pid != os.getpid():
+                self._shells_pid = os.getpid()
+                self._idle, self._lent = [], set()  # the parent's: never touched here
+            return self._idle, self._lent
+
+    def _take_shell(self) -> RemoteShell | None:
+        """An idle shell, or a new one; None when shells are off or all ``max_shells()`` are busy."""
+        limit = max_shells()
+        if limit == 0:
+            return None
+        with self._lock:
+            idle, lent = self._shells_state()
+            while idle:
+                shell = idle.pop()
+                if shell.alive:
+                    lent.add(shell)
+                    return shell
+                shell.kill()
+            if len(lent) >= limit:
+                return None
+            argv = [*self.control.client_argv(), self.host, REMOTE_SHELL_COMMAND]
+            try:
+                shell = RemoteShell(argv)
+            except FileNotFoundError as exc:
+                raise TransportError(f"ssh to {self.host}: remote shell command {self.remsh[0]!r} not found",
+                                     retry_safe=True) from exc
+            self.stats["shell"] += 1
+            lent.add(shell)
+            return shell
+
+    def _forget_orphaned_shells(self) -> None:
+        """Idle shells whose master's socket is gone (closed by ``ssh -O exit``, maybe by another
+        transport object of this process to the same host) are ending: never hand a command to one,
+        and open the master anew."""
+        with self._lock:
+            idle, _ = self._shells_state()
+            if not idle or self.control.path.exists():
+                return
+            orphans = idle[:]
+            idle.clear()
+            self._master_started = False
+        for shell in orphans:
+            shell.kill()
+
+    def _give_back(self, shell: RemoteShell) -> None:
+        with self._lock:
+            idle, lent = self._shells_state()
+            if shell in lent:
+                lent.discard(shell)
+                idle.append(shell)
+
+    def _drop_shell(self, shell: RemoteShell) -> None:
+        with self._lock:
+            _, lent = self._shells_state()
+            lent.discard(shell)
+        shell.kill()
+
+    def close_shells(self) -> None:
+        """End this process's persistent shells on the host (the next command starts one anew)."""
+        with self._lock:
+            idle, lent = self._shells_state()
+            shells = idle + list(lent)
+            idle.clear()
+            lent.clear()
+        for shell in shells:
+            shell.close()
 
     def _run_session(self, command, script: str, input: str | None, timeout: float | None) -> CommandResult:
         argv = [*self.control.client_argv(), self.host, REMOTE_COMMAND]
         t0 = time.monotonic()
         self.stats["run"] += 1
+        self.stats["session"] += 1
         try:
             proc = subprocess.run(argv, input=encode_stdin(script, input), capture_output=True, timeout=timeout)
         except FileNotFoundError as exc:
@@ -305,10 +475,17 @@ class SshTransport(Transport):
         self._made_dirs.add(remote_parent)
 
     def put(self, local_dirs: Sequence[Path], remote_parent: str) -> None:
-        """Copy the directories into ``remote_parent`` on the host: one rsync for all of them."""
+        """Copy the directories into ``remote_parent`` on the host: one round trip for all of
+        them. Up to ``EXPYRE_SSH_INLINE_PUT`` bytes (job directories are small) travel as a tar
+        archive through a persistent shell, so the copy pays no login shell start-up of its own;
+        more, or without shells, one rsync."""
         if not local_dirs:
             return
         self.connect()
+        archive = self._inline_archive(local_dirs)
+        if archive is not None:
+            if self._put_inline(archive, remote_parent, len(local_dirs)):
+                return
         self._make_remote_dir(remote_parent)
         ssh = self.control.client_argv()
         try:
@@ -318,6 +495,60 @@ class SshTransport(Transport):
         except TransportError:
             self._made_dirs.discard(remote_parent)  # recreate it on the retry, in case it was removed
             raise
+
+    def _inline_archive(self, local_dirs: Sequence[Path]) -> bytes | None:
+        """The directories as one tar archive (names relative to their parent, symlinks as
+        symlinks, modes and times kept, no owners), or None when they should go by rsync: shells
+        off, more than :func:`inline_put_limit` bytes, not all in one parent, or a tool missing
+        on the host (found out once)."""
+        limit = inline_put_limit()
+        if limit == 0 or max_shells() == 0 or self._inline_unavailable:
+            return None
+        groups = group_by_parent(map(str, local_dirs), remote=False)
+        if len(groups) != 1:
+            return None
+        (parent, names), = groups.items()
+        total = 0
+        for name in names:
+            for dirpath, dirnames, files in os.walk(os.path.join(parent, name)):
+                for f in files + dirnames:
+                    try:
+                        total += os.lstat(os.path.join(dirpath, f)).st_size + 512
+                    except OSError:
+                        pass
+                if total > limit:
+                    return None
+
+        def anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            return info
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in names:
+                tar.add(os.path.join(parent, name), arcname=name, recursive=True, filter=anonymous)
+        data = buf.getvalue()
+        return data if len(data) <= limit + 65536 else None
+
+    def _put_inline(self, archive: bytes, remote_parent: str, n: int) -> bool:
+        """Unpack ``archive`` into ``remote_parent`` (made 0700 if missing) through a shell; False
+        when the host lacks ``base64`` or ``tar`` (then rsync, from now on)."""
+        script = (f"umask 077 && mkdir -p -- {remote_path(remote_parent)} && cd -- {remote_path(remote_parent)} && "
+                  "base64 -d | tar -x -p --no-same-owner -f -")
+        self.stats["inline_put"] += 1
+        result = self.run(script, input=base64.b64encode(archive).decode("ascii"))
+        if result.ok:
+            self._made_dirs.add(remote_parent)
+            return True
+        if result.returncode == 127 or "not found" in result.stderr:
+            logger.info("ssh host %s: no base64/tar for copies through the shell (%s); using rsync",
+                        self.host, result.describe())
+            self._inline_unavailable = True
+            return False
+        self._made_dirs.discard(remote_parent)
+        raise TransportError(f"copy of {n} dir(s) to {self.host}:{remote_parent} through the shell failed: "
+                             f"{result.describe()}", retry_safe=False, result=result)
 
     def get(self, remote_dirs: Sequence[str], local_parent: Path) -> None:
         """Copy the directories back into ``local_parent``: one rsync for all of them, into a
