@@ -545,7 +545,7 @@ def run_scenario(name: str, R: Roots, o) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
-# targets (issue 10), ratios within the same run
+# targets, ratios within the same run
 # ------------------------------------------------------------------------------------------------
 def ratio(a, b):
     return a / b if a is not None and b else None

@@ -100,7 +100,7 @@ def test_hash_is_stable_across_processes_even_for_sets(root, tmp_path):
     assert len(hashes) == 1
 
 
-def test_the_same_call_is_reused_under_every_hash_seed_and_its_dicts_keep_their_order(root, tmp_path):
+def test_the_same_call_is_reused_under_every_hash_salt_and_its_dicts_keep_their_order(root, tmp_path):
     """Sets inside an object and a dict built from a set: iteration orders that differ in every
     process. The first process runs the job; the others, under other PYTHONHASHSEEDs, find the same
     job and its result (no second run); the job receives each dict in the driver's order."""
@@ -112,15 +112,15 @@ def test_the_same_call_is_reused_under_every_hash_seed_and_its_dicts_keep_their_
         order = sorted(names, key=lambda n: n[::-1])  # an insertion order that is neither sorted nor the set's
         settings = jobfuncs.Settings(tags=set(names), table={{n: len(n) for n in order}})
         groups = {{n: {{n.upper(), n[::-1]}} for n in names}}
-        x = ExPyRe("seeded", jobfuncs.describe_settings, args=[settings], kwargs={{"groups": groups}})
+        x = ExPyRe("salted", jobfuncs.describe_settings, args=[settings], kwargs={{"groups": groups}})
         x.start(resources={{"max_time": "5m", "n": (1, "tasks")}}, system_name="local", partial_node=True)
         keys, tags, got_groups, pid = x.get_results(timeout=120, check_interval=0.2)
         print(json.dumps({{"id": x.id, "recreated": x.recreated, "keys": keys, "expected_keys": order,
                           "groups": [k for k, _ in got_groups], "expected_groups": list(groups), "pid": pid}}))
     """)
     runs = []
-    for seed in ("1", "2", "3"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "EXPYRE_ROOT": str(root)}
+    for salt in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": salt, "EXPYRE_ROOT": str(root)}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
         assert out.returncode == 0, out.stderr
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))

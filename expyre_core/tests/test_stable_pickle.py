@@ -48,19 +48,19 @@ _PROGRAM = textwrap.dedent(
 )
 
 
-def _pickle_in_process(which: str, seed: int, tmp_path) -> str:
+def _pickle_in_process(which: str, salt: int, tmp_path) -> str:
     prog = tmp_path / "prog.py"
     prog.write_text(_PROGRAM)
-    env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+    env = {**os.environ, "PYTHONHASHSEED": str(salt)}
     out = subprocess.run([sys.executable, str(prog), which], env=env, capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 
 def test_equal_values_give_equal_bytes_in_every_process(tmp_path) -> None:
-    seeds = [0, 1, 2, 3, 12345]
-    plain = {_pickle_in_process("plain", s, tmp_path) for s in seeds}
+    salts = [0, 1, 2, 3, 12345]
+    plain = {_pickle_in_process("plain", s, tmp_path) for s in salts}
     assert len(plain) > 1, "the values must pickle differently per process with plain cloudpickle"
-    stable = {_pickle_in_process("stable", s, tmp_path) for s in seeds}
+    stable = {_pickle_in_process("stable", s, tmp_path) for s in salts}
     assert len(stable) == 1
 
 
