@@ -278,3 +278,15 @@ def test_stage_directory_deleted_before_start_is_named_and_recreated(root):
     assert again.id == xpr.id
     again.start(resources=RES, system_name="local", partial_node=True)
     assert again.get_results(timeout=120, check_interval=0.5) == 49
+
+
+def test_local_probe_answers_the_job_pythons_version_without_a_second_process(monkeypatch):
+    import shlex
+
+    from expyre.builtin.local_transport import LocalTransport
+
+    python = f"{shlex.quote(sys.executable)} -E"  # not the driver's own command: it is probed
+    t = LocalTransport(None)
+    t.probe(python, [])
+    monkeypatch.setattr(LocalTransport, "run", lambda self, *a, **kw: pytest.fail("a second process"))
+    assert t.python_version(python, []) == tuple(sys.version_info[:2])

@@ -46,7 +46,6 @@ from __future__ import annotations
 import abc
 import logging
 import re
-import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Iterable, Literal, Sequence
 
@@ -198,10 +197,9 @@ class Transport(abc.ABC):
 
         Example: ``transport.python_version("/opt/py38/bin/python") == (3, 8)``
         """
-        script = ""
-        if commands:
-            script = "{\n" + "\n".join(commands) + "\n} >&2 </dev/null\n"
-        script += f"{python_cmd} -c {shlex.quote(_PY_VERSION_CHECK)}\n"
+        from .jobpython import python_script
+
+        script = python_script(python_cmd, _PY_VERSION_CHECK, commands)
         try:
             result = self.run(script, timeout=120)
         except TransportError as exc:

@@ -13,7 +13,7 @@ import re
 import shlex
 from typing import Sequence
 
-__all__ = ["JobPythonError", "JobPythonVersionError", "MIN_JOB_PYTHON", "check_script", "parse_check"]
+__all__ = ["JobPythonError", "JobPythonVersionError", "MIN_JOB_PYTHON", "check_script", "found_version", "parse_check", "python_script"]
 
 _PY_CHECK = (
     "import sys; sys.stdout.write('expyre-version %d.%d.%d\\n' % sys.version_info[:3]); sys.stdout.flush(); "
@@ -35,22 +35,34 @@ class JobPythonVersionError(JobPythonError):
     functions by value, or older than 3.8); raised before anything is submitted."""
 
 
-def check_script(python_cmd: str, commands: Sequence[str] = ()) -> str:
-    """The bash script that checks ``python_cmd`` (shell text, as the job script uses it)."""
+def python_script(python_cmd: str, code: str, commands: Sequence[str] = ()) -> str:
+    """A bash script that runs ``python_cmd -c code`` as a job runs its Python: after the system's
+    ``commands`` (their output sent to stderr)."""
     lines = []
     if commands:
         lines += ["{", *commands, "} >&2 </dev/null"]
-    lines.append(f"{python_cmd} -c {shlex.quote(_PY_CHECK)}")
+    lines.append(f"{python_cmd} -c {shlex.quote(code)}")
     return "\n".join(lines) + "\n"
+
+
+def check_script(python_cmd: str, commands: Sequence[str] = ()) -> str:
+    """The bash script that checks ``python_cmd`` (shell text, as the job script uses it)."""
+    return python_script(python_cmd, _PY_CHECK, commands)
+
+
+def found_version(stdout: str) -> tuple[int, int] | None:
+    """``(major, minor)`` that :func:`check_script` printed, or None."""
+    v = _VERSION.search(stdout or "")
+    return (int(v.group(1)), int(v.group(2))) if v else None
 
 
 def parse_check(stdout: str, ok: bool, python_cmd: str, where: str, detail: str) -> str:
     """``"Python 3.11.7, cloudpickle 3.1.1"`` from the script's output, or :class:`JobPythonError`
     naming the command, where it ran, what it said (``detail``) and the fix."""
-    v = _VERSION.search(stdout or "")
-    if v and (int(v.group(1)), int(v.group(2))) < MIN_JOB_PYTHON:
+    v = found_version(stdout)
+    if v is not None and v < MIN_JOB_PYTHON:
         raise JobPythonVersionError(
-            f"the job Python `{python_cmd}` on {where} is Python {v.group(1)}.{v.group(2)}; jobs need Python "
+            f"the job Python `{python_cmd}` on {where} is Python {v[0]}.{v[1]}; jobs need Python "
             f"{MIN_JOB_PYTHON[0]}.{MIN_JOB_PYTHON[1]} or newer (their pickles use protocol 5): set \"python_cmd\" of "
             f"this system in config.json to such a Python")
     m = _ANSWER.search(stdout or "")

@@ -11,13 +11,13 @@ from typing import Sequence
 
 from .. import files
 from .._markers import hookimpl
-from ..jobpython import check_script, parse_check
+from ..jobpython import check_script, found_version, parse_check
 from ..hookspecs import Transport, TransportSpec
 from ..types import CommandResult, TransportError
 
 
-#: (python_cmd, commands) checked by :meth:`LocalTransport.probe` in this process
-_probed: set[tuple[str, tuple[str, ...]]] = set()
+#: (python_cmd, commands) checked by :meth:`LocalTransport.probe` in this process -> its version
+_probed: dict[tuple[str, tuple[str, ...]], tuple[int, int] | None] = {}
 
 
 def clean_env(unset_prefixes: Sequence[str]) -> dict[str, str] | None:
@@ -65,7 +65,12 @@ class LocalTransport(Transport):
             return
         result = self.run(check_script(python_cmd, commands))
         parse_check(result.stdout, result.ok, python_cmd, "this machine", result.describe())
-        _probed.add(key)
+        _probed[key] = found_version(result.stdout)
+
+    def python_version(self, python_cmd: str, commands: Sequence[str] = ()) -> tuple[int, int] | None:
+        """What :meth:`probe` found (no second process start), else the default's one command."""
+        known = _probed.get((python_cmd, tuple(commands)))
+        return known if known is not None else super().python_version(python_cmd, commands)
 
     def put(self, local_dirs: Sequence[Path], remote_parent: str) -> None:
         dest = Path(remote_parent).expanduser()
